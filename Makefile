@@ -1,0 +1,69 @@
+# imageroute: build, test, demo. `make help` lists the targets.
+LUA        ?= lua5.4
+LUA_INC    ?= /usr/include/lua5.4
+CURL_CFLAGS := $(shell pkg-config --cflags libcurl 2>/dev/null)
+CURL_LIBS   := $(shell pkg-config --libs libcurl 2>/dev/null || echo -lcurl)
+CC         ?= cc
+WARN        = -std=c99 -Wall -Wextra -Werror -pedantic -Wshadow -Wpointer-arith -Wcast-qual \
+              -Wwrite-strings -Wmissing-prototypes
+CFLAGS     ?= -O2 -g
+ALL_CFLAGS  = $(CFLAGS) $(WARN) -fPIC -I$(LUA_INC) $(CURL_CFLAGS)
+LDFLAGS    ?=
+LIBS        = $(CURL_LIBS) -lb64
+BUILD      ?= build
+SRCS        = $(wildcard src/*.c)
+OBJS        = $(SRCS:src/%.c=$(BUILD)/obj/%.o)
+CORE        = $(BUILD)/imageroute/core.so
+
+export LUA_PATH  := $(CURDIR)/lua/?.lua;$(CURDIR)/lua/?/init.lua;;
+export LUA_CPATH := $(CURDIR)/$(BUILD)/?.so;;
+
+.PHONY: all deps build test lint spec demo contract rock-check clean help bench
+
+all: build
+
+help:
+	@echo "make demo   - install missing deps, build, run the examples against the local server (files in ./out/)"
+	@echo "make test   - install missing deps, luacheck, build with -Werror, run all busted specs"
+	@echo "make contract - run the contract suite against Steady serving the official OpenAPI spec"
+	@echo "make bench  - benchmarks against the local server"
+
+deps:
+	@scripts/deps.sh
+
+build: $(CORE)
+
+$(BUILD)/obj/%.o: src/%.c src/ir.h src/xfer.h
+	@mkdir -p $(dir $@)
+	$(CC) $(ALL_CFLAGS) -c $< -o $@
+
+$(CORE): $(OBJS)
+	@mkdir -p $(dir $@)
+	$(CC) -shared $(LDFLAGS) -o $@ $(OBJS) $(LIBS)
+
+lint:
+	luacheck lua spec examples bin bench
+
+spec: build
+	$(LUA) /usr/bin/busted
+
+test: deps
+	$(MAKE) lint
+	$(MAKE) build
+	$(MAKE) spec
+
+demo: deps
+	$(MAKE) build
+	scripts/demo.sh
+
+contract: deps build
+	scripts/contract.sh
+
+rock-check: deps
+	scripts/rock-check.sh
+
+bench: deps build
+	$(LUA) bench/run.lua
+
+clean:
+	rm -rf $(BUILD) out

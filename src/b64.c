@@ -1,0 +1,141 @@
+/*
+ * b64.c - base64 through libb64 (Debian libb64-dev 1.2).
+ *
+ * libb64 decodes in blocks with a state struct, so a payload can be decoded as it arrives, but it
+ * silently skips characters outside the alphabet and never checks padding or length, and its
+ * encoder breaks lines every 72 characters (CHARS_PER_LINE). This file adds the validation and
+ * strips the line breaks; the codec itself is libb64's.
+ */
+#include <stdlib.h>
+#include <string.h>
+#include <b64/cdecode.h>
+#include <b64/cencode.h>
+#include "ir.h"
+
+static unsigned char b64class[256]; /* 1 alphabet, 2 '=', 3 whitespace, 0 bad */
+
+static void init_class(void)
+{
+    static int done = 0;
+    const char *alpha = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    if (done) return;
+    for (; *alpha; alpha++) b64class[(unsigned char)*alpha] = 1;
+    b64class['='] = 2;
+    b64class[' '] = b64class['\n'] = b64class['\r'] = b64class['\t'] = 3;
+    done = 1;
+}
+
+void ir_b64dec_init(ir_b64dec *d)
+{
+    init_class();
+    memset(d, 0, sizeof *d);
+    base64_init_decodestate(&d->st);
+}
+
+static int flush_stage(ir_b64dec *d, ir_buf *out)
+{
+    if (!d->nstage) return 0;
+    if (ir_buf_reserve(out, d->nstage / 4 * 3 + 3)) return -1;
+    out->n += (size_t)base64_decode_block(d->stage, (int)d->nstage, out->p + out->n, &d->st);
+    d->nstage = 0;
+    return 0;
+}
+
+int ir_b64dec_feed(ir_b64dec *d, const char *s, size_t n, ir_buf *out)
+{
+    size_t i;
+    for (i = 0; i < n; i++) {
+        unsigned char c = (unsigned char)s[i];
+        switch (b64class[c]) {
+        case 1:
+            if (d->npad) d->bad = 1; /* data after padding */
+            d->nchars++;
+            d->stage[d->nstage++] = (char)c;
+            if (d->nstage == sizeof d->stage && flush_stage(d, out)) return -1;
+            break;
+        case 2:
+            d->npad++;
+            break;
+        case 3:
+            break;
+        default:
+            d->bad = 1;
+        }
+    }
+    return 0;
+}
+
+int ir_b64dec_finish(ir_b64dec *d, ir_buf *out, const char **why)
+{
+    unsigned long rem = d->nchars % 4;
+    if (flush_stage(d, out)) { *why = "out of memory"; return -1; }
+    if (d->bad) { *why = "a character outside the base64 alphabet"; return -1; }
+    if (d->npad > 2) { *why = "too much padding"; return -1; }
+    if (rem == 1) { *why = "a truncated base64 length"; return -1; }
+    if (d->npad && (rem == 0 || (unsigned long)d->npad != 4 - rem)) { *why = "wrong base64 padding"; return -1; }
+    if (out->p) out->p[out->n] = '\0';
+    return 0;
+}
+
+int ir_b64_encode(const char *p, size_t n, ir_buf *out)
+{
+    base64_encodestate st;
+    size_t chunk = 3 * 1024 * 16, i, start = out->n, j, w;
+    base64_init_encodestate(&st);
+    /* 4/3 of the input plus one line break per 72 characters plus the tail */
+    for (i = 0; i < n; i += chunk) {
+        size_t len = n - i < chunk ? n - i : chunk;
+        if (ir_buf_reserve(out, len / 3 * 4 + len / 54 + 16)) return -1;
+        out->n += (size_t)base64_encode_block(p + i, (int)len, out->p + out->n, &st);
+    }
+    if (ir_buf_reserve(out, 16)) return -1;
+    out->n += (size_t)base64_encode_blockend(out->p + out->n, &st);
+    for (j = w = start; j < out->n; j++)
+        if (out->p[j] != '\n') out->p[w++] = out->p[j];
+    out->n = w;
+    out->p[w] = '\0';
+    return 0;
+}
+
+/* core.b64encode(bytes) -> string (no line breaks) */
+static int l_b64encode(lua_State *L)
+{
+    size_t n;
+    const char *s = luaL_checklstring(L, 1, &n);
+    ir_buf out = {0};
+    if (ir_b64_encode(s, n, &out)) { ir_buf_free(&out); return luaL_error(L, "out of memory"); }
+    lua_pushlstring(L, out.p ? out.p : "", out.n);
+    ir_buf_free(&out);
+    return 1;
+}
+
+/* core.b64decode(text) -> bytes | nil, message. Whitespace is ignored; anything else outside the
+ * alphabet, bad padding or a truncated length is an error. */
+static int l_b64decode(lua_State *L)
+{
+    size_t n;
+    const char *s = luaL_checklstring(L, 1, &n);
+    const char *why = NULL;
+    ir_buf out = {0};
+    ir_b64dec d;
+    ir_b64dec_init(&d);
+    if (ir_b64dec_feed(&d, s, n, &out) || ir_b64dec_finish(&d, &out, &why)) {
+        ir_buf_free(&out);
+        lua_pushnil(L);
+        lua_pushfstring(L, "invalid base64: %s", why ? why : "out of memory");
+        return 2;
+    }
+    lua_pushlstring(L, out.p ? out.p : "", out.n);
+    ir_buf_free(&out);
+    return 1;
+}
+
+void ir_b64_open(lua_State *L)
+{
+    static const luaL_Reg fns[] = {
+        {"b64encode", l_b64encode},
+        {"b64decode", l_b64decode},
+        {NULL, NULL}
+    };
+    luaL_setfuncs(L, fns, 0);
+}

@@ -1,0 +1,31 @@
+/*
+ * core.c - luaopen_imageroute_core: builds the module table from each file's opener.
+ *
+ *   b64.c    base64 through libb64          sniff.c   image type and size from magic bytes
+ *   json.c   the private lua-cjson instance  error.c   structured error values
+ *   image.c  the Image userdata, save        route.c   the Route userdata
+ *   xfer.c   the libcurl multi loop          api.c     request shapes (generate, edit, ...)
+ *   extract.c, sse.c  reading responses as they stream in
+ */
+#include "ir.h"
+#include "xfer.h"
+
+LUALIB_API int luaopen_imageroute_core(lua_State *L);
+
+LUALIB_API int luaopen_imageroute_core(lua_State *L)
+{
+    lua_newtable(L);
+    ir_b64_open(L);
+    ir_sniff_open(L);
+    ir_json_open(L);
+    ir_error_open(L);
+    ir_image_open(L);
+    ir_route_open(L);
+    ir_xfer_open(L);
+    ir_api_open(L);
+    lua_pushliteral(L, IR_VERSION);
+    lua_setfield(L, -2, "_VERSION");
+    lua_pushstring(L, curl_version_info(CURLVERSION_NOW)->version);
+    lua_setfield(L, -2, "curl_version");
+    return 1;
+}

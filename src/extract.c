@@ -1,0 +1,182 @@
+/*
+ * extract.c - a streaming pass over a JSON body that decodes image strings as they arrive.
+ *
+ * It is a small lexer, not a JSON parser: it tracks strings, escapes and which key a string value
+ * belongs to, and everything else is copied through for lua-cjson to parse afterwards. Work is
+ * linear in the input; a multi-MB base64 value is never buffered as text.
+ */
+#include <stdlib.h>
+#include <string.h>
+#include <stdio.h>
+#include "ir.h"
+
+enum { OUT, STR, STR_ESC, DIV, DIV_ESC };
+
+static const char *const IMAGE_KEYS[] = {"b64_json", "result", "partial_image_b64", NULL};
+
+void ir_extract_init(ir_extract *e, ir_buf *json)
+{
+    memset(e, 0, sizeof *e);
+    e->json = json;
+    e->state = OUT;
+}
+
+void ir_extract_free(ir_extract *e)
+{
+    size_t i;
+    for (i = 0; i < e->nimgs; i++) ir_buf_free(&e->imgs[i].data);
+    free(e->imgs);
+    e->imgs = NULL;
+    e->nimgs = e->capimgs = 0;
+}
+
+static int is_image_key(const ir_extract *e)
+{
+    int i;
+    if (e->key_over) return 0;
+    for (i = 0; IMAGE_KEYS[i]; i++)
+        if (strlen(IMAGE_KEYS[i]) == e->keylen && memcmp(IMAGE_KEYS[i], e->key, e->keylen) == 0) return 1;
+    return 0;
+}
+
+static int begin_image(ir_extract *e)
+{
+    if (e->nimgs == e->capimgs) {
+        size_t cap = e->capimgs ? e->capimgs * 2 : 4;
+        ir_ximg *p = realloc(e->imgs, cap * sizeof *p);
+        if (!p) return -1;
+        e->imgs = p;
+        e->capimgs = cap;
+    }
+    memset(&e->imgs[e->nimgs], 0, sizeof e->imgs[0]);
+    e->nimgs++;
+    ir_b64dec_init(&e->dec);
+    e->npre = 0;
+    e->prefix = 0;
+    return 0;
+}
+
+/* Feeds characters of the diverted string value, handling a "data:<mime>;base64," prefix. */
+static int div_feed(ir_extract *e, const char *p, size_t n)
+{
+    ir_ximg *im = &e->imgs[e->nimgs - 1];
+    while (n && e->prefix != 2) {
+        char c = *p++;
+        n--;
+        if (e->prefix == 1) { /* inside the data: URL header, up to the comma */
+            if (c == ',') {
+                e->pre[e->npre] = '\0';
+                snprintf(im->dataurl_mime, sizeof im->dataurl_mime, "%.*s",
+                         (int)strcspn(e->pre, ";"), e->pre);
+                if (!strstr(e->pre, ";base64")) im->bad = "a data: URL that is not base64";
+                e->prefix = 2;
+            } else if (e->npre < sizeof e->pre - 1) {
+                e->pre[e->npre++] = c;
+            } else {
+                im->bad = "a data: URL header that is too long";
+                e->prefix = 2;
+            }
+            continue;
+        }
+        e->pre[e->npre++] = c;
+        if (memcmp(e->pre, "data:", e->npre) == 0) {
+            if (e->npre == 5) { e->prefix = 1; e->npre = 0; }
+            continue;
+        }
+        e->prefix = 2;
+        if (ir_b64dec_feed(&e->dec, e->pre, e->npre, &im->data)) return -1;
+        e->npre = 0;
+    }
+    if (n && ir_b64dec_feed(&e->dec, p, n, &im->data)) return -1;
+    return 0;
+}
+
+static int end_image(ir_extract *e)
+{
+    ir_ximg *im = &e->imgs[e->nimgs - 1];
+    const char *why = NULL;
+    char ph[48];
+    if (e->prefix == 0 && e->npre) { /* a short value that never left the prefix check */
+        if (ir_b64dec_feed(&e->dec, e->pre, e->npre, &im->data)) return -1;
+    }
+    if (e->prefix == 1 && !im->bad) im->bad = "a data: URL without a comma";
+    if (ir_b64dec_finish(&e->dec, &im->data, &why) && !im->bad) im->bad = why;
+    snprintf(ph, sizeof ph, IR_IMG_PLACEHOLDER "%u\"", (unsigned)(e->nimgs - 1));
+    return ir_buf_addstr(e->json, ph);
+}
+
+int ir_extract_feed(ir_extract *e, const char *p, size_t n)
+{
+    const char *end = p + n;
+    if (e->oom) return -1;
+    while (p < end) {
+        const char *run;
+        char c;
+        switch (e->state) {
+        case DIV:
+            run = p;
+            while (p < end && *p != '"' && *p != '\\') p++;
+            if (p > run && div_feed(e, run, (size_t)(p - run))) goto oom;
+            if (p == end) break;
+            c = *p++;
+            if (c == '\\') { e->state = DIV_ESC; break; }
+            if (end_image(e)) goto oom;
+            e->state = OUT;
+            e->string_ended = 0;
+            break;
+        case DIV_ESC:
+            c = *p++;
+            e->state = DIV;
+            if (c == '/') { if (div_feed(e, "/", 1)) goto oom; }
+            else if (c != 'n' && c != 'r' && c != 't') e->imgs[e->nimgs - 1].bad = "an escape sequence inside base64";
+            break;
+        case STR:
+            run = p;
+            while (p < end && *p != '"' && *p != '\\') {
+                if (e->keylen < sizeof e->key) e->key[e->keylen++] = *p;
+                else e->key_over = 1;
+                p++;
+            }
+            if (ir_buf_add(e->json, run, (size_t)(p - run))) goto oom;
+            if (p == end) break;
+            c = *p++;
+            if (ir_buf_add(e->json, &c, 1)) goto oom;
+            if (c == '\\') { e->state = STR_ESC; e->key_over = 1; break; }
+            e->state = OUT;
+            e->string_ended = 1;
+            break;
+        case STR_ESC:
+            c = *p++;
+            if (ir_buf_add(e->json, &c, 1)) goto oom;
+            e->state = STR;
+            break;
+        default: /* OUT */
+            c = *p++;
+            if (ir_buf_add(e->json, &c, 1)) goto oom;
+            if (c == ' ' || c == '\n' || c == '\r' || c == '\t') break;
+            if (c == ':') {
+                e->want_image = e->string_ended && is_image_key(e);
+                e->string_ended = 0;
+                break;
+            }
+            e->string_ended = 0;
+            if (c == '"') {
+                if (e->want_image) {
+                    e->want_image = 0;
+                    if (begin_image(e)) goto oom;
+                    e->state = DIV;
+                } else {
+                    e->state = STR;
+                    e->keylen = 0;
+                    e->key_over = 0;
+                }
+                break;
+            }
+            e->want_image = 0;
+        }
+    }
+    return 0;
+oom:
+    e->oom = 1;
+    return -1;
+}

@@ -1,0 +1,231 @@
+/*
+ * image.c - the Image userdata: decoded image bytes owned by C, saved atomically.
+ *
+ * The bytes live in one malloc'd block (decoded straight from the response, never copied into a
+ * Lua string unless the caller reads image.bytes). Fields:
+ *   image.bytes   the decoded bytes (string; made on first read and cached)
+ *   image.length  byte count (integer, bytes); also #image
+ *   image.mime    "image/png" | "image/jpeg" | "image/webp" | "image/gif" (sniffed from magic bytes)
+ *   image.format  "png" | "jpeg" | "webp" | "gif"
+ *   image.width, image.height   pixels, from the image header (nil when unknown)
+ * plus whatever the call recorded in its user value (index, revised_prompt, url, ...).
+ */
+#define _POSIX_C_SOURCE 200809L
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+#include "ir.h"
+
+static ir_image *check_image(lua_State *L, int idx)
+{
+    return (ir_image *)luaL_checkudata(L, idx, IR_IMAGE_MT);
+}
+
+ir_image *ir_image_push(lua_State *L, ir_buf *buf)
+{
+    const char *fmt = NULL, *mime;
+    ir_image *im = (ir_image *)lua_newuserdatauv(L, sizeof *im, 1);
+    memset(im, 0, sizeof *im);
+    luaL_setmetatable(L, IR_IMAGE_MT);
+    im->p = (unsigned char *)buf->p;
+    im->n = buf->n;
+    buf->p = NULL;
+    buf->n = buf->cap = 0;
+    mime = ir_sniff(im->p, im->n, &fmt);
+    if (mime) {
+        strncpy(im->mime, mime, sizeof im->mime - 1);
+        strncpy(im->format, fmt, sizeof im->format - 1);
+    }
+    lua_newtable(L);
+    lua_setiuservalue(L, -2, 1);
+    return im;
+}
+
+static int image_release(lua_State *L)
+{
+    ir_image *im = check_image(L, 1);
+    free(im->p);
+    im->p = NULL;
+    im->n = 0;
+    return 0;
+}
+
+static int image_len(lua_State *L)
+{
+    lua_pushinteger(L, (lua_Integer)check_image(L, 1)->n);
+    return 1;
+}
+
+static int image_tostring(lua_State *L)
+{
+    ir_image *im = check_image(L, 1);
+    long w, h;
+    ir_dimensions(im->p, im->n, &w, &h);
+    lua_pushfstring(L, "imageroute.Image(%s, %I bytes, %dx%d)", im->format[0] ? im->format : "unknown",
+                    (lua_Integer)im->n, (int)w, (int)h);
+    return 1;
+}
+
+/* Writes everything or fails; returns 0 or an errno. */
+static int write_all(int fd, const unsigned char *p, size_t n)
+{
+    while (n) {
+        ssize_t w = write(fd, p, n > ((size_t)1 << 30) ? ((size_t)1 << 30) : n);
+        if (w < 0) {
+            if (errno == EINTR) continue;
+            return errno;
+        }
+        p += w;
+        n -= (size_t)w;
+    }
+    return 0;
+}
+
+/*
+ * image:save(path [, opts]) -> path, bytes | nil, err
+ * Writes to a temporary file in the same directory, fsyncs, then moves it into place, so a crash
+ * leaves either no file or the whole file. An existing file is never replaced unless
+ * opts.overwrite is true (without it, link(2) makes the no-clobber check atomic).
+ * err.kind is "io" with err.path and err.errno.
+ */
+static int image_save(lua_State *L)
+{
+    ir_image *im = check_image(L, 1);
+    const char *path = luaL_checkstring(L, 2);
+    int overwrite = 0, fd, e;
+    char *tmp;
+    size_t plen = strlen(path);
+    if (!lua_isnoneornil(L, 3)) {
+        luaL_checktype(L, 3, LUA_TTABLE);
+        lua_getfield(L, 3, "overwrite");
+        overwrite = lua_toboolean(L, -1);
+        lua_pop(L, 1);
+    }
+    if (!im->p) return luaL_error(L, "image was released");
+    tmp = (char *)lua_newuserdatauv(L, plen + 16, 0); /* freed by the GC, even if a raise happens */
+    memcpy(tmp, path, plen);
+    memcpy(tmp + plen, ".tmp-XXXXXX", 12);
+    fd = mkstemp(tmp);
+    if (fd < 0) {
+        e = errno;
+        goto fail;
+    }
+    e = write_all(fd, im->p, im->n);
+    if (!e && fsync(fd) != 0) e = errno;
+    if (close(fd) != 0 && !e) e = errno;
+    if (!e) (void)chmod(tmp, 0644);
+    if (!e) {
+        if (overwrite) {
+            if (rename(tmp, path) != 0) e = errno;
+        } else {
+            if (link(tmp, path) != 0) e = errno;
+            unlink(tmp);
+        }
+    }
+    if (e) {
+        unlink(tmp);
+        goto fail;
+    }
+    lua_pushstring(L, path);
+    lua_pushinteger(L, (lua_Integer)im->n);
+    return 2;
+fail:
+    lua_pushnil(L);
+    if (e == EEXIST)
+        ir_push_error(L, "io", "%s exists (pass {overwrite = true} to replace it)", path);
+    else
+        ir_push_error(L, "io", "cannot save %s: %s", path, strerror(e));
+    lua_pushstring(L, path);
+    lua_setfield(L, -2, "path");
+    lua_pushinteger(L, e);
+    lua_setfield(L, -2, "errno");
+    return 2;
+}
+
+static int image_index(lua_State *L)
+{
+    ir_image *im = check_image(L, 1);
+    const char *k = lua_tostring(L, 2);
+    long w, h;
+    /* methods */
+    lua_getiuservalue(L, 1, 1);
+    lua_pushvalue(L, 2);
+    if (lua_rawget(L, -2) != LUA_TNIL) return 1;
+    lua_pop(L, 2);
+    luaL_getmetatable(L, IR_IMAGE_MT);
+    lua_getfield(L, -1, "methods");
+    lua_pushvalue(L, 2);
+    if (lua_rawget(L, -2) != LUA_TNIL) return 1;
+    lua_pop(L, 3);
+    if (!k) return 0;
+    if (strcmp(k, "bytes") == 0) {
+        lua_pushlstring(L, im->p ? (const char *)im->p : "", im->n);
+        lua_getiuservalue(L, 1, 1);
+        lua_pushvalue(L, -2);
+        lua_setfield(L, -2, "bytes"); /* cached: later reads cost nothing */
+        lua_pop(L, 1);
+        return 1;
+    }
+    if (strcmp(k, "length") == 0) { lua_pushinteger(L, (lua_Integer)im->n); return 1; }
+    if (strcmp(k, "mime") == 0) { if (im->mime[0]) lua_pushstring(L, im->mime); else lua_pushnil(L); return 1; }
+    if (strcmp(k, "format") == 0) { if (im->format[0]) lua_pushstring(L, im->format); else lua_pushnil(L); return 1; }
+    if (strcmp(k, "width") == 0 || strcmp(k, "height") == 0) {
+        ir_dimensions(im->p, im->n, &w, &h);
+        if (w <= 0) return 0;
+        lua_pushinteger(L, k[0] == 'w' ? w : h);
+        return 1;
+    }
+    return 0;
+}
+
+static int image_newindex(lua_State *L)
+{
+    check_image(L, 1);
+    lua_getiuservalue(L, 1, 1);
+    lua_pushvalue(L, 2);
+    lua_pushvalue(L, 3);
+    lua_rawset(L, -3);
+    return 0;
+}
+
+/* core.image(bytes) -> Image : wraps bytes (e.g. read from a file) as an Image */
+static int l_image(lua_State *L)
+{
+    size_t n;
+    const char *s = luaL_checklstring(L, 1, &n);
+    ir_buf b = {0};
+    if (ir_buf_add(&b, s, n)) return luaL_error(L, "out of memory");
+    ir_image_push(L, &b);
+    return 1;
+}
+
+void ir_image_open(lua_State *L)
+{
+    static const luaL_Reg meta[] = {
+        {"__gc", image_release},
+        {"__close", image_release},
+        {"__len", image_len},
+        {"__tostring", image_tostring},
+        {"__index", image_index},
+        {"__newindex", image_newindex},
+        {NULL, NULL}
+    };
+    static const luaL_Reg methods[] = {
+        {"save", image_save},
+        {NULL, NULL}
+    };
+    static const luaL_Reg fns[] = {
+        {"image", l_image},
+        {NULL, NULL}
+    };
+    luaL_newmetatable(L, IR_IMAGE_MT);
+    luaL_setfuncs(L, meta, 0);
+    luaL_newlib(L, methods);
+    lua_setfield(L, -2, "methods");
+    lua_pop(L, 1);
+    luaL_setfuncs(L, fns, 0);
+}

@@ -1,0 +1,143 @@
+/*
+ * ir.h - shared declarations of the imageroute.core C module.
+ *
+ * One concern per file, each with its own ir_*_open(L) that registers its functions
+ * into the module table on the top of the stack (see core.c).
+ */
+#ifndef IMAGEROUTE_IR_H
+#define IMAGEROUTE_IR_H
+
+#include <stddef.h>
+#include <lua.h>
+#include <lauxlib.h>
+#include <curl/curl.h>
+#include <b64/cdecode.h>
+
+#define IR_VERSION "0.1.0"
+
+/* registry / metatable names */
+#define IR_ROUTE_MT    "imageroute.Route"
+#define IR_IMAGE_MT    "imageroute.Image"
+#define IR_ERROR_MT    "imageroute.Error"
+#define IR_XFER_MT     "imageroute.Transfer"
+#define IR_LOOP_KEY    "imageroute.loop"
+#define IR_CJSON_KEY   "imageroute.cjson"
+
+/* ---- buf.c: a growable byte buffer (malloc, never a Lua allocation) ---- */
+typedef struct {
+    char *p;
+    size_t n;
+    size_t cap;
+} ir_buf;
+
+int  ir_buf_reserve(ir_buf *b, size_t extra);            /* 0 on success, -1 out of memory */
+int  ir_buf_add(ir_buf *b, const void *data, size_t n);  /* 0 / -1 */
+int  ir_buf_addstr(ir_buf *b, const char *s);
+void ir_buf_free(ir_buf *b);
+double ir_now(void);                                    /* monotonic seconds */
+
+/* ---- sniff.c: image type from magic bytes ---- */
+/* Returns the MIME type ("image/png", "image/jpeg", "image/webp", "image/gif") or NULL;
+ * *format gets "png" | "jpeg" | "webp" | "gif". */
+const char *ir_sniff(const unsigned char *p, size_t n, const char **format);
+/* Width and height from the header of a PNG, JPEG (SOF) or WebP; 0 when unknown. */
+void ir_dimensions(const unsigned char *p, size_t n, long *w, long *h);
+
+/* ---- b64.c: base64 through libb64, with validation libb64 does not do ---- */
+typedef struct {
+    base64_decodestate st;    /* libb64's block decoder state */
+    unsigned long nchars;     /* alphabet characters seen */
+    int npad;                 /* '=' seen */
+    int bad;                  /* a character outside the alphabet, or data after padding */
+    char stage[4096];         /* characters waiting to be decoded */
+    size_t nstage;
+} ir_b64dec;
+
+void ir_b64dec_init(ir_b64dec *d);
+/* Feeds characters; whitespace and the JSON escape sequence "\/" are handled by the caller.
+ * Returns 0, or -1 when out of memory. */
+int  ir_b64dec_feed(ir_b64dec *d, const char *s, size_t n, ir_buf *out);
+/* Flushes and validates length and padding: 0 valid, -1 invalid (reason in *why). */
+int  ir_b64dec_finish(ir_b64dec *d, ir_buf *out, const char **why);
+/* Encodes without line breaks into out. 0 / -1. */
+int  ir_b64_encode(const char *p, size_t n, ir_buf *out);
+
+/* ---- extract.c: lift base64 images out of a JSON body while it streams in ---- */
+/* Image-bearing string values ("b64_json", "result", "partial_image_b64") are decoded straight
+ * into their own buffers as the bytes arrive; the JSON kept for cjson gets a short placeholder
+ * ("@imageroute-image:N") instead, so a 4 MB response becomes a few hundred bytes of JSON plus
+ * the decoded image, and no copy of the base64 text is ever made. */
+#define IR_IMG_PLACEHOLDER "@imageroute-image:"
+typedef struct {
+    ir_buf data;              /* decoded bytes */
+    char dataurl_mime[64];    /* the MIME type of a data: URL prefix, "" if none */
+    const char *bad;          /* why the base64 was invalid, or NULL */
+} ir_ximg;
+
+typedef struct {
+    ir_buf *json;             /* where the JSON (with placeholders) goes */
+    int state;
+    char key[24];
+    size_t keylen;
+    int key_over;             /* the string being read is longer than any image key */
+    int string_ended;         /* a string just ended: a ':' next makes it a key */
+    int want_image;           /* the next string value is an image */
+    ir_b64dec dec;
+    char pre[72];             /* the first characters of a diverted string (data: URL prefix) */
+    size_t npre;
+    int prefix;               /* 0 undecided, 1 reading "data:...," header, 2 decoding */
+    ir_ximg *imgs;
+    size_t nimgs, capimgs;
+    int oom;
+} ir_extract;
+
+void ir_extract_init(ir_extract *e, ir_buf *json);
+/* 0, or -1 when out of memory */
+int  ir_extract_feed(ir_extract *e, const char *p, size_t n);
+void ir_extract_free(ir_extract *e);   /* frees the images still owned by e (not e->json) */
+
+/* ---- json.c: the private lua-cjson instance ---- */
+/* Encodes the value at idx; on success pushes the string and returns 1; on failure pushes an
+ * error message and returns 0. Never raises. */
+int ir_json_encode(lua_State *L, int idx);
+/* Decodes n bytes; pushes the value (cjson.null turned into nil inside tables) and returns 1, or
+ * pushes a message and returns 0. Never raises. */
+int ir_json_decode(lua_State *L, const char *s, size_t n);
+
+/* ---- error.c: structured errors ---- */
+/* Pushes a new error table {kind=, message=} with the Error metatable. */
+void ir_push_error(lua_State *L, const char *kind, const char *fmt, ...);
+/* Sets field k of the table on top of the stack to string v if v is not NULL. */
+void ir_setfield_str(lua_State *L, const char *k, const char *v);
+/* Copies at most max bytes of s into a short printable excerpt, pushed as a string. */
+void ir_push_excerpt(lua_State *L, const char *s, size_t n, size_t max);
+
+/* ---- image.c ---- */
+typedef struct {
+    unsigned char *p;       /* decoded bytes (malloc) */
+    size_t n;
+    char mime[24];
+    char format[8];
+} ir_image;
+
+/* Pushes a new Image userdata that takes ownership of buf->p (buf is emptied). The image
+ * user value is a table for extra fields. */
+ir_image *ir_image_push(lua_State *L, ir_buf *buf);
+
+/* ---- route.c ---- */
+/* Returns the Route at idx (raises when it is not one) and pushes nothing. */
+void ir_check_route(lua_State *L, int idx);
+/* Pushes field k of the route's config table at idx. */
+int ir_route_get(lua_State *L, int idx, const char *k);
+int ir_is_loopback_host(const char *host);
+
+/* ---- module openers ---- */
+void ir_b64_open(lua_State *L);
+void ir_sniff_open(lua_State *L);
+void ir_json_open(lua_State *L);
+void ir_error_open(lua_State *L);
+void ir_image_open(lua_State *L);
+void ir_route_open(lua_State *L);
+void ir_xfer_open(lua_State *L);
+
+#endif

@@ -1,0 +1,99 @@
+/*
+ * json.c - JSON through lua-cjson, loaded from C through the Lua state.
+ *
+ * A private instance (cjson.new()) is kept in the registry so that settings made by other users
+ * of cjson in the same state are never touched. Calls go through lua_pcall: cjson raises on bad
+ * input, and a raise must never cross C code that holds resources.
+ */
+#include "ir.h"
+
+static void push_cjson(lua_State *L)
+{
+    lua_getfield(L, LUA_REGISTRYINDEX, IR_CJSON_KEY);
+}
+
+int ir_json_encode(lua_State *L, int idx)
+{
+    idx = lua_absindex(L, idx);
+    push_cjson(L);
+    lua_getfield(L, -1, "encode");
+    lua_remove(L, -2);
+    lua_pushvalue(L, idx);
+    return lua_pcall(L, 1, 1, 0) == LUA_OK;
+}
+
+/* Replaces every cjson.null (a NULL light userdata) inside the table at idx by nil, in place. */
+static void strip_nulls(lua_State *L, int idx, int depth)
+{
+    idx = lua_absindex(L, idx);
+    if (depth > 200) return;
+    luaL_checkstack(L, 4, "json nesting");
+    lua_pushnil(L);
+    while (lua_next(L, idx)) {
+        if (lua_islightuserdata(L, -1) && lua_touserdata(L, -1) == NULL) {
+            lua_pushvalue(L, -2);
+            lua_pushnil(L);
+            lua_rawset(L, idx); /* assigning nil to an existing field during lua_next is allowed */
+        } else if (lua_istable(L, -1)) {
+            strip_nulls(L, -1, depth + 1);
+        }
+        lua_pop(L, 1);
+    }
+}
+
+int ir_json_decode(lua_State *L, const char *s, size_t n)
+{
+    push_cjson(L);
+    lua_getfield(L, -1, "decode");
+    lua_remove(L, -2);
+    lua_pushlstring(L, s, n);
+    if (lua_pcall(L, 1, 1, 0) != LUA_OK) return 0;
+    if (lua_islightuserdata(L, -1) && lua_touserdata(L, -1) == NULL) {
+        lua_pop(L, 1);
+        lua_pushnil(L);
+    } else if (lua_istable(L, -1)) {
+        strip_nulls(L, -1, 0);
+    }
+    return 1;
+}
+
+/* core.json_encode(value) -> string | nil, err ; core.json_decode(s) -> value | nil, err
+ * (the private instance, for the Lua layer: log lines, route files) */
+static int l_encode(lua_State *L)
+{
+    luaL_checkany(L, 1);
+    if (ir_json_encode(L, 1)) return 1;
+    lua_pushnil(L);
+    lua_insert(L, -2);
+    return 2;
+}
+
+static int l_decode(lua_State *L)
+{
+    size_t n;
+    const char *s = luaL_checklstring(L, 1, &n);
+    if (ir_json_decode(L, s, n)) return 1;
+    lua_pushnil(L);
+    lua_insert(L, -2);
+    return 2;
+}
+
+void ir_json_open(lua_State *L)
+{
+    static const luaL_Reg fns[] = {
+        {"json_encode", l_encode},
+        {"json_decode", l_decode},
+        {NULL, NULL}
+    };
+    lua_getglobal(L, "require");
+    lua_pushliteral(L, "cjson");
+    lua_call(L, 1, 1);
+    lua_getfield(L, -1, "new");
+    lua_call(L, 0, 1);
+    lua_getfield(L, -1, "encode_sparse_array");
+    lua_pushboolean(L, 1);
+    lua_call(L, 1, 0);
+    lua_setfield(L, LUA_REGISTRYINDEX, IR_CJSON_KEY);
+    lua_pop(L, 1);
+    luaL_setfuncs(L, fns, 0);
+}

@@ -1,0 +1,429 @@
+/*
+ * route.c - the Route userdata: one validated, immutable route configuration.
+ *
+ * core.route(config) -> Route | nil, err   (err.kind = "validation", err.field = the field)
+ *
+ * A route says who is called and how: lane, provider, request shape, base URL, model label,
+ * where the key comes from (the NAME of an environment variable, read at call time), extra
+ * headers, timeouts (seconds), retries and billing. The validated fields live in a table kept as
+ * the userdata's user value; route.FIELD reads them, routes cannot be changed after creation.
+ */
+#define _POSIX_C_SOURCE 200809L
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <ctype.h>
+#include "ir.h"
+
+#define DEFAULT_BASE_URL "https://api.openai.com/v1"
+
+static const char *const LANES[] = {"official", "provider", "account_pool", NULL};
+static const char *const SHAPES[] = {"images", "responses", "chat", NULL};
+static const char *const UNITS[] = {"token", "image", "call", "credit", "quote", NULL};
+
+/* Every field a route may carry; anything else is refused (it is most likely a typo). */
+static const char *const KNOWN[] = {
+    "name", "lane", "provider", "shape", "base_url", "model", "image_model", "api_key_env", "headers",
+    "timeout", "connect_timeout", "max_retries", "retry_initial_delay", "retry_max_delay",
+    "retry_after_max", "max_response_bytes", "ca_file", "billing", "contract", "accepted",
+    "risk_exception", "description", "log", NULL
+};
+
+int ir_is_loopback_host(const char *host)
+{
+    if (!host) return 0;
+    if (strcmp(host, "localhost") == 0 || strcmp(host, "::1") == 0 || strcmp(host, "[::1]") == 0) return 1;
+    return strncmp(host, "127.", 4) == 0 && strspn(host + 4, "0123456789.") == strlen(host + 4);
+}
+
+static int in_list(const char *s, const char *const *list)
+{
+    for (; *list; list++)
+        if (strcmp(s, *list) == 0) return 1;
+    return 0;
+}
+
+/* Raised-free validation: every check pushes nil + error and returns 2 through this macro. */
+#define FAIL(field, ...) do { \
+        lua_settop(L, top); lua_pushnil(L); \
+        ir_push_error(L, "validation", __VA_ARGS__); \
+        lua_pushstring(L, field); lua_setfield(L, -2, "field"); \
+        return 2; } while (0)
+
+/* Copies a string field; 1 if present, 0 if absent, -1 if of the wrong type. */
+static int opt_string(lua_State *L, int cfg, int out, const char *k, const char *def)
+{
+    int t = lua_getfield(L, cfg, k);
+    if (t == LUA_TNIL) {
+        lua_pop(L, 1);
+        if (!def) return 0;
+        lua_pushstring(L, def);
+    } else if (t != LUA_TSTRING) {
+        lua_pop(L, 1);
+        return -1;
+    }
+    lua_setfield(L, out, k);
+    return 1;
+}
+
+static int opt_number(lua_State *L, int cfg, int out, const char *k, double def, double lo, double *v)
+{
+    int t = lua_getfield(L, cfg, k), isnum;
+    double d = def;
+    if (t != LUA_TNIL) {
+        d = lua_tonumberx(L, -1, &isnum);
+        if (t != LUA_TNUMBER || !isnum || !(d >= lo)) { lua_pop(L, 1); return -1; }
+    }
+    lua_pop(L, 1);
+    if (d == (double)(lua_Integer)d && (k[0] == 'm')) lua_pushinteger(L, (lua_Integer)d);
+    else lua_pushnumber(L, d);
+    lua_setfield(L, out, k);
+    if (v) *v = d;
+    return 0;
+}
+
+/* Checks base_url: https (http only for loopback hosts), a host, no query, no model-level path.
+ * Stores the URL without trailing slashes. Returns NULL or a message. */
+static const char *check_base_url(lua_State *L, const char *url, int out)
+{
+    CURLU *u = curl_url();
+    char *scheme = NULL, *host = NULL, *path = NULL, *query = NULL;
+    const char *err = NULL;
+    size_t n;
+    if (!u) return "out of memory";
+    if (curl_url_set(u, CURLUPART_URL, url, 0) != CURLUE_OK) { err = "is not a valid absolute URL"; goto done; }
+    curl_url_get(u, CURLUPART_SCHEME, &scheme, 0);
+    curl_url_get(u, CURLUPART_HOST, &host, 0);
+    curl_url_get(u, CURLUPART_PATH, &path, 0);
+    curl_url_get(u, CURLUPART_QUERY, &query, 0);
+    if (!scheme || !host) { err = "is not a valid absolute URL"; goto done; }
+    if (strcmp(scheme, "https") != 0) {
+        if (strcmp(scheme, "http") == 0) {
+            if (!ir_is_loopback_host(host)) { err = "must use https:// (plain http:// only for loopback hosts)"; goto done; }
+        } else {
+            err = "must use https://";
+            goto done;
+        }
+    }
+    if (query) { err = "must not carry a query string"; goto done; }
+    if (path && (strstr(path, "/models/") || strchr(path, ':'))) {
+        err = "is a model-level path (such as /v1beta/models/...:generateContent), a different API family: "
+              "give the gateway root, e.g. https://host/v1";
+        goto done;
+    }
+    if (path && (strstr(path, "/images/") || strstr(path, "/responses") || strstr(path, "/chat/completions"))) {
+        err = "must be the API root (e.g. https://host/v1), not an endpoint";
+        goto done;
+    }
+    n = strlen(url);
+    while (n > 0 && url[n - 1] == '/') n--;
+    lua_pushlstring(L, url, n);
+    lua_setfield(L, out, "base_url");
+    lua_pushstring(L, host);
+    lua_setfield(L, out, "host");
+done:
+    curl_free(scheme);
+    curl_free(host);
+    curl_free(path);
+    curl_free(query);
+    curl_url_cleanup(u);
+    return err;
+}
+
+static int valid_env_name(const char *s)
+{
+    if (!*s || isdigit((unsigned char)*s)) return 0;
+    for (; *s; s++)
+        if (!(isalnum((unsigned char)*s) || *s == '_')) return 0;
+    return 1;
+}
+
+static int l_route(lua_State *L)
+{
+    int cfg = 1, out, top;
+    const char *s;
+    double d;
+    luaL_checktype(L, 1, LUA_TTABLE);
+    lua_settop(L, 1);
+    top = 1;
+
+    /* unknown fields */
+    lua_pushnil(L);
+    while (lua_next(L, cfg)) {
+        lua_pop(L, 1);
+        if (lua_type(L, -1) != LUA_TSTRING) FAIL("?", "route fields must be named (got a %s key)", luaL_typename(L, -1));
+        if (!in_list(lua_tostring(L, -1), KNOWN)) {
+            const char *k = lua_tostring(L, -1);
+            lua_settop(L, top);
+            lua_pushnil(L);
+            ir_push_error(L, "validation", "unknown route field '%s'", k);
+            lua_pushstring(L, k);
+            lua_setfield(L, -2, "field");
+            return 2;
+        }
+    }
+
+    lua_newtable(L);
+    out = lua_gettop(L);
+
+    if (opt_string(L, cfg, out, "lane", "official") < 0) FAIL("lane", "route field 'lane' must be a string");
+    lua_getfield(L, out, "lane");
+    s = lua_tostring(L, -1);
+    if (!in_list(s, LANES)) FAIL("lane", "unknown lane '%s' (official | provider | account_pool)", s);
+    lua_pop(L, 1);
+
+    if (opt_string(L, cfg, out, "shape", "images") < 0) FAIL("shape", "route field 'shape' must be a string");
+    lua_getfield(L, out, "shape");
+    s = lua_tostring(L, -1);
+    if (!in_list(s, SHAPES)) FAIL("shape", "unknown shape '%s' (images | responses | chat)", s);
+    lua_pop(L, 1);
+
+    lua_getfield(L, out, "lane");
+    s = lua_tostring(L, -1);
+    lua_pop(L, 1);
+    if (opt_string(L, cfg, out, "provider", strcmp(s, "official") == 0 ? "openai" : NULL) <= 0)
+        FAIL("provider", "route field 'provider' must name who runs the endpoint (a string)");
+
+    {
+        int r = opt_string(L, cfg, out, "base_url", NULL);
+        const char *url, *err;
+        if (r < 0) FAIL("base_url", "route field 'base_url' must be a string");
+        if (r == 0) {
+            const char *env = getenv("OPENAI_BASE_URL");
+            url = env && *env ? env : DEFAULT_BASE_URL;
+        } else {
+            lua_getfield(L, out, "base_url");
+            url = lua_tostring(L, -1);
+            lua_pop(L, 1);
+        }
+        lua_pushstring(L, url); /* keep it alive */
+        err = check_base_url(L, url, out);
+        if (err) FAIL("base_url", "base_url '%s' %s", url, err);
+        lua_pop(L, 1);
+    }
+
+    if (opt_string(L, cfg, out, "model", NULL) < 0) FAIL("model", "route field 'model' must be a string");
+    if (opt_string(L, cfg, out, "image_model", NULL) < 0) FAIL("image_model", "route field 'image_model' must be a string");
+
+    if (opt_string(L, cfg, out, "api_key_env", "OPENAI_API_KEY") < 0)
+        FAIL("api_key_env", "route field 'api_key_env' must be a string");
+    lua_getfield(L, out, "api_key_env");
+    s = lua_tostring(L, -1);
+    if (!valid_env_name(s))
+        FAIL("api_key_env", "route field 'api_key_env' must be the NAME of an environment variable "
+             "(e.g. OPENAI_API_KEY), never the key itself");
+    lua_pop(L, 1);
+
+    {
+        lua_getfield(L, out, "lane");
+        lua_getfield(L, out, "provider");
+        lua_getfield(L, out, "model");
+        lua_pushfstring(L, "%s/%s/%s", lua_tostring(L, -3), lua_tostring(L, -2),
+                        lua_isstring(L, -1) ? lua_tostring(L, -1) : "default");
+        lua_replace(L, -4);
+        lua_pop(L, 2);
+        lua_setfield(L, out, "default_name");
+        lua_getfield(L, out, "default_name");
+        s = lua_tostring(L, -1);
+        lua_pop(L, 1);
+        if (opt_string(L, cfg, out, "name", s) < 0) FAIL("name", "route field 'name' must be a string");
+        lua_pushnil(L);
+        lua_setfield(L, out, "default_name");
+    }
+
+    if (opt_number(L, cfg, out, "timeout", 600, 0.001, NULL)) FAIL("timeout", "route field 'timeout' must be a positive number of seconds");
+    if (opt_number(L, cfg, out, "connect_timeout", 5, 0.001, NULL))
+        FAIL("connect_timeout", "route field 'connect_timeout' must be a positive number of seconds");
+    if (opt_number(L, cfg, out, "max_retries", 2, 0, &d) || d != (double)(long)d || d > 100)
+        FAIL("max_retries", "route field 'max_retries' must be an integer from 0 to 100");
+    if (opt_number(L, cfg, out, "retry_initial_delay", 0.5, 0, NULL))
+        FAIL("retry_initial_delay", "route field 'retry_initial_delay' must be a number of seconds >= 0");
+    if (opt_number(L, cfg, out, "retry_max_delay", 8, 0, NULL))
+        FAIL("retry_max_delay", "route field 'retry_max_delay' must be a number of seconds >= 0");
+    if (opt_number(L, cfg, out, "retry_after_max", 60, 0, NULL))
+        FAIL("retry_after_max", "route field 'retry_after_max' must be a number of seconds >= 0");
+    if (opt_number(L, cfg, out, "max_response_bytes", 512.0 * 1024 * 1024, 1024, &d) || d != (double)(long)d)
+        FAIL("max_response_bytes", "route field 'max_response_bytes' must be an integer >= 1024 (bytes)");
+    if (opt_string(L, cfg, out, "ca_file", NULL) < 0) FAIL("ca_file", "route field 'ca_file' must be a path (string)");
+    if (opt_string(L, cfg, out, "accepted", NULL) < 0) FAIL("accepted", "route field 'accepted' must be a string (why)");
+    if (opt_string(L, cfg, out, "risk_exception", NULL) < 0)
+        FAIL("risk_exception", "route field 'risk_exception' must be a string (why)");
+    if (opt_string(L, cfg, out, "description", NULL) < 0) FAIL("description", "route field 'description' must be a string");
+
+    /* headers: string -> string, never Authorization (the key comes from api_key_env) */
+    if (lua_getfield(L, cfg, "headers") != LUA_TNIL) {
+        int h = lua_gettop(L);
+        if (!lua_istable(L, h)) FAIL("headers", "route field 'headers' must be a table of name = value strings");
+        lua_newtable(L);
+        lua_pushnil(L);
+        while (lua_next(L, h)) {
+            if (lua_type(L, -2) != LUA_TSTRING || lua_type(L, -1) != LUA_TSTRING)
+                FAIL("headers", "route field 'headers' must map header names to string values");
+            s = lua_tostring(L, -2);
+            if (strpbrk(s, ":\r\n ") || strpbrk(lua_tostring(L, -1), "\r\n"))
+                FAIL("headers", "header '%s' has a character not allowed in a header", s);
+            if (strcasecmp(s, "authorization") == 0)
+                FAIL("headers", "the Authorization header comes from api_key_env; do not put a key in headers");
+            lua_pushvalue(L, -2);
+            lua_insert(L, -2);
+            lua_settable(L, -4);
+        }
+        lua_setfield(L, out, "headers");
+    }
+    lua_pop(L, 1);
+
+    /* billing: {unit =, price =, currency =, failed_calls_billed =} */
+    if (lua_getfield(L, cfg, "billing") != LUA_TNIL) {
+        int b = lua_gettop(L), t;
+        if (!lua_istable(L, b)) FAIL("billing", "route field 'billing' must be a table");
+        lua_newtable(L);
+        lua_pushnil(L);
+        while (lua_next(L, b)) {
+            const char *k = lua_type(L, -2) == LUA_TSTRING ? lua_tostring(L, -2) : "?";
+            static const char *const BK[] = {"unit", "price", "currency", "failed_calls_billed", "source", "date", NULL};
+            if (!in_list(k, BK)) FAIL("billing", "unknown billing field '%s'", k);
+            lua_pushvalue(L, -2);
+            lua_insert(L, -2);
+            lua_settable(L, -4);
+        }
+        t = lua_getfield(L, -1, "unit");
+        if (t != LUA_TNIL && (t != LUA_TSTRING || !in_list(lua_tostring(L, -1), UNITS)))
+            FAIL("billing", "billing.unit must be token | image | call | credit | quote");
+        lua_pop(L, 1);
+        t = lua_getfield(L, -1, "price");
+        if (t != LUA_TNIL && (t != LUA_TNUMBER || lua_tonumber(L, -1) < 0))
+            FAIL("billing", "billing.price must be a number >= 0 (in billing.currency per billing.unit)");
+        lua_pop(L, 1);
+        t = lua_getfield(L, -1, "currency");
+        lua_pop(L, 1);
+        if (t == LUA_TNIL) { lua_pushliteral(L, "USD"); lua_setfield(L, -2, "currency"); }
+        t = lua_getfield(L, -1, "failed_calls_billed");
+        if (t != LUA_TNIL && t != LUA_TBOOLEAN && t != LUA_TSTRING && t != LUA_TTABLE)
+            FAIL("billing", "billing.failed_calls_billed must be yes | no | unknown, a boolean, or a table per outcome");
+        lua_pop(L, 1);
+        lua_setfield(L, out, "billing");
+    }
+    lua_pop(L, 1);
+
+    /* contract and log are kept as given; the Lua layer checks them */
+    if (lua_getfield(L, cfg, "contract") != LUA_TNIL && !lua_istable(L, -1))
+        FAIL("contract", "route field 'contract' must be a table");
+    lua_setfield(L, out, "contract");
+    lua_getfield(L, cfg, "log");
+    lua_setfield(L, out, "log");
+
+    {
+        lua_newuserdatauv(L, 1, 1);
+        luaL_setmetatable(L, IR_ROUTE_MT);
+        lua_pushvalue(L, out);
+        lua_setiuservalue(L, -2, 1);
+    }
+    return 1;
+}
+
+void ir_check_route(lua_State *L, int idx)
+{
+    luaL_checkudata(L, idx, IR_ROUTE_MT);
+}
+
+int ir_route_get(lua_State *L, int idx, const char *k)
+{
+    idx = lua_absindex(L, idx);
+    lua_getiuservalue(L, idx, 1);
+    lua_getfield(L, -1, k);
+    lua_remove(L, -2);
+    return lua_type(L, -1);
+}
+
+static int route_index(lua_State *L)
+{
+    ir_check_route(L, 1);
+    luaL_getmetatable(L, IR_ROUTE_MT);
+    lua_getfield(L, -1, "methods");
+    lua_pushvalue(L, 2);
+    if (lua_gettable(L, -2) != LUA_TNIL) return 1;
+    lua_settop(L, 2);
+    lua_getiuservalue(L, 1, 1);
+    lua_pushvalue(L, 2);
+    lua_gettable(L, -2);
+    if (lua_istable(L, -1)) { /* hand out copies: a route cannot be changed after creation */
+        int src = lua_gettop(L);
+        lua_newtable(L);
+        lua_pushnil(L);
+        while (lua_next(L, src)) {
+            lua_pushvalue(L, -2);
+            lua_insert(L, -2);
+            lua_settable(L, -4);
+        }
+    }
+    return 1;
+}
+
+static int route_newindex(lua_State *L)
+{
+    return luaL_error(L, "routes are immutable: build a new one with imageroute.route{...}");
+}
+
+/* tostring(route): name, lane, provider, shape, model; never the key (the route never holds it). */
+static int route_tostring(lua_State *L)
+{
+    ir_check_route(L, 1);
+    lua_getiuservalue(L, 1, 1);
+    lua_getfield(L, -1, "name");
+    lua_getfield(L, -2, "lane");
+    lua_getfield(L, -3, "provider");
+    lua_getfield(L, -4, "shape");
+    lua_getfield(L, -5, "model");
+    lua_pushfstring(L, "imageroute.Route(name=%s, lane=%s, provider=%s, shape=%s, model=%s)",
+                    lua_tostring(L, -5), lua_tostring(L, -4), lua_tostring(L, -3), lua_tostring(L, -2),
+                    lua_isstring(L, -1) ? lua_tostring(L, -1) : "(per call)");
+    return 1;
+}
+
+/* route:config() -> a copy of the validated configuration table */
+static int route_config(lua_State *L)
+{
+    ir_check_route(L, 1);
+    lua_getiuservalue(L, 1, 1);
+    lua_newtable(L);
+    lua_pushnil(L);
+    while (lua_next(L, -3)) {
+        lua_pushvalue(L, -2);
+        lua_insert(L, -2);
+        lua_settable(L, -4);
+    }
+    return 1;
+}
+
+static int l_is_route(lua_State *L)
+{
+    lua_pushboolean(L, luaL_testudata(L, 1, IR_ROUTE_MT) != NULL);
+    return 1;
+}
+
+void ir_route_open(lua_State *L)
+{
+    static const luaL_Reg meta[] = {
+        {"__index", route_index},
+        {"__newindex", route_newindex},
+        {"__tostring", route_tostring},
+        {NULL, NULL}
+    };
+    static const luaL_Reg methods[] = {
+        {"config", route_config},
+        {NULL, NULL}
+    };
+    static const luaL_Reg fns[] = {
+        {"route", l_route},
+        {"is_route", l_is_route},
+        {NULL, NULL}
+    };
+    luaL_newmetatable(L, IR_ROUTE_MT);
+    luaL_setfuncs(L, meta, 0);
+    luaL_newlib(L, methods);
+    lua_pushvalue(L, -1);
+    lua_setfield(L, -3, "methods");
+    lua_setfield(L, -3, "route_methods"); /* module.route_methods: the Lua layer adds methods here */
+    lua_pop(L, 1);
+    luaL_setfuncs(L, fns, 0);
+}

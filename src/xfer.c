@@ -1,0 +1,954 @@
+/*
+ * xfer.c - transfers on one libcurl multi handle: requests, retries, responses, downloads.
+ *
+ * Every call (generate, edit, ...) is a Transfer driven by the one multi loop of the Lua state.
+ * The blocking calls start a transfer and step the loop until it is done; the same loop can run
+ * many transfers at once (core.start + core.step). libcurl callbacks only copy bytes and headers
+ * into C buffers: they never call Lua. Everything that touches Lua (JSON, result tables, errors)
+ * happens in step(), after libcurl has returned.
+ */
+#define _POSIX_C_SOURCE 200809L
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <time.h>
+#include "ir.h"
+#include "xfer.h"
+
+#define ERRBODY_MAX (64 * 1024) /* bytes of an error body kept for the message excerpt */
+
+/* ------------------------------------------------------------------------------------------ */
+/* the loop                                                                                    */
+
+static int loop_gc(lua_State *L)
+{
+    ir_loop *lp = (ir_loop *)lua_touserdata(L, 1);
+    if (lp->multi) {
+        curl_multi_cleanup(lp->multi);
+        lp->multi = NULL;
+    }
+    return 0;
+}
+
+ir_loop *ir_get_loop(lua_State *L)
+{
+    ir_loop *lp;
+    if (lua_getfield(L, LUA_REGISTRYINDEX, IR_LOOP_KEY) == LUA_TUSERDATA) {
+        lp = (ir_loop *)lua_touserdata(L, -1);
+        lua_pop(L, 1);
+        return lp;
+    }
+    lua_pop(L, 1);
+    lp = (ir_loop *)lua_newuserdatauv(L, sizeof *lp, 0);
+    memset(lp, 0, sizeof *lp);
+    lua_createtable(L, 0, 1);
+    lua_pushcfunction(L, loop_gc);
+    lua_setfield(L, -2, "__gc");
+    lua_setmetatable(L, -2);
+    lp->multi = curl_multi_init();
+    if (!lp->multi) luaL_error(L, "curl_multi_init failed");
+    curl_multi_setopt(lp->multi, CURLMOPT_MAX_TOTAL_CONNECTIONS, 0L);
+    lua_setfield(L, LUA_REGISTRYINDEX, IR_LOOP_KEY);
+    lp->seed = (unsigned long)time(NULL) ^ (unsigned long)(size_t)lp;
+    return lp;
+}
+
+double ir_random(ir_loop *lp) /* xorshift, for retry jitter only */
+{
+    unsigned long x = lp->seed ? lp->seed : 88172645463325252UL;
+    x ^= x << 13;
+    x ^= x >> 7;
+    x ^= x << 17;
+    lp->seed = x;
+    return (double)(x % 1000000UL) / 1000000.0;
+}
+
+static void loop_link(ir_loop *lp, ir_xfer *x)
+{
+    x->next = lp->head;
+    x->prev = NULL;
+    if (lp->head) lp->head->prev = x;
+    lp->head = x;
+    lp->live++;
+}
+
+static void loop_unlink(ir_loop *lp, ir_xfer *x)
+{
+    if (x->prev) x->prev->next = x->next;
+    else if (lp->head == x) lp->head = x->next;
+    if (x->next) x->next->prev = x->prev;
+    x->next = x->prev = NULL;
+    lp->live--;
+}
+
+/* ------------------------------------------------------------------------------------------ */
+/* libcurl callbacks: bytes and headers only, never Lua                                        */
+
+static size_t header_cb(char *p, size_t sz, size_t nm, void *ud)
+{
+    ir_xfer *x = (ir_xfer *)ud;
+    size_t n = sz * nm, klen, vlen;
+    const char *colon, *v;
+    char *dst = NULL;
+    size_t cap = 0;
+    if (n >= 5 && memcmp(p, "HTTP/", 5) == 0) { /* a new response (after a redirect or 1xx) */
+        memset(&x->h, 0, sizeof x->h);
+        return n;
+    }
+    colon = memchr(p, ':', n);
+    if (!colon) return n;
+    klen = (size_t)(colon - p);
+    v = colon + 1;
+    while (v < p + n && (*v == ' ' || *v == '\t')) v++;
+    vlen = (size_t)(p + n - v);
+    while (vlen && (v[vlen - 1] == '\r' || v[vlen - 1] == '\n' || v[vlen - 1] == ' ')) vlen--;
+#define HDR(name, field) \
+    if (klen == sizeof(name) - 1 && strncasecmp(p, name, klen) == 0) { dst = x->h.field; cap = sizeof x->h.field; }
+    HDR("x-request-id", request_id)
+    else HDR("retry-after", retry_after)
+    else HDR("retry-after-ms", retry_after_ms)
+    else HDR("x-should-retry", should_retry)
+    else HDR("content-type", content_type)
+#undef HDR
+    if (dst) {
+        if (vlen >= cap) vlen = cap - 1;
+        memcpy(dst, v, vlen);
+        dst[vlen] = '\0';
+    }
+    return n;
+}
+
+static size_t write_cb(char *p, size_t sz, size_t nm, void *ud)
+{
+    ir_xfer *x = (ir_xfer *)ud;
+    size_t n = sz * nm;
+    if (x->mode == M_UNSET) {
+        long st = 0;
+        curl_easy_getinfo(x->easy, CURLINFO_RESPONSE_CODE, &st);
+        if (st < 200 || st >= 300) x->mode = M_ERRBODY;
+        else if (x->phase == PH_FETCH) x->mode = M_RAW;
+        else if (strstr(x->h.content_type, "text/event-stream")) x->mode = M_SSE;
+        else if (!x->h.content_type[0] || strstr(x->h.content_type, "json")) x->mode = M_JSON;
+        else x->mode = M_ERRBODY; /* a 2xx that is not JSON (an HTML page from a proxy) */
+    }
+    x->bytes += n;
+    x->total_bytes += n;
+    if (x->bytes > x->max_bytes) {
+        x->abort_why = "the response is larger than max_response_bytes";
+        return 0; /* any short count makes libcurl stop with CURLE_WRITE_ERROR */
+    }
+    switch (x->mode) {
+    case M_ERRBODY:
+        if (x->resp.n < ERRBODY_MAX) {
+            size_t k = ERRBODY_MAX - x->resp.n < n ? ERRBODY_MAX - x->resp.n : n;
+            if (ir_buf_add(&x->resp, p, k)) goto oom;
+        }
+        break;
+    case M_JSON:
+        if (ir_extract_feed(&x->ex, p, n)) goto oom;
+        break;
+    case M_SSE:
+        if (ir_sse_feed(x, p, n)) {
+            if (!x->abort_why) x->abort_why = "out of memory";
+            return 0;
+        }
+        break;
+    default:
+        if (ir_buf_add(&x->resp, p, n)) goto oom;
+    }
+    return n;
+oom:
+    x->abort_why = "out of memory";
+    return 0;
+}
+
+/* ------------------------------------------------------------------------------------------ */
+/* setting up                                                                                  */
+
+static void free_headers(ir_xfer *x)
+{
+    struct curl_slist *h;
+    for (h = x->hdrs; h; h = h->next) /* wipe the key before the memory is returned */
+        if (strncasecmp(h->data, "Authorization:", 14) == 0) memset(h->data, 0, strlen(h->data));
+    curl_slist_free_all(x->hdrs);
+    x->hdrs = NULL;
+}
+
+static void reset_attempt(ir_xfer *x)
+{
+    x->resp.n = 0;
+    if (x->resp.p) x->resp.p[0] = '\0';
+    ir_extract_free(&x->ex);
+    ir_extract_init(&x->ex, &x->resp);
+    ir_sse_reset(x);
+    memset(&x->h, 0, sizeof x->h);
+    x->mode = M_UNSET;
+    x->bytes = 0;
+    x->errbuf[0] = '\0';
+    x->abort_why = NULL;
+}
+
+void ir_xfer_release(ir_xfer *x)
+{
+    if (x->easy) {
+        if (x->in_multi && x->loop && x->loop->multi) curl_multi_remove_handle(x->loop->multi, x->easy);
+        curl_easy_cleanup(x->easy);
+        x->easy = NULL;
+    }
+    x->in_multi = 0;
+    if (x->linked && x->loop) { loop_unlink(x->loop, x); x->linked = 0; }
+    if (x->mime) { curl_mime_free(x->mime); x->mime = NULL; }
+    free_headers(x);
+    ir_buf_free(&x->body);
+    ir_buf_free(&x->resp);
+    ir_extract_free(&x->ex);
+    ir_sse_free(x);
+}
+
+static int xfer_gc(lua_State *L)
+{
+    ir_xfer *x = (ir_xfer *)luaL_checkudata(L, 1, IR_XFER_MT);
+    ir_xfer_release(x);
+    return 0;
+}
+
+/* Uservalue table of the transfer at idx: pushes it. */
+void ir_xfer_uv(lua_State *L, int idx)
+{
+    lua_getiuservalue(L, idx, 1);
+}
+
+/* Adds "Name: value" to the header list; -1 on out of memory. */
+static int add_header(ir_xfer *x, const char *name, const char *value)
+{
+    char line[1024];
+    struct curl_slist *t;
+    if (snprintf(line, sizeof line, "%s: %s", name, value) >= (int)sizeof line) return 0;
+    t = curl_slist_append(x->hdrs, line);
+    memset(line, 0, sizeof line);
+    if (!t) return -1;
+    x->hdrs = t;
+    return 0;
+}
+
+/* Reads the key named by the route at call time. Returns NULL when unset or empty. */
+const char *ir_route_key(lua_State *L, int route)
+{
+    const char *env, *key;
+    ir_route_get(L, route, "api_key_env");
+    env = lua_tostring(L, -1);
+    key = env ? getenv(env) : NULL;
+    lua_pop(L, 1);
+    return key && *key ? key : NULL;
+}
+
+/* Common easy-handle set-up for an API request to {base_url}{path}. On failure pushes an error
+ * and returns 0. */
+int ir_xfer_setup_api(lua_State *L, ir_xfer *x, int route, int opts, const char *path, int json)
+{
+    const char *base, *key, *host, *ca;
+    char url[2048];
+    double timeout, ctimeout;
+    int loopback;
+    ir_route_get(L, route, "base_url");
+    base = lua_tostring(L, -1);
+    if (snprintf(url, sizeof url, "%s%s", base, path) >= (int)sizeof url) {
+        lua_pop(L, 1);
+        ir_push_error(L, "validation", "base_url is too long");
+        return 0;
+    }
+    lua_pop(L, 1);
+    ir_route_get(L, route, "host");
+    host = lua_tostring(L, -1);
+    loopback = ir_is_loopback_host(host);
+    lua_pop(L, 1);
+
+    key = ir_route_key(L, route);
+    if (!key && !loopback) {
+        ir_route_get(L, route, "api_key_env");
+        ir_push_error(L, "validation", "the environment variable %s is not set (it holds the API key for this route)",
+                      lua_tostring(L, -1));
+        lua_remove(L, -2);
+        lua_pushliteral(L, "api_key_env");
+        lua_setfield(L, -2, "field");
+        return 0;
+    }
+    x->endpoint = path;
+    if (key) {
+        char line[64];
+        size_t klen = strlen(key);
+        char *auth = (char *)malloc(klen + 32);
+        struct curl_slist *t;
+        if (!auth) { ir_push_error(L, "validation", "out of memory"); return 0; }
+        memcpy(auth, "Authorization: Bearer ", 22);
+        memcpy(auth + 22, key, klen + 1);
+        t = curl_slist_append(x->hdrs, auth);
+        memset(auth, 0, klen + 22);
+        free(auth);
+        if (!t) { ir_push_error(L, "validation", "out of memory"); return 0; }
+        x->hdrs = t;
+        (void)line;
+    }
+    {
+        char ua[128];
+        curl_version_info_data *vi = curl_version_info(CURLVERSION_NOW);
+        snprintf(ua, sizeof ua, "imageroute/%s (Lua 5.4; libcurl/%s)", IR_VERSION, vi->version);
+        add_header(x, "User-Agent", ua);
+    }
+    if (getenv("OPENAI_ORG_ID") && *getenv("OPENAI_ORG_ID")) add_header(x, "OpenAI-Organization", getenv("OPENAI_ORG_ID"));
+    if (getenv("OPENAI_PROJECT_ID") && *getenv("OPENAI_PROJECT_ID")) add_header(x, "OpenAI-Project", getenv("OPENAI_PROJECT_ID"));
+    if (json) add_header(x, "Content-Type", "application/json");
+    add_header(x, "Accept", "application/json");
+    x->hdrs = curl_slist_append(x->hdrs, "Expect:"); /* no 100-continue stall on large uploads */
+    if (ir_route_get(L, route, "headers") == LUA_TTABLE) {
+        lua_pushnil(L);
+        while (lua_next(L, -2)) {
+            if (add_header(x, lua_tostring(L, -2), lua_tostring(L, -1))) { lua_pop(L, 3); goto oom; }
+            lua_pop(L, 1);
+        }
+    }
+    lua_pop(L, 1);
+    if (!x->hdrs) goto oom;
+
+    ir_route_get(L, route, "timeout");
+    timeout = lua_tonumber(L, -1);
+    ir_route_get(L, route, "connect_timeout");
+    ctimeout = lua_tonumber(L, -1);
+    ir_route_get(L, route, "max_retries");
+    x->max_retries = (int)lua_tointeger(L, -1);
+    ir_route_get(L, route, "retry_initial_delay");
+    x->delay_initial = lua_tonumber(L, -1);
+    ir_route_get(L, route, "retry_max_delay");
+    x->delay_max = lua_tonumber(L, -1);
+    ir_route_get(L, route, "retry_after_max");
+    x->retry_after_max = lua_tonumber(L, -1);
+    ir_route_get(L, route, "max_response_bytes");
+    x->max_bytes = (size_t)lua_tonumber(L, -1);
+    lua_pop(L, 7);
+    if (opts) { /* per-call overrides */
+        if (lua_getfield(L, opts, "timeout") == LUA_TNUMBER) timeout = lua_tonumber(L, -1);
+        if (lua_getfield(L, opts, "connect_timeout") == LUA_TNUMBER) ctimeout = lua_tonumber(L, -1);
+        if (lua_getfield(L, opts, "max_retries") == LUA_TNUMBER) x->max_retries = (int)lua_tointeger(L, -1);
+        lua_pop(L, 3);
+    }
+    x->timeout = timeout;
+    x->connect_timeout = ctimeout;
+
+    x->easy = curl_easy_init();
+    if (!x->easy) goto oom;
+    curl_easy_setopt(x->easy, CURLOPT_URL, url);
+    curl_easy_setopt(x->easy, CURLOPT_HTTPHEADER, x->hdrs);
+    ir_route_get(L, route, "ca_file");
+    ca = lua_tostring(L, -1);
+    if (ca) curl_easy_setopt(x->easy, CURLOPT_CAINFO, ca);
+    lua_pop(L, 1);
+    ir_xfer_common_opts(x);
+    return 1;
+oom:
+    ir_push_error(L, "validation", "out of memory");
+    return 0;
+}
+
+void ir_xfer_common_opts(ir_xfer *x)
+{
+    curl_easy_setopt(x->easy, CURLOPT_PRIVATE, (void *)x);
+    curl_easy_setopt(x->easy, CURLOPT_WRITEFUNCTION, write_cb);
+    curl_easy_setopt(x->easy, CURLOPT_WRITEDATA, (void *)x);
+    curl_easy_setopt(x->easy, CURLOPT_HEADERFUNCTION, header_cb);
+    curl_easy_setopt(x->easy, CURLOPT_HEADERDATA, (void *)x);
+    curl_easy_setopt(x->easy, CURLOPT_ERRORBUFFER, x->errbuf);
+    curl_easy_setopt(x->easy, CURLOPT_NOSIGNAL, 1L);
+    curl_easy_setopt(x->easy, CURLOPT_TIMEOUT_MS, (long)(x->timeout * 1000));
+    curl_easy_setopt(x->easy, CURLOPT_CONNECTTIMEOUT_MS, (long)(x->connect_timeout * 1000));
+    curl_easy_setopt(x->easy, CURLOPT_PROTOCOLS_STR, "http,https");
+    curl_easy_setopt(x->easy, CURLOPT_REDIR_PROTOCOLS_STR, "https");
+    curl_easy_setopt(x->easy, CURLOPT_TCP_KEEPALIVE, 1L);
+    curl_easy_setopt(x->easy, CURLOPT_SSL_VERIFYPEER, 1L);
+    curl_easy_setopt(x->easy, CURLOPT_SSL_VERIFYHOST, 2L);
+}
+
+/* Pushes a new transfer userdata for the current loop; its uservalue table holds the route,
+ * the call options, the attempt log and the images so far. */
+ir_xfer *ir_xfer_new(lua_State *L, int op, int route, int opts)
+{
+    ir_xfer *x;
+    route = lua_absindex(L, route);
+    if (opts) opts = lua_absindex(L, opts);
+    x = (ir_xfer *)lua_newuserdatauv(L, sizeof *x, 1);
+    memset(x, 0, sizeof *x);
+    luaL_setmetatable(L, IR_XFER_MT);
+    x->op = op;
+    x->loop = ir_get_loop(L);
+    x->ref = LUA_NOREF;
+    ir_extract_init(&x->ex, &x->resp);
+    lua_createtable(L, 0, 8);
+    lua_pushvalue(L, route);
+    lua_setfield(L, -2, "route");
+    if (opts) {
+        lua_pushvalue(L, opts);
+        lua_setfield(L, -2, "opts");
+    }
+    lua_newtable(L);
+    lua_setfield(L, -2, "attempt_log");
+    lua_newtable(L);
+    lua_setfield(L, -2, "images");
+    lua_setiuservalue(L, -2, 1);
+    return x;
+}
+
+/* Hands the transfer (userdata at idx) to the loop: it is kept alive until done. */
+void ir_xfer_submit(lua_State *L, int idx, ir_xfer *x)
+{
+    lua_pushvalue(L, idx);
+    x->ref = luaL_ref(L, LUA_REGISTRYINDEX);
+    x->t0 = ir_now();
+    x->due = x->t0;
+    x->state = X_WAIT;
+    loop_link(x->loop, x);
+    x->linked = 1;
+}
+
+/* ------------------------------------------------------------------------------------------ */
+/* outcomes                                                                                    */
+
+static const char *curl_kind(CURLcode cc)
+{
+    switch (cc) {
+    case CURLE_OPERATION_TIMEDOUT:
+        return "timeout";
+    default:
+        return "connection";
+    }
+}
+
+static int curl_retryable(CURLcode cc)
+{
+    switch (cc) {
+    case CURLE_OPERATION_TIMEDOUT: case CURLE_COULDNT_RESOLVE_HOST: case CURLE_COULDNT_RESOLVE_PROXY:
+    case CURLE_COULDNT_CONNECT: case CURLE_SEND_ERROR: case CURLE_RECV_ERROR: case CURLE_GOT_NOTHING:
+    case CURLE_PARTIAL_FILE: case CURLE_HTTP2: case CURLE_HTTP2_STREAM: case CURLE_SSL_CONNECT_ERROR:
+        return 1;
+    default:
+        return 0;
+    }
+}
+
+/* The delay before the next attempt, in seconds (api-notes section 4: the official SDKs). */
+static double retry_delay(ir_xfer *x)
+{
+    double d = -1, base;
+    char *end;
+    if (x->h.retry_after_ms[0]) {
+        d = strtod(x->h.retry_after_ms, &end);
+        d = (end != x->h.retry_after_ms) ? d / 1000.0 : -1;
+    }
+    if (d < 0 && x->h.retry_after[0]) {
+        d = strtod(x->h.retry_after, &end);
+        if (end == x->h.retry_after || *end) {
+            time_t when = curl_getdate(x->h.retry_after, NULL);
+            d = when > 0 ? difftime(when, time(NULL)) : -1;
+        }
+    }
+    if (d >= 0 && d <= x->retry_after_max) return d;
+    base = x->delay_initial;
+    {
+        int i;
+        for (i = 1; i < x->attempt; i++) base *= 2;
+    }
+    if (base > x->delay_max) base = x->delay_max;
+    return base * (1.0 - 0.25 * ir_random(x->loop));
+}
+
+/* Records this attempt into the uservalue's attempt_log (a list of tables). */
+static void log_attempt(lua_State *L, int xi, ir_xfer *x, CURLcode cc, const char *retry_reason, double delay)
+{
+    ir_xfer_uv(L, xi);
+    lua_getfield(L, -1, "attempt_log");
+    lua_createtable(L, 0, 8);
+    lua_pushinteger(L, x->attempt);
+    lua_setfield(L, -2, "attempt");
+    if (x->status) { lua_pushinteger(L, x->status); lua_setfield(L, -2, "status"); }
+    if (cc != CURLE_OK) {
+        lua_pushstring(L, x->abort_why ? "http" : curl_kind(cc));
+        lua_setfield(L, -2, "error_kind");
+        lua_pushstring(L, x->abort_why ? x->abort_why : (x->errbuf[0] ? x->errbuf : curl_easy_strerror(cc)));
+        lua_setfield(L, -2, "error");
+    }
+    ir_setfield_str(L, "request_id", x->h.request_id[0] ? x->h.request_id : NULL);
+    lua_pushnumber(L, ir_now() - x->t_attempt);
+    lua_setfield(L, -2, "latency");
+    lua_pushinteger(L, (lua_Integer)x->bytes);
+    lua_setfield(L, -2, "bytes");
+    lua_pushstring(L, x->phase == PH_FETCH ? "download" : "request");
+    lua_setfield(L, -2, "phase");
+    if (retry_reason) {
+        lua_pushstring(L, retry_reason);
+        lua_setfield(L, -2, "retry_reason");
+        lua_pushnumber(L, delay);
+        lua_setfield(L, -2, "retry_delay");
+    }
+    lua_rawseti(L, -2, (lua_Integer)lua_rawlen(L, -2) + 1);
+    lua_pop(L, 2);
+}
+
+/* Replaces every occurrence of the route's key in the string on top of the stack. */
+static void redact_top(lua_State *L, const char *key)
+{
+    if (!key || strlen(key) < 4 || !strstr(lua_tostring(L, -1), key)) return;
+    luaL_gsub(L, lua_tostring(L, -1), key, "[redacted]");
+    lua_remove(L, -2);
+}
+
+/* Pushes the error value for a finished, failed transfer and adds the common fields. */
+void ir_xfer_fail_fields(lua_State *L, int xi, ir_xfer *x)
+{
+    const char *key;
+    ir_xfer_uv(L, xi);
+    lua_getfield(L, -1, "route");
+    key = ir_route_key(L, -1);
+    ir_route_get(L, -1, "name");
+    lua_setfield(L, -4, "route");
+    lua_pop(L, 1);
+    lua_getfield(L, -2, "message");
+    if (lua_isstring(L, -1)) {
+        redact_top(L, key);
+        lua_setfield(L, -3, "message");
+    } else {
+        lua_pop(L, 1);
+    }
+    lua_getfield(L, -1, "attempt_log");
+    lua_setfield(L, -3, "attempt_log");
+    lua_getfield(L, -1, "images");
+    if (lua_rawlen(L, -1) > 0) lua_setfield(L, -3, "images"); /* images already received are never lost */
+    else lua_pop(L, 1);
+    lua_pop(L, 1);
+    lua_pushinteger(L, x->attempt);
+    lua_setfield(L, -2, "attempts");
+    if (x->api_request_id[0]) ir_setfield_str(L, "request_id", x->api_request_id);
+    lua_pushnumber(L, ir_now() - x->t0);
+    lua_setfield(L, -2, "latency");
+    ir_setfield_str(L, "endpoint", x->endpoint);
+}
+
+/* Stores the value on top of the stack as the transfer's outcome and releases libcurl. */
+static void finish(lua_State *L, int xi, ir_xfer *x, int ok)
+{
+    ir_xfer_uv(L, xi);
+    lua_insert(L, -2);
+    lua_setfield(L, -2, ok ? "result" : "error");
+    lua_pop(L, 1);
+    x->state = X_DONE;
+    x->t_done = ir_now();
+    if (x->easy) {
+        if (x->in_multi) curl_multi_remove_handle(x->loop->multi, x->easy);
+        x->in_multi = 0;
+        curl_easy_cleanup(x->easy);
+        x->easy = NULL;
+    }
+    if (x->linked) { loop_unlink(x->loop, x); x->linked = 0; }
+    free_headers(x);
+    if (x->mime) { curl_mime_free(x->mime); x->mime = NULL; }
+    ir_buf_free(&x->body);
+    ir_buf_free(&x->resp);
+    ir_extract_free(&x->ex);
+    ir_sse_free(x);
+    luaL_unref(L, LUA_REGISTRYINDEX, x->ref);
+    x->ref = LUA_NOREF;
+}
+
+/* Pushes an error built from a non-2xx response (API JSON error body, or an excerpt). */
+static void push_status_error(lua_State *L, ir_xfer *x)
+{
+    int api = 0;
+    if (x->resp.n && ir_json_decode(L, x->resp.p, x->resp.n)) {
+        if (lua_istable(L, -1) && lua_getfield(L, -1, "error") == LUA_TTABLE) {
+            int e = lua_gettop(L);
+            lua_getfield(L, e, "message");
+            ir_push_error(L, "api", "%s", lua_isstring(L, -1) ? lua_tostring(L, -1) : "(no message)");
+            lua_remove(L, -2);
+            lua_getfield(L, e, "type");
+            if (lua_isstring(L, -1)) lua_setfield(L, -2, "type"); else lua_pop(L, 1);
+            lua_getfield(L, e, "code");
+            if (lua_isstring(L, -1)) lua_setfield(L, -2, "code"); else lua_pop(L, 1);
+            lua_getfield(L, e, "param");
+            if (lua_isstring(L, -1)) lua_setfield(L, -2, "param"); else lua_pop(L, 1);
+            lua_replace(L, -3);
+            lua_pop(L, 1);
+            api = 1;
+        } else {
+            lua_pop(L, lua_istable(L, -1) ? 2 : 1);
+        }
+    } else if (x->resp.n) {
+        lua_pop(L, 1); /* the decode message */
+    }
+    if (!api) {
+        ir_push_excerpt(L, x->resp.p ? x->resp.p : "", x->resp.n, 200);
+        ir_push_error(L, "http", "HTTP %d%s%s%s%s", (int)x->status, x->h.content_type[0] ? " (" : "",
+                      x->h.content_type, x->h.content_type[0] ? ")" : "", lua_rawlen(L, -1) ? ": " : "");
+        lua_getfield(L, -1, "message");
+        lua_pushvalue(L, -3);
+        lua_concat(L, 2);
+        lua_setfield(L, -2, "message");
+        lua_remove(L, -2);
+    }
+    lua_pushinteger(L, x->status);
+    lua_setfield(L, -2, "status");
+}
+
+static void attempt_done(lua_State *L, int xi, ir_xfer *x, CURLcode cc)
+{
+    const char *why = NULL;
+    int retry = 0, ok = 0;
+    long st = 0;
+    x->in_multi = 0;
+    curl_easy_getinfo(x->easy, CURLINFO_RESPONSE_CODE, &st);
+    x->status = st;
+    if (x->phase == PH_API && x->h.request_id[0])
+        memcpy(x->api_request_id, x->h.request_id, sizeof x->api_request_id);
+    if (cc == CURLE_OK && st >= 200 && st < 300) {
+        ok = 1;
+    } else if (cc != CURLE_OK && !x->abort_why) {
+        retry = curl_retryable(cc);
+        why = cc == CURLE_OPERATION_TIMEDOUT ? "timeout" : "connection";
+    } else if (cc == CURLE_OK) {
+        retry = st == 408 || st == 409 || st == 429 || st >= 500;
+        why = st == 429 ? "rate_limited" : st >= 500 ? "server_error" : st == 408 ? "request_timeout" : "conflict";
+        if (strcasecmp(x->h.should_retry, "true") == 0) { retry = 1; why = "x-should-retry"; }
+        else if (strcasecmp(x->h.should_retry, "false") == 0) retry = 0;
+    }
+    if (x->phase == PH_FETCH) retry = retry && cc != CURLE_OK; /* downloads: retry transport errors only */
+    if (!ok && retry && x->attempt <= x->max_retries) {
+        double delay = retry_delay(x);
+        log_attempt(L, xi, x, cc, why, delay);
+        reset_attempt(x);
+        x->state = X_WAIT;
+        x->due = ir_now() + delay;
+        return;
+    }
+    log_attempt(L, xi, x, cc, NULL, 0);
+    if (ok) {
+        if (x->phase == PH_FETCH) ir_fetch_done(L, xi, x);
+        else x->ops->parse(L, xi, x);
+        return; /* parse / fetch_done call ir_xfer_finish_* or start a download */
+    }
+    if (cc != CURLE_OK) {
+        const char *host = NULL;
+        char *u = NULL;
+        curl_easy_getinfo(x->easy, CURLINFO_EFFECTIVE_URL, &u);
+        (void)host;
+        if (x->abort_why) {
+            ir_push_error(L, "http", "%s (%I bytes received, limit %I)", x->abort_why, (lua_Integer)x->bytes,
+                          (lua_Integer)x->max_bytes);
+        } else {
+            ir_push_error(L, curl_kind(cc), "%s%s%s", cc == CURLE_OPERATION_TIMEDOUT ? "timed out: " : "",
+                          x->errbuf[0] ? x->errbuf : curl_easy_strerror(cc),
+                          x->phase == PH_FETCH ? " (downloading an image)" : "");
+        }
+        if (st) { lua_pushinteger(L, st); lua_setfield(L, -2, "status"); }
+        lua_pushinteger(L, (lua_Integer)cc);
+        lua_setfield(L, -2, "curl_code");
+        if (x->phase == PH_FETCH && u) ir_setfield_str(L, "url", u);
+    } else {
+        push_status_error(L, x);
+        if (x->phase == PH_FETCH) {
+            char *u = NULL;
+            curl_easy_getinfo(x->easy, CURLINFO_EFFECTIVE_URL, &u);
+            lua_pushfstring(L, "downloading the image URL failed: HTTP %d", (int)st);
+            lua_setfield(L, -2, "message");
+            lua_pushliteral(L, "http");
+            lua_setfield(L, -2, "kind");
+            if (u) ir_setfield_str(L, "url", u);
+        }
+    }
+    ir_xfer_fail(L, xi, x);
+}
+
+void ir_xfer_fail(lua_State *L, int xi, ir_xfer *x)
+{
+    ir_xfer_fail_fields(L, xi, x);
+    finish(L, xi, x, 0);
+}
+
+void ir_xfer_succeed(lua_State *L, int xi, ir_xfer *x)
+{
+    lua_pushinteger(L, x->attempt);
+    lua_setfield(L, -2, "attempts");
+    ir_xfer_uv(L, xi);
+    lua_getfield(L, -1, "attempt_log");
+    lua_setfield(L, -3, "attempt_log");
+    lua_getfield(L, -1, "route");
+    ir_route_get(L, -1, "name");
+    lua_setfield(L, -4, "route");
+    lua_pop(L, 2);
+    lua_pushnumber(L, ir_now() - x->t0);
+    lua_setfield(L, -2, "latency");
+    lua_pushinteger(L, (lua_Integer)x->total_bytes);
+    lua_setfield(L, -2, "bytes_received");
+    ir_setfield_str(L, "endpoint", x->endpoint);
+    if (x->req_status) { lua_pushinteger(L, x->req_status); lua_setfield(L, -2, "status"); }
+    if (x->api_request_id[0]) ir_setfield_str(L, "request_id", x->api_request_id);
+    finish(L, xi, x, 1);
+}
+
+/* ------------------------------------------------------------------------------------------ */
+/* downloads of image URLs (data[i].url, Markdown links): same client, same loop               */
+
+/* Starts downloading the next URL in uv.urls, or finishes through ops->complete. */
+void ir_fetch_next(lua_State *L, int xi, ir_xfer *x)
+{
+    const char *url;
+    CURLU *u;
+    char *scheme = NULL, *host = NULL;
+    int allowed;
+    ir_xfer_uv(L, xi);
+    lua_getfield(L, -1, "urls");
+    if (!lua_istable(L, -1) || x->url_i >= (int)lua_rawlen(L, -1)) {
+        lua_pop(L, 2);
+        x->ops->complete(L, xi, x);
+        return;
+    }
+    x->url_i++;
+    lua_rawgeti(L, -1, x->url_i);
+    url = lua_tostring(L, -1);
+    u = curl_url();
+    allowed = u && curl_url_set(u, CURLUPART_URL, url, 0) == CURLUE_OK &&
+              curl_url_get(u, CURLUPART_SCHEME, &scheme, 0) == CURLUE_OK &&
+              curl_url_get(u, CURLUPART_HOST, &host, 0) == CURLUE_OK &&
+              (strcmp(scheme, "https") == 0 || (strcmp(scheme, "http") == 0 && ir_is_loopback_host(host)));
+    curl_free(scheme);
+    curl_free(host);
+    curl_url_cleanup(u);
+    if (!allowed) {
+        ir_push_error(L, "decode", "refusing to download image URL %s: only https (or http on loopback) is fetched",
+                      url ? url : "?");
+        lua_replace(L, -4);
+        lua_pop(L, 2);
+        ir_xfer_fail(L, xi, x);
+        return;
+    }
+    x->phase = PH_FETCH;
+    reset_attempt(x);
+    x->attempt = 0;
+    curl_easy_reset(x->easy);
+    curl_easy_setopt(x->easy, CURLOPT_URL, url);
+    lua_pop(L, 3);
+    curl_easy_setopt(x->easy, CURLOPT_HTTPGET, 1L);
+    curl_easy_setopt(x->easy, CURLOPT_FOLLOWLOCATION, 1L);
+    curl_easy_setopt(x->easy, CURLOPT_MAXREDIRS, 5L);
+    curl_easy_setopt(x->easy, CURLOPT_USERAGENT, "imageroute/" IR_VERSION);
+    curl_easy_setopt(x->easy, CURLOPT_MAXFILESIZE_LARGE, (curl_off_t)x->max_bytes);
+    ir_xfer_common_opts(x);
+    x->state = X_WAIT;
+    x->due = ir_now();
+}
+
+/* A download finished with 2xx: it must be an image. */
+void ir_fetch_done(lua_State *L, int xi, ir_xfer *x)
+{
+    const char *fmt = NULL;
+    if (!ir_sniff((const unsigned char *)x->resp.p, x->resp.n, &fmt)) {
+        char *u = NULL;
+        curl_easy_getinfo(x->easy, CURLINFO_EFFECTIVE_URL, &u);
+        ir_push_error(L, "decode", "the image URL did not return an image (content-type %s, %I bytes)",
+                      x->h.content_type[0] ? x->h.content_type : "none", (lua_Integer)x->resp.n);
+        if (u) ir_setfield_str(L, "url", u);
+        ir_xfer_fail(L, xi, x);
+        return;
+    }
+    ir_xfer_uv(L, xi);
+    lua_getfield(L, -1, "images");
+    ir_image_push(L, &x->resp);
+    lua_getfield(L, -3, "urls");
+    lua_rawgeti(L, -1, x->url_i);
+    lua_setfield(L, -3, "url");
+    lua_pop(L, 1);
+    lua_getfield(L, -3, "url_index");
+    if (lua_istable(L, -1)) {
+        lua_rawgeti(L, -1, x->url_i);
+        lua_setfield(L, -3, "index");
+    }
+    lua_pop(L, 1);
+    lua_rawseti(L, -2, (lua_Integer)lua_rawlen(L, -2) + 1);
+    lua_pop(L, 2);
+    ir_fetch_next(L, xi, x);
+}
+
+/* ------------------------------------------------------------------------------------------ */
+/* stepping the loop                                                                           */
+
+static void activate_due(ir_loop *lp, double now)
+{
+    ir_xfer *x;
+    for (x = lp->head; x; x = x->next) {
+        if (x->state == X_WAIT && x->due <= now) {
+            x->attempt++;
+            x->t_attempt = now;
+            x->state = X_RUN;
+            x->in_multi = 1;
+            if (curl_multi_add_handle(lp->multi, x->easy) != CURLM_OK) x->in_multi = 0;
+        }
+    }
+}
+
+/* Handles finished transfers; returns how many finished an attempt. */
+static int drain(lua_State *L, ir_loop *lp)
+{
+    CURLMsg *m;
+    int left, n = 0;
+    while ((m = curl_multi_info_read(lp->multi, &left))) {
+        ir_xfer *x = NULL;
+        int top = lua_gettop(L);
+        if (m->msg != CURLMSG_DONE) continue;
+        curl_easy_getinfo(m->easy_handle, CURLINFO_PRIVATE, (char **)&x);
+        curl_multi_remove_handle(lp->multi, m->easy_handle);
+        if (!x) continue;
+        x->in_multi = 0;
+        lua_rawgeti(L, LUA_REGISTRYINDEX, x->ref);
+        attempt_done(L, lua_gettop(L), x, m->data.result);
+        lua_settop(L, top);
+        n++;
+    }
+    return n;
+}
+
+/* One step: start due attempts, move bytes, wait at most `timeout` seconds for activity, handle
+ * what finished. Returns the number of live transfers. */
+int ir_loop_step(lua_State *L, ir_loop *lp, double timeout)
+{
+    int running = 0, nfds = 0;
+    double now = ir_now(), next_due = -1, wait;
+    ir_xfer *x;
+    activate_due(lp, now);
+    curl_multi_perform(lp->multi, &running);
+    if (drain(L, lp)) return lp->live;
+    if (!lp->live) return 0;
+    for (x = lp->head; x; x = x->next)
+        if (x->state == X_WAIT && (next_due < 0 || x->due < next_due)) next_due = x->due;
+    wait = timeout;
+    if (next_due >= 0 && next_due - now < wait) wait = next_due - now;
+    if (wait < 0) wait = 0;
+    if (running) {
+        curl_multi_poll(lp->multi, NULL, 0, (int)(wait * 1000 + 0.999), &nfds);
+    } else if (wait > 0) {
+        struct timespec ts;
+        ts.tv_sec = (time_t)wait;
+        ts.tv_nsec = (long)((wait - (double)ts.tv_sec) * 1e9);
+        nanosleep(&ts, NULL);
+    }
+    activate_due(lp, ir_now());
+    curl_multi_perform(lp->multi, &running);
+    drain(L, lp);
+    return lp->live;
+}
+
+/* Runs the loop until the transfer at idx is done (the blocking calls). */
+void ir_xfer_wait(lua_State *L, ir_xfer *x)
+{
+    while (x->state != X_DONE) ir_loop_step(L, x->loop, 1.0);
+}
+
+/* Pushes the outcome of a done transfer: result, or nil + error. Returns the count. */
+int ir_xfer_push_outcome(lua_State *L, int xi)
+{
+    ir_xfer_uv(L, xi);
+    if (lua_getfield(L, -1, "result") != LUA_TNIL) return 1;
+    lua_pop(L, 1);
+    lua_pushnil(L);
+    lua_getfield(L, -2, "error");
+    return 2;
+}
+
+/* ------------------------------------------------------------------------------------------ */
+/* Lua API                                                                                     */
+
+/* core.step([timeout]) -> live : runs the loop once, waiting at most timeout seconds (default 0) */
+static int l_step(lua_State *L)
+{
+    double t = luaL_optnumber(L, 1, 0);
+    lua_pushinteger(L, ir_loop_step(L, ir_get_loop(L), t < 0 ? 0 : t));
+    return 1;
+}
+
+/* core.pending() -> number of live transfers */
+static int l_pending(lua_State *L)
+{
+    lua_pushinteger(L, ir_get_loop(L)->live);
+    return 1;
+}
+
+static ir_xfer *check_xfer(lua_State *L, int i)
+{
+    return (ir_xfer *)luaL_checkudata(L, i, IR_XFER_MT);
+}
+
+/* transfer:done() -> boolean */
+static int x_done(lua_State *L)
+{
+    lua_pushboolean(L, check_xfer(L, 1)->state == X_DONE);
+    return 1;
+}
+
+/* transfer:result() -> result | nil, err ; raises if the transfer is not done */
+static int x_result(lua_State *L)
+{
+    ir_xfer *x = check_xfer(L, 1);
+    if (x->state != X_DONE) return luaL_error(L, "transfer is not done: step the loop first");
+    return ir_xfer_push_outcome(L, 1);
+}
+
+/* transfer:wait() -> result | nil, err : steps the loop until this transfer is done */
+static int x_wait(lua_State *L)
+{
+    ir_xfer *x = check_xfer(L, 1);
+    ir_xfer_wait(L, x);
+    return ir_xfer_push_outcome(L, 1);
+}
+
+/* transfer:progress() -> bytes received (all attempts), elapsed seconds, attempt */
+static int x_progress(lua_State *L)
+{
+    ir_xfer *x = check_xfer(L, 1);
+    lua_pushinteger(L, (lua_Integer)x->total_bytes);
+    lua_pushnumber(L, (x->state == X_DONE ? x->t_done : ir_now()) - x->t0);
+    lua_pushinteger(L, x->attempt);
+    return 3;
+}
+
+static int x_tostring(lua_State *L)
+{
+    ir_xfer *x = check_xfer(L, 1);
+    static const char *const st[] = {"new", "waiting", "running", "done"};
+    lua_pushfstring(L, "imageroute.Transfer(%s, %s, attempt %d)", x->ops ? x->ops->name : "?", st[x->state],
+                    x->attempt);
+    return 1;
+}
+
+void ir_xfer_open(lua_State *L)
+{
+    static const luaL_Reg meta[] = {
+        {"__gc", xfer_gc},
+        {"__close", xfer_gc},
+        {"__tostring", x_tostring},
+        {NULL, NULL}
+    };
+    static const luaL_Reg methods[] = {
+        {"done", x_done},
+        {"result", x_result},
+        {"wait", x_wait},
+        {"progress", x_progress},
+        {NULL, NULL}
+    };
+    static const luaL_Reg fns[] = {
+        {"step", l_step},
+        {"pending", l_pending},
+        {NULL, NULL}
+    };
+    if (curl_global_init(CURL_GLOBAL_DEFAULT) != CURLE_OK) luaL_error(L, "curl_global_init failed");
+    luaL_newmetatable(L, IR_XFER_MT);
+    luaL_setfuncs(L, meta, 0);
+    luaL_newlib(L, methods);
+    lua_setfield(L, -2, "__index");
+    lua_pop(L, 1);
+    luaL_setfuncs(L, fns, 0);
+}

@@ -1,0 +1,92 @@
+/*
+ * xfer.h - the transfer and loop structures shared by xfer.c (transport), api.c (request shapes)
+ * and sse.c (server-sent events).
+ */
+#ifndef IMAGEROUTE_XFER_H
+#define IMAGEROUTE_XFER_H
+
+#include "ir.h"
+
+typedef struct ir_xfer ir_xfer;
+
+typedef struct {
+    ir_xfer *head;            /* transfers that are waiting or running */
+    int live;
+    CURLM *multi;
+    unsigned long seed;
+} ir_loop;
+
+/* One request shape: what to do with a 2xx API response, and when every download is done. */
+typedef struct {
+    const char *name;
+    void (*parse)(lua_State *L, int xi, ir_xfer *x);
+    void (*complete)(lua_State *L, int xi, ir_xfer *x);
+} ir_ops;
+
+enum { X_NEW, X_WAIT, X_RUN, X_DONE };
+enum { PH_API, PH_FETCH };
+enum { M_UNSET, M_JSON, M_ERRBODY, M_RAW, M_SSE };
+
+typedef struct {
+    char request_id[128];
+    char retry_after[64];
+    char retry_after_ms[32];
+    char should_retry[8];
+    char content_type[128];
+} ir_headers;
+
+struct ir_xfer {
+    ir_loop *loop;
+    ir_xfer *next, *prev;
+    int linked, in_multi;
+    int op, state, phase, mode;
+    const ir_ops *ops;
+    const char *endpoint;     /* "/images/generations", ... (static strings) */
+    CURL *easy;
+    struct curl_slist *hdrs;
+    curl_mime *mime;
+    ir_buf body;              /* the JSON request body */
+    ir_buf resp;              /* response body (JSON with images lifted out, or raw bytes) */
+    ir_extract ex;
+    void *sse;                /* sse.c state, NULL unless streaming */
+    ir_headers h;             /* headers of the current response */
+    char api_request_id[128]; /* x-request-id of the API response (not of a download) */
+    char errbuf[CURL_ERROR_SIZE];
+    const char *abort_why;    /* set by a callback that stopped the transfer */
+    long status;              /* HTTP status of the last attempt */
+    long req_status;          /* HTTP status of the API response */
+    size_t bytes;             /* bytes of this attempt's body */
+    size_t total_bytes;       /* all bodies, all attempts */
+    size_t max_bytes;
+    int attempt, max_retries, url_i;
+    double delay_initial, delay_max, retry_after_max, timeout, connect_timeout;
+    double t0, t_attempt, t_done, due;
+    int ref;                  /* registry reference while the loop owns it */
+};
+
+ir_loop *ir_get_loop(lua_State *L);
+double ir_random(ir_loop *lp);
+ir_xfer *ir_xfer_new(lua_State *L, int op, int route, int opts);
+int  ir_xfer_setup_api(lua_State *L, ir_xfer *x, int route, int opts, const char *path, int json);
+void ir_xfer_common_opts(ir_xfer *x);
+void ir_xfer_submit(lua_State *L, int idx, ir_xfer *x);
+void ir_xfer_release(ir_xfer *x);
+void ir_xfer_uv(lua_State *L, int idx);
+void ir_xfer_fail(lua_State *L, int xi, ir_xfer *x);       /* error on top of the stack */
+void ir_xfer_fail_fields(lua_State *L, int xi, ir_xfer *x);
+void ir_xfer_succeed(lua_State *L, int xi, ir_xfer *x);    /* result table on top */
+void ir_xfer_wait(lua_State *L, ir_xfer *x);
+int  ir_xfer_push_outcome(lua_State *L, int xi);
+void ir_fetch_next(lua_State *L, int xi, ir_xfer *x);
+void ir_fetch_done(lua_State *L, int xi, ir_xfer *x);
+int  ir_loop_step(lua_State *L, ir_loop *lp, double timeout);
+const char *ir_route_key(lua_State *L, int route);
+
+/* sse.c */
+int  ir_sse_feed(ir_xfer *x, const char *p, size_t n);
+void ir_sse_reset(ir_xfer *x);
+void ir_sse_free(ir_xfer *x);
+
+void ir_api_open(lua_State *L);
+
+#endif
