@@ -45,7 +45,7 @@ lint:
 	luacheck lua spec examples bin bench
 
 spec: build
-	$(LUA) /usr/bin/busted
+	scripts/spec.sh
 
 test: deps
 	$(MAKE) lint

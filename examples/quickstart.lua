@@ -1,0 +1,53 @@
+--- The main job: generate an image on an official-lane route, edit it with a mask, save both.
+--
+-- Against the bundled local server: `make demo` (it sets OPENAI_BASE_URL to the server).
+-- Against the real API: `OPENAI_API_KEY=... make demo-live` (OPENAI_BASE_URL unset: api.openai.com).
+-- Environment: IMAGEROUTE_MODEL (default gpt-image-1), IMAGEROUTE_OUT (default ./out).
+local imageroute = require "imageroute"
+
+local out = os.getenv("IMAGEROUTE_OUT") or "out"
+os.execute("mkdir -p '" .. out .. "'")
+local here = debug.getinfo(1, "S").source:match("^@(.*)/[^/]*$") or "."
+
+local route = assert(imageroute.route{
+  name = "official-images",
+  lane = "official",
+  shape = "images",
+  model = os.getenv("IMAGEROUTE_MODEL") or "gpt-image-1",
+})
+
+--- Prints one line per call: route, shape, model, request id, file, bytes, latency.
+local function report(call, res, path, bytes)
+  print(string.format("%-8s route=%s shape=%s model=%s request_id=%s file=%s bytes=%d latency=%.3fs attempts=%d",
+    call, res.route, res.shape, res.model, res.request_id or "-", path, bytes, res.latency, res.attempts))
+end
+
+local function fail(what, err)
+  io.stderr:write(what, " failed: ", tostring(err), "\n")
+  os.exit(1)
+end
+
+-- 1. generate
+local gen, err = imageroute.generate(route, {
+  prompt = "A lighthouse on a rocky cliff at dawn, watercolor",
+  size = "1024x1024",
+  quality = "low",
+})
+if not gen then fail("generate", err) end
+local gen_path, gen_bytes = gen.images[1]:save(out .. "/quickstart-generate.png", {overwrite = true})
+if not gen_path then fail("save", gen_bytes) end
+report("generate", gen, gen_path, gen_bytes)
+
+-- 2. edit the generated image with a mask (alpha 0 in the top half marks the area to change)
+local edited
+edited, err = imageroute.edit(route, {
+  prompt = "Add a red sailboat on the sea below the lighthouse",
+  image = {data = gen.images[1].bytes, filename = "lighthouse.png"},
+  mask = here .. "/assets/mask-1024.png",
+  size = "1024x1024",
+  quality = "low",
+})
+if not edited then fail("edit", err) end
+local edit_path, edit_bytes = edited.images[1]:save(out .. "/quickstart-edit.png", {overwrite = true})
+if not edit_path then fail("save", edit_bytes) end
+report("edit", edited, edit_path, edit_bytes)

@@ -1,0 +1,49 @@
+rockspec_format = "3.0"
+package = "imageroute"
+version = "scm-1"
+source = {
+  url = "git+file:///dev/null", -- replaced by the repository URL when published
+}
+description = {
+  summary = "Image generation and editing through OpenAI's image APIs and provider gateways, with routes as first-class objects",
+  detailed = [[
+A Lua 5.4 C module (libcurl, lua-cjson, libb64) with a Lua layer: generate, edit and respond on
+the Images, Responses and Chat Completions request shapes, with routes that record lane, provider,
+model label, billing and contract.]],
+  license = "MIT",
+  labels = {"openai", "images", "http", "curl"},
+}
+dependencies = {
+  "lua >= 5.4, < 5.5",
+  "lua-cjson >= 2.1",
+}
+external_dependencies = {
+  CURL = {header = "curl/curl.h"},
+  B64 = {header = "b64/cdecode.h"},
+}
+build = {
+  type = "builtin",
+  modules = {
+    ["imageroute"] = "lua/imageroute/init.lua",
+    ["imageroute.markdown"] = "lua/imageroute/markdown.lua",
+    ["imageroute.dataurl"] = "lua/imageroute/dataurl.lua",
+    ["imageroute.localserver"] = "lua/imageroute/localserver.lua",
+    ["imageroute.core"] = {
+      sources = {
+        "src/api.c", "src/b64.c", "src/buf.c", "src/core.c", "src/error.c", "src/extract.c",
+        "src/image.c", "src/json.c", "src/route.c", "src/sniff.c", "src/sse.c", "src/xfer.c",
+      },
+      libraries = {"curl", "b64"},
+      incdirs = {"$(CURL_INCDIR)", "$(B64_INCDIR)"},
+      libdirs = {"$(CURL_LIBDIR)", "$(B64_LIBDIR)"},
+    },
+  },
+  install = {
+    bin = {
+      ["imageroute-localserver"] = "bin/imageroute-localserver",
+    },
+  },
+}
+test = {
+  type = "busted",
+}

@@ -1,0 +1,35 @@
+#!/bin/sh
+# The contract suite: every request shape imageroute sends goes to Steady serving OpenAI's official
+# OpenAPI spec, which answers 400 to any request that does not match it.
+# Skipped, with the reason printed, where node/npm or the spec is missing.
+set -eu
+cd "$(dirname "$0")/.."
+root=$(pwd)
+spec="${OPENAI_SPEC:-$root/../shared/reference/openai-openapi.yaml}"
+if ! command -v node >/dev/null 2>&1 || ! command -v npm >/dev/null 2>&1; then
+  echo "contract: SKIPPED: node/npm is not installed"; exit 0
+fi
+if [ ! -f "$spec" ]; then
+  echo "contract: SKIPPED: the OpenAPI spec is not at $spec (set OPENAI_SPEC)"; exit 0
+fi
+cd spec/contract
+if [ ! -x node_modules/.bin/steady ]; then
+  npm install --no-audit --no-fund --loglevel=error >/dev/null
+fi
+port=$(lua5.4 -e 'local s = require("socket").bind("127.0.0.1", 0); local _, p = s:getsockname(); s:close(); print(p)')
+log=$(mktemp)
+node_modules/.bin/steady -p "$port" --host 127.0.0.1 --validator-form-array-format=brackets "$spec" >"$log" 2>&1 &
+pid=$!
+trap 'kill $pid 2>/dev/null || true; rm -f "$log"' EXIT INT TERM
+i=0
+until grep -q "Ready to accept" "$log"; do
+  i=$((i + 1))
+  if [ $i -gt 300 ] || ! kill -0 $pid 2>/dev/null; then echo "contract: Steady did not start:"; cat "$log"; exit 1; fi
+  sleep 0.1
+done
+cd "$root"
+export STEADY_URL="http://127.0.0.1:$port"
+export LUA_PATH="$root/lua/?.lua;$root/lua/?/init.lua;$root/spec/?.lua;;"
+export LUA_CPATH="$root/build/?.so;;"
+export IMAGEROUTE_CONTRACT_KEY="sk-contract-test"
+lua5.4 /usr/bin/busted --pattern=_contract%.lua$ spec/contract
