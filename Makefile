@@ -42,7 +42,7 @@ $(CORE): $(OBJS)
 	$(CC) -shared $(LDFLAGS) -o $@ $(OBJS) $(LIBS)
 
 lint:
-	luacheck lua spec examples bin bench
+	luacheck --no-color -q lua spec examples bin $(wildcard bench/*.lua)
 
 spec: build
 	scripts/spec.sh

@@ -3,6 +3,10 @@
 # then prints the plain "N passed, N failed" summary line. Extra arguments go to busted.
 set -u
 cd "$(dirname "$0")/.."
+root=$(pwd)
+# subprocesses started by the specs load the tree's modules too
+export LUA_PATH="$root/lua/?.lua;$root/lua/?/init.lua;$root/spec/?.lua;;"
+export LUA_CPATH="$root/build/?.so;;"
 # a stand-in API key for the specs: they assert it reaches the local server and nothing else
 export IMAGEROUTE_TEST_KEY="sk-imageroute-test-KEY-0123456789abcdef"
 out=$(mktemp)

@@ -67,7 +67,8 @@ describe("imageroute.route", function()
   end)
 
   it("allows plain http only on loopback hosts", function()
-    for _, url in ipairs{"http://127.0.0.1:8080/v1", "http://localhost:1/v1", "http://[::1]:9/v1", "http://127.9.9.9/v1"} do
+    local loopback = {"http://127.0.0.1:8080/v1", "http://localhost:1/v1", "http://[::1]:9/v1", "http://127.9.9.9/v1"}
+    for _, url in ipairs(loopback) do
       assert.truthy(imageroute.route{base_url = url}, url)
     end
     assert.is_nil(imageroute.route{base_url = "http://127.0.0.1.evil.example/v1"})

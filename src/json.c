@@ -22,7 +22,8 @@ int ir_json_encode(lua_State *L, int idx)
     return lua_pcall(L, 1, 1, 0) == LUA_OK;
 }
 
-/* Replaces every cjson.null (a NULL light userdata) inside the table at idx by nil, in place. */
+/* Replaces every cjson.null (a NULL light userdata) inside the table at idx by nil, and integral
+ * floats (cjson decodes every number as a float) by integers, in place. */
 static void strip_nulls(lua_State *L, int idx, int depth)
 {
     idx = lua_absindex(L, idx);
@@ -36,6 +37,13 @@ static void strip_nulls(lua_State *L, int idx, int depth)
             lua_rawset(L, idx); /* assigning nil to an existing field during lua_next is allowed */
         } else if (lua_istable(L, -1)) {
             strip_nulls(L, -1, depth + 1);
+        } else if (lua_type(L, -1) == LUA_TNUMBER && !lua_isinteger(L, -1)) {
+            lua_Integer i;
+            if (lua_numbertointeger(lua_tonumber(L, -1), &i) && (lua_Number)i == lua_tonumber(L, -1)) {
+                lua_pushvalue(L, -2);
+                lua_pushinteger(L, i);
+                lua_rawset(L, idx);
+            }
         }
         lua_pop(L, 1);
     }

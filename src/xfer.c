@@ -525,6 +525,11 @@ void ir_xfer_fail_fields(lua_State *L, int xi, ir_xfer *x)
     lua_pop(L, 1);
     lua_pushinteger(L, x->attempt);
     lua_setfield(L, -2, "attempts");
+    if (lua_getfield(L, -1, "status") == LUA_TNIL && x->status) {
+        lua_pushinteger(L, x->status);
+        lua_setfield(L, -3, "status");
+    }
+    lua_pop(L, 1);
     if (x->api_request_id[0]) ir_setfield_str(L, "request_id", x->api_request_id);
     lua_pushnumber(L, ir_now() - x->t0);
     lua_setfield(L, -2, "latency");

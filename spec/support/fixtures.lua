@@ -1,0 +1,55 @@
+--- Shared fixtures for the specs: the test key, routes on the local server, small files.
+local imageroute = require "imageroute"
+local core = require "imageroute.core"
+
+local M = {}
+
+--- The stand-in API key scripts/spec.sh exports; specs assert it goes nowhere but Authorization.
+M.KEY_ENV = "IMAGEROUTE_TEST_KEY"
+M.KEY = assert(os.getenv(M.KEY_ENV), "run the specs through `make test` (scripts/spec.sh sets " .. M.KEY_ENV .. ")")
+
+--- A route on the local server with short test timings.
+-- @tparam table s the server (support.server)
+-- @tparam[opt] table extra route fields to add or override
+function M.route(s, extra)
+  local cfg = {
+    name = "local", base_url = s.base_url, model = "gpt-image-1", api_key_env = M.KEY_ENV,
+    retry_initial_delay = 0.01, retry_max_delay = 0.05, timeout = 10,
+  }
+  for k, v in pairs(extra or {}) do cfg[k] = v end
+  return assert(imageroute.route(cfg))
+end
+
+--- A route whose every request carries the behaviour b (header x-imageroute-test).
+function M.behaving(s, b, extra)
+  extra = extra or {}
+  extra.headers = {["x-imageroute-test"] = core.json_encode(b)}
+  return M.route(s, extra)
+end
+
+function M.read(path)
+  local f = assert(io.open(path, "rb"))
+  local d = f:read("a")
+  f:close()
+  return d
+end
+
+function M.tmpdir()
+  local p = os.tmpname()
+  os.remove(p)
+  assert(os.execute("mkdir -p " .. p))
+  return p
+end
+
+--- Renders a value (tables deeply) as text, to check that a secret appears nowhere in it.
+function M.dump(v, seen)
+  seen = seen or {}
+  if type(v) ~= "table" then return tostring(v) end
+  if seen[v] then return "" end
+  seen[v] = true
+  local out = {tostring(v)}
+  for k, x in pairs(v) do out[#out + 1] = tostring(k) .. "=" .. M.dump(x, seen) end
+  return table.concat(out, " ")
+end
+
+return M
