@@ -18,7 +18,7 @@ CORE        = $(BUILD)/imageroute/core.so
 export LUA_PATH  := $(CURDIR)/lua/?.lua;$(CURDIR)/lua/?/init.lua;;
 export LUA_CPATH := $(CURDIR)/$(BUILD)/?.so;;
 
-.PHONY: all deps build test lint spec demo contract rock-check clean help bench
+.PHONY: all deps build test lint spec demo demo-live contract rock-check clean help bench check-valgrind
 
 all: build
 
@@ -26,6 +26,8 @@ help:
 	@echo "make demo   - install missing deps, build, run the examples against the local server (files in ./out/)"
 	@echo "make test   - install missing deps, luacheck, build with -Werror, run all busted specs"
 	@echo "make contract - run the contract suite against Steady serving the official OpenAPI spec"
+	@echo "make demo-live - the quickstart against the real API (needs OPENAI_API_KEY)"
+	@echo "make check-valgrind - all specs under valgrind memcheck"
 	@echo "make bench  - benchmarks against the local server"
 
 deps:
@@ -56,6 +58,12 @@ demo: deps
 	$(MAKE) build
 	scripts/demo.sh
 
+demo-live: deps
+	$(MAKE) build
+	@test -n "$$OPENAI_API_KEY" || { echo "demo-live: set OPENAI_API_KEY"; exit 1; }
+	mkdir -p out
+	$(LUA) examples/quickstart.lua
+
 contract: deps build
 	scripts/contract.sh
 
@@ -64,6 +72,10 @@ rock-check: deps
 
 bench: deps build
 	$(LUA) bench/run.lua
+
+check-valgrind: deps build
+	@command -v valgrind >/dev/null || { echo "check-valgrind: valgrind is not installed (apt-get install valgrind)"; exit 1; }
+	SPEC_RUNNER="valgrind --leak-check=full --errors-for-leak-kinds=definite --error-exitcode=9 -q" scripts/spec.sh
 
 clean:
 	rm -rf $(BUILD) out
