@@ -30,8 +30,9 @@ build = {
     ["imageroute.localserver"] = "lua/imageroute/localserver.lua",
     ["imageroute.core"] = {
       sources = {
-        "src/api.c", "src/b64.c", "src/buf.c", "src/core.c", "src/error.c", "src/extract.c",
-        "src/image.c", "src/json.c", "src/route.c", "src/sniff.c", "src/sse.c", "src/xfer.c",
+        "src/api.c", "src/b64.c", "src/buf.c", "src/chat.c", "src/core.c", "src/error.c", "src/extract.c",
+        "src/image.c", "src/input.c", "src/json.c", "src/respond.c", "src/route.c", "src/sniff.c", "src/sse.c",
+        "src/xfer.c",
       },
       libraries = {"curl", "b64"},
       incdirs = {"$(CURL_INCDIR)", "$(B64_INCDIR)"},

@@ -20,14 +20,14 @@ enum { OP_GENERATE = 1, OP_EDIT };
 /* ------------------------------------------------------------------------------------------ */
 /* helpers                                                                                     */
 
-static void push_validation(lua_State *L, const char *field, const char *fmt, const char *arg)
+void ir_push_validation(lua_State *L, const char *field, const char *fmt, const char *arg)
 {
     ir_push_error(L, "validation", fmt, arg);
     ir_setfield_str(L, "field", field);
 }
 
 /* Copies the table at idx (one level). Pushes the copy. */
-static void shallow_copy(lua_State *L, int idx)
+void ir_shallow_copy(lua_State *L, int idx)
 {
     idx = lua_absindex(L, idx);
     lua_newtable(L);
@@ -41,30 +41,30 @@ static void shallow_copy(lua_State *L, int idx)
 
 /* Sets body.model from the route when the caller did not: the server's own default is dall-e-2,
  * so the model is always sent. Returns 0 (error pushed) when neither names one. */
-static int ensure_model(lua_State *L, int body, int route)
+int ir_ensure_model(lua_State *L, int body, int route)
 {
     int t = lua_getfield(L, body, "model");
     lua_pop(L, 1);
     if (t == LUA_TSTRING) return 1;
     if (t != LUA_TNIL) {
-        push_validation(L, "model", "params.model must be a string%s", "");
+        ir_push_validation(L, "model", "params.model must be a string%s", "");
         return 0;
     }
     if (ir_route_get(L, route, "model") != LUA_TSTRING) {
         lua_pop(L, 1);
-        push_validation(L, "model", "no model: give the route a model or pass params.model%s", "");
+        ir_push_validation(L, "model", "no model: give the route a model or pass params.model%s", "");
         return 0;
     }
     lua_setfield(L, body, "model");
     return 1;
 }
 
-static int check_prompt(lua_State *L, int params)
+int ir_check_prompt(lua_State *L, int params)
 {
     size_t n = 0;
     if (lua_getfield(L, params, "prompt") != LUA_TSTRING || (lua_tolstring(L, -1, &n), n == 0)) {
         lua_pop(L, 1);
-        push_validation(L, "prompt", "params.prompt must be a non-empty string%s", "");
+        ir_push_validation(L, "prompt", "params.prompt must be a non-empty string%s", "");
         return 0;
     }
     lua_pop(L, 1);
@@ -72,7 +72,7 @@ static int check_prompt(lua_State *L, int params)
 }
 
 /* Fills the common result fields of an Images API response (json at j) into the table on top. */
-static void copy_fields(lua_State *L, int j, const char *const *names)
+void ir_copy_fields(lua_State *L, int j, const char *const *names)
 {
     for (; *names; names++) {
         lua_getfield(L, j, *names);
@@ -82,7 +82,7 @@ static void copy_fields(lua_State *L, int j, const char *const *names)
 
 /* Takes extracted image k (placeholder string at idx) as an Image pushed on the stack. Returns 0
  * with an error pushed instead when it is not a valid image. */
-static int take_image(lua_State *L, ir_xfer *x, const char *ph, const char *field)
+int ir_take_image(lua_State *L, ir_xfer *x, const char *ph, const char *field)
 {
     unsigned long k = strtoul(ph + sizeof(IR_IMG_PLACEHOLDER) - 1, NULL, 10);
     ir_ximg *im;
@@ -109,14 +109,14 @@ static int take_image(lua_State *L, ir_xfer *x, const char *ph, const char *fiel
     return 1;
 }
 
-static int is_placeholder(lua_State *L, int idx)
+int ir_is_placeholder(lua_State *L, int idx)
 {
     const char *s = lua_tostring(L, idx);
     return s && strncmp(s, IR_IMG_PLACEHOLDER, sizeof(IR_IMG_PLACEHOLDER) - 1) == 0;
 }
 
 /* A 2xx whose body is not what the shape needs: a decode error with a short excerpt. */
-static void fail_decode(lua_State *L, int xi, ir_xfer *x, const char *what)
+void ir_fail_decode(lua_State *L, int xi, ir_xfer *x, const char *what)
 {
     ir_push_excerpt(L, x->resp.p ? x->resp.p : "", x->resp.n, 200);
     ir_push_error(L, "decode", "%s (HTTP %d, content-type %s): %s", what, (int)x->status,
@@ -128,10 +128,10 @@ static void fail_decode(lua_State *L, int xi, ir_xfer *x, const char *what)
 }
 
 /* Decodes the (image-free) JSON body into uv.json. Returns 0 after failing the transfer. */
-static int decode_body(lua_State *L, int xi, ir_xfer *x)
+int ir_decode_body(lua_State *L, int xi, ir_xfer *x)
 {
     if (x->mode != M_JSON) {
-        fail_decode(L, xi, x, "the response is not JSON");
+        ir_fail_decode(L, xi, x, "the response is not JSON");
         return 0;
     }
     if (x->ex.oom) {
@@ -141,7 +141,7 @@ static int decode_body(lua_State *L, int xi, ir_xfer *x)
     }
     if (!ir_json_decode(L, x->resp.p ? x->resp.p : "", x->resp.n) || !lua_istable(L, -1)) {
         lua_pop(L, 1);
-        fail_decode(L, xi, x, "the response is not valid JSON");
+        ir_fail_decode(L, xi, x, "the response is not valid JSON");
         return 0;
     }
     ir_xfer_uv(L, xi);
@@ -159,7 +159,7 @@ static void images_parse(lua_State *L, int xi, ir_xfer *x)
 {
     int uv, json, data, images, urls, uidx;
     lua_Integer i, n;
-    if (!decode_body(L, xi, x)) return;
+    if (!ir_decode_body(L, xi, x)) return;
     ir_xfer_uv(L, xi);
     uv = lua_gettop(L);
     lua_getfield(L, uv, "json");
@@ -191,8 +191,8 @@ static void images_parse(lua_State *L, int xi, ir_xfer *x)
             return;
         }
         lua_getfield(L, -1, "b64_json");
-        if (is_placeholder(L, -1)) {
-            if (!take_image(L, x, lua_tostring(L, -1), field)) {
+        if (ir_is_placeholder(L, -1)) {
+            if (!ir_take_image(L, x, lua_tostring(L, -1), field)) {
                 lua_replace(L, uv); /* keep the error, drop the rest */
                 lua_settop(L, uv);
                 ir_xfer_fail(L, xi, x);
@@ -237,7 +237,7 @@ static void images_complete(lua_State *L, int xi, ir_xfer *x)
     lua_createtable(L, 0, 16);
     lua_getfield(L, uv, "json");
     lua_insert(L, -2);
-    copy_fields(L, -2, fields);
+    ir_copy_fields(L, -2, fields);
     lua_getfield(L, uv, "images");
     lua_setfield(L, -2, "images");
     lua_getfield(L, uv, "model");
@@ -260,21 +260,21 @@ static int build_generate(lua_State *L, ir_xfer *x, int xi, int route, int param
     const char *s;
     size_t n;
     int body;
-    if (!check_prompt(L, params)) return 0;
-    shallow_copy(L, params);
+    if (!ir_check_prompt(L, params)) return 0;
+    ir_shallow_copy(L, params);
     body = lua_gettop(L);
-    if (!ensure_model(L, body, route)) return 0;
+    if (!ir_ensure_model(L, body, route)) return 0;
     lua_getfield(L, body, "model");
     ir_xfer_uv(L, xi);
     lua_insert(L, -2);
     lua_setfield(L, -2, "model");
     lua_pop(L, 1);
     if (!ir_json_encode(L, body)) {
-        push_validation(L, "params", "params cannot be sent as JSON: %s", lua_tostring(L, -1));
+        ir_push_validation(L, "params", "params cannot be sent as JSON: %s", lua_tostring(L, -1));
         return 0;
     }
     s = lua_tolstring(L, -1, &n);
-    if (ir_buf_add(&x->body, s, n)) { push_validation(L, "params", "out of memory%s", ""); return 0; }
+    if (ir_buf_add(&x->body, s, n)) { ir_push_validation(L, "params", "out of memory%s", ""); return 0; }
     lua_pop(L, 2);
     if (!ir_xfer_setup_api(L, x, route, opts, "/images/generations", 1)) return 0;
     curl_easy_setopt(x->easy, CURLOPT_POST, 1L);
@@ -317,7 +317,15 @@ static int add_image_part(lua_State *L, ir_xfer *x, const char *name, int idx, i
     curl_mimepart *part;
     int top = lua_gettop(L);
     idx = lua_absindex(L, idx);
-    if (lua_type(L, idx) == LUA_TSTRING) {
+    if (luaL_testudata(L, idx, IR_IMAGE_MT)) {
+        ir_image *im = (ir_image *)lua_touserdata(L, idx);
+        data = (const char *)im->p;
+        n = im->n;
+        if (!data) {
+            ir_push_validation(L, field, "%s is an Image that was released", field);
+            return 0;
+        }
+    } else if (lua_type(L, idx) == LUA_TSTRING) {
         data = lua_tolstring(L, idx, &n);
         if (!ir_sniff((const unsigned char *)data, n, NULL)) {
             if (n < 4096 && memchr(data, '\0', n) == NULL) { path = data; data = NULL; }
@@ -328,11 +336,11 @@ static int add_image_part(lua_State *L, ir_xfer *x, const char *name, int idx, i
         if (lua_getfield(L, idx, "filename") == LUA_TSTRING) filename = lua_tostring(L, -1);
         if (lua_getfield(L, idx, "mime") == LUA_TSTRING) mime = lua_tostring(L, -1);
         if (!data && !path) {
-            push_validation(L, field, "%s must give data (the bytes) or path", field);
+            ir_push_validation(L, field, "%s must give data (the bytes) or path", field);
             return 0;
         }
     } else {
-        push_validation(L, field, "%s must be a path, the image bytes, or {data =, filename =, mime =}", field);
+        ir_push_validation(L, field, "%s must be a path, the image bytes, an Image, or {data =, filename =, mime =}", field);
         return 0;
     }
     if (path && !data) {
@@ -377,7 +385,7 @@ static int add_image_part(lua_State *L, ir_xfer *x, const char *name, int idx, i
     return 1;
 oom:
     lua_settop(L, top);
-    push_validation(L, field, "out of memory building %s", field);
+    ir_push_validation(L, field, "out of memory building %s", field);
     return 0;
 }
 
@@ -398,10 +406,10 @@ static int build_edit(lua_State *L, ir_xfer *x, int xi, int route, int params, i
 {
     const char *keys[64];
     int nkeys = 0, i, body, img;
-    if (!check_prompt(L, params)) return 0;
-    shallow_copy(L, params);
+    if (!ir_check_prompt(L, params)) return 0;
+    ir_shallow_copy(L, params);
     body = lua_gettop(L);
-    if (!ensure_model(L, body, route)) return 0;
+    if (!ir_ensure_model(L, body, route)) return 0;
     lua_getfield(L, body, "model");
     ir_xfer_uv(L, xi);
     lua_insert(L, -2);
@@ -409,7 +417,7 @@ static int build_edit(lua_State *L, ir_xfer *x, int xi, int route, int params, i
     lua_pop(L, 1);
     if (!ir_xfer_setup_api(L, x, route, opts, "/images/edits", 0)) return 0;
     x->mime = curl_mime_init(x->easy);
-    if (!x->mime) { push_validation(L, "params", "out of memory%s", ""); return 0; }
+    if (!x->mime) { ir_push_validation(L, "params", "out of memory%s", ""); return 0; }
 
     /* fields, model first then by name, so the body is deterministic */
     lua_pushnil(L);
@@ -417,13 +425,13 @@ static int build_edit(lua_State *L, ir_xfer *x, int xi, int route, int params, i
         const char *k;
         lua_pop(L, 1);
         if (lua_type(L, -1) != LUA_TSTRING) {
-            push_validation(L, "params", "params keys must be field names (strings)%s", "");
+            ir_push_validation(L, "params", "params keys must be field names (strings)%s", "");
             return 0;
         }
         k = lua_tostring(L, -1);
         if (strcmp(k, "image") == 0 || strcmp(k, "mask") == 0 || strcmp(k, "model") == 0) continue;
         if (nkeys == (int)(sizeof keys / sizeof keys[0])) {
-            push_validation(L, "params", "too many fields%s", "");
+            ir_push_validation(L, "params", "too many fields%s", "");
             return 0;
         }
         keys[nkeys++] = k; /* the strings stay alive: they are keys of the body table */
@@ -438,7 +446,7 @@ static int build_edit(lua_State *L, ir_xfer *x, int xi, int route, int params, i
         lua_getfield(L, body, keys[i]);
         v = form_value(L, -1);
         if (!v) {
-            push_validation(L, keys[i], "params.%s must be a string, number or boolean in a multipart edit", keys[i]);
+            ir_push_validation(L, keys[i], "params.%s must be a string, number or boolean in a multipart edit", keys[i]);
             return 0;
         }
         if (add_field_part(x, keys[i], v)) goto oom;
@@ -453,7 +461,7 @@ static int build_edit(lua_State *L, ir_xfer *x, int xi, int route, int params, i
         int count = (int)lua_rawlen(L, img);
         lua_settop(L, img);
         if (count == 0) {
-            push_validation(L, "image", "params.image is an empty list%s", "");
+            ir_push_validation(L, "image", "params.image is an empty list%s", "");
             return 0;
         }
         if (count > MAX_EDIT_IMAGES) {
@@ -472,7 +480,7 @@ static int build_edit(lua_State *L, ir_xfer *x, int xi, int route, int params, i
     } else {
         lua_settop(L, img);
         if (lua_isnil(L, img)) {
-            push_validation(L, "image", "params.image is required for an edit%s", "");
+            ir_push_validation(L, "image", "params.image is required for an edit%s", "");
             return 0;
         }
         if (!add_image_part(L, x, "image", img, 0, "image")) return 0;
@@ -486,17 +494,15 @@ static int build_edit(lua_State *L, ir_xfer *x, int xi, int route, int params, i
     lua_pop(L, 1); /* body */
     return 1;
 oom:
-    push_validation(L, "params", "out of memory%s", "");
+    ir_push_validation(L, "params", "out of memory%s", "");
     return 0;
 }
 
 /* ------------------------------------------------------------------------------------------ */
 /* Lua API                                                                                     */
 
-typedef int (*builder)(lua_State *L, ir_xfer *x, int xi, int route, int params, int opts);
-
 /* Builds and submits a transfer. Pushes it and returns 1, or pushes nil, err and returns 2. */
-static int start(lua_State *L, const ir_ops *ops, builder build)
+int ir_start(lua_State *L, const ir_ops *ops, ir_builder build)
 {
     ir_xfer *x;
     int xi, opts = 0;
@@ -526,9 +532,9 @@ static int start(lua_State *L, const ir_ops *ops, builder build)
     return 1;
 }
 
-static int run(lua_State *L, const ir_ops *ops, builder build)
+int ir_run(lua_State *L, const ir_ops *ops, ir_builder build)
 {
-    int r = start(L, ops, build);
+    int r = ir_start(L, ops, build);
     ir_xfer *x;
     if (r == 2) return 2;
     x = (ir_xfer *)lua_touserdata(L, -1);
@@ -536,13 +542,37 @@ static int run(lua_State *L, const ir_ops *ops, builder build)
     return ir_xfer_push_outcome(L, lua_gettop(L));
 }
 
+/* generate and edit follow the route's shape: images -> Images API, chat -> Chat Completions,
+ * responses -> Responses API with the image_generation tool forced. */
+static int dispatch(lua_State *L, int edit, int blocking)
+{
+    const char *shape;
+    const ir_ops *ops;
+    ir_builder build;
+    ir_check_route(L, 1);
+    ir_route_get(L, 1, "shape");
+    shape = lua_tostring(L, -1);
+    lua_pop(L, 1);
+    if (strcmp(shape, "chat") == 0) {
+        ops = &IR_CHAT_OPS;
+        build = edit ? ir_build_chat_edit : ir_build_chat_generate;
+    } else if (strcmp(shape, "responses") == 0) {
+        ops = &IR_RESPOND_OPS;
+        build = edit ? ir_build_respond_edit : ir_build_respond_generate;
+    } else {
+        ops = edit ? &EDIT_OPS : &GENERATE_OPS;
+        build = edit ? build_edit : build_generate;
+    }
+    return blocking ? ir_run(L, ops, build) : ir_start(L, ops, build);
+}
+
 /* core.generate(route, params [, opts]) -> result | nil, err (blocking; see lua/imageroute/init.lua) */
-static int l_generate(lua_State *L) { return run(L, &GENERATE_OPS, build_generate); }
+static int l_generate(lua_State *L) { return dispatch(L, 0, 1); }
 /* core.edit(route, params [, opts]) -> result | nil, err */
-static int l_edit(lua_State *L) { return run(L, &EDIT_OPS, build_edit); }
+static int l_edit(lua_State *L) { return dispatch(L, 1, 1); }
 /* core.start_generate / core.start_edit (route, params [, opts]) -> Transfer | nil, err */
-static int l_start_generate(lua_State *L) { return start(L, &GENERATE_OPS, build_generate); }
-static int l_start_edit(lua_State *L) { return start(L, &EDIT_OPS, build_edit); }
+static int l_start_generate(lua_State *L) { return dispatch(L, 0, 0); }
+static int l_start_edit(lua_State *L) { return dispatch(L, 1, 0); }
 
 void ir_api_open(lua_State *L)
 {

@@ -87,6 +87,38 @@ int  ir_sse_feed(ir_xfer *x, const char *p, size_t n);
 void ir_sse_reset(ir_xfer *x);
 void ir_sse_free(ir_xfer *x);
 
+/* api.c: helpers shared by the request shapes (each pushes an error and returns 0 on failure) */
+void ir_push_validation(lua_State *L, const char *field, const char *fmt, const char *arg);
+void ir_shallow_copy(lua_State *L, int idx);
+int  ir_ensure_model(lua_State *L, int body, int route);
+int  ir_check_prompt(lua_State *L, int params);
+void ir_copy_fields(lua_State *L, int j, const char *const *names);
+int  ir_take_image(lua_State *L, ir_xfer *x, const char *ph, const char *field);
+int  ir_is_placeholder(lua_State *L, int idx);
+void ir_fail_decode(lua_State *L, int xi, ir_xfer *x, const char *what);
+int  ir_decode_body(lua_State *L, int xi, ir_xfer *x);
+/* Pushes the bytes of an image given as bytes, a path or an Image; sets *mime. 0 + error pushed on failure. */
+int  ir_image_bytes(lua_State *L, int idx, const char *field, const char **mime);
+/* Pushes "data:<mime>;base64,<...>" for an image given as bytes, a path or an Image. */
+int  ir_push_data_url(lua_State *L, int idx, const char *field);
+/* Decodes a data: URL holding an image into an Image pushed on the stack. */
+int  ir_image_from_data_url(lua_State *L, const char *url, size_t n, const char *field);
+int  ir_is_image_model(const char *model);
+
+typedef int (*ir_builder)(lua_State *L, ir_xfer *x, int xi, int route, int params, int opts);
+int ir_start(lua_State *L, const ir_ops *ops, ir_builder build);
+int ir_run(lua_State *L, const ir_ops *ops, ir_builder build);
+
+/* respond.c and chat.c */
+extern const ir_ops IR_RESPOND_OPS, IR_CHAT_OPS;
+int ir_build_respond_generate(lua_State *L, ir_xfer *x, int xi, int route, int params, int opts);
+int ir_build_respond_edit(lua_State *L, ir_xfer *x, int xi, int route, int params, int opts);
+int ir_build_chat_generate(lua_State *L, ir_xfer *x, int xi, int route, int params, int opts);
+int ir_build_chat_edit(lua_State *L, ir_xfer *x, int xi, int route, int params, int opts);
+
 void ir_api_open(lua_State *L);
+void ir_input_open(lua_State *L);
+void ir_respond_open(lua_State *L);
+void ir_chat_open(lua_State *L);
 
 #endif

@@ -70,7 +70,11 @@ local function await(xfer, err)
   return xfer:wait()
 end
 
---- Generates images: `POST {base_url}/images/generations` (JSON).
+--- Generates images. On an `images` route: `POST {base_url}/images/generations` (JSON). On a
+-- `chat` route: `POST {base_url}/chat/completions` with the prompt as one user message; the images
+-- are the Markdown image links of the reply, downloaded (result `content`, `links`, and `unsent`:
+-- the params a chat request has no place for). On a `responses` route: `respond` with the prompt
+-- as input and the tool forced.
 --
 -- The body holds exactly the fields the caller set in `params` (API field names: `prompt`, `n`,
 -- `size`, `quality`, `background`, `output_format`, `output_compression`, `moderation`, `user`,
@@ -99,8 +103,11 @@ function M.generate(route, params, opts)
   return await(core.start_generate(route, params, opts))
 end
 
---- Edits images: `POST {base_url}/images/edits` (multipart, openai-openapi.yaml
--- `CreateImageEditRequest`, L35251).
+--- Edits images. On an `images` route: `POST {base_url}/images/edits` (multipart,
+-- openai-openapi.yaml `CreateImageEditRequest`, L35251). On a `chat` route: one user message with
+-- the prompt as a text part and each image as an `image_url` part (an http(s) or data: URL string
+-- as given; bytes, paths and Images as data URLs); no mask. On a `responses` route: the prompt and
+-- images as `input_text`/`input_image` items, the mask as the tool's `input_image_mask`.
 --
 -- `params.image` is one image or a list of up to 16; each is a file path, the image bytes, or
 -- `{data = bytes | path = path, filename =, mime =}`. One image is sent as the part `image`,
@@ -118,6 +125,40 @@ end
 -- @raise when route is not a Route or params is not a table
 function M.edit(route, params, opts)
   return await(core.start_edit(route, params, opts))
+end
+
+--- Calls the Responses API with the `image_generation` tool: `POST {base_url}/responses`.
+--
+-- The route's `model` (or `params.model`) is the top-level TEXT model, e.g. `gpt-5`; an image
+-- model there (`gpt-image-*`, `dall-e-*`, `chatgpt-image-*`) is refused before sending. The image
+-- model goes in the tool: `params.image_model`, else `params.tool.model`, else the route's
+-- `image_model`. Tool options may be given flat in `params` or in `params.tool`: `size`, `quality`,
+-- `background`, `output_format`, `output_compression`, `moderation`, `partial_images`,
+-- `input_fidelity`, `input_image_mask` (an image: bytes, path or Image; or `{image_url =}` /
+-- `{file_id =}`), `action`. `params.tool = false` sends no tool (a text-only turn); `params.tools`
+-- given explicitly is sent as is. `tool_choice = "image_generation"` forces the tool.
+--
+-- `params.input` is a string, or a list of content items (strings become `input_text`; Images,
+-- and `{type = "input_image", image = bytes|path}`, become `input_image` with a data URL;
+-- `{type = "input_image", image_url = "https://...", detail = "high"}` is sent as is), or a list of
+-- messages `{role =, content = {...}}`. `previous_response_id` continues a conversation. Every
+-- other field is sent as given.
+--
+-- @tparam Route route
+-- @tparam table params
+-- @tparam[opt] table opts as for `generate`
+-- @treturn table result: `id` (= `response_id`), `status`, `output_text` (string, the message
+--   text joined), `images` (Image list; each with `call_id`, `status`, `revised_prompt`, `size`,
+--   `quality`, `output_format`, `background`), `image_calls` (one `{id, status[, error]}` per
+--   `image_generation_call`), `usage`, `incomplete_details`, `model`, `tool_model`, `request_id`,
+--   `latency` (seconds), `attempts`, `attempt_log`, `route`, `shape = "responses"`.
+-- @treturn[2] nil
+-- @treturn[2] table error as for `generate`; a response with `status = "failed"`, or an
+--   `image_generation_call` with no image, is an `api` error with `code`, `response_id`,
+--   `output_text`, `image_calls`, and the `images` that did arrive.
+-- @raise when route is not a Route or params is not a table
+function M.respond(route, params, opts)
+  return await(core.start_respond(route, params, opts))
 end
 
 --- Wraps image bytes (read from a file, say) as an Image, with `save`, `mime`, `format`.

@@ -1,0 +1,338 @@
+/*
+ * chat.c - the chat shape: provider gateways that answer Chat Completions with a Markdown image link.
+ *
+ *   POST {base_url}/chat/completions
+ *   {"model": ..., "messages": [{"role": "user", "content": <prompt> | [text part, image_url parts...]}]}
+ *
+ * The first choice's message.content is parsed for Markdown image links (imageroute.markdown,
+ * called through the Lua state after libcurl has returned) and each linked image is downloaded on
+ * the same loop; data: URLs in links are decoded in place. api-notes section 1.
+ */
+#include <string.h>
+#include "xfer.h"
+
+/* Fields of the Images API with no place in a chat request: not sent, listed in result.unsent. */
+static const char *const CHAT_KEYS[] = {"prompt", "model", "image", "chat", NULL};
+
+static int in_list(const char *s, const char *const *l)
+{
+    for (; *l; l++)
+        if (strcmp(s, *l) == 0) return 1;
+    return 0;
+}
+
+/* Pushes an image_url content part for the image at idx: an http(s) or data: URL string is sent
+ * as given, anything else (bytes, a path, an Image) becomes a data URL. */
+static int image_part(lua_State *L, int idx, const char *field)
+{
+    idx = lua_absindex(L, idx);
+    if (lua_type(L, idx) == LUA_TSTRING) {
+        const char *s = lua_tostring(L, idx);
+        if (strncmp(s, "https://", 8) == 0 || strncmp(s, "http://", 7) == 0 || strncmp(s, "data:image/", 11) == 0)
+            lua_pushvalue(L, idx);
+        else if (!ir_push_data_url(L, idx, field)) return 0;
+    } else if (!ir_push_data_url(L, idx, field)) {
+        return 0;
+    }
+    lua_createtable(L, 0, 2);
+    lua_pushliteral(L, "image_url");
+    lua_setfield(L, -2, "type");
+    lua_createtable(L, 0, 1);
+    lua_pushvalue(L, -3);
+    lua_setfield(L, -2, "url");
+    lua_setfield(L, -2, "image_url");
+    lua_remove(L, -2);
+    return 1;
+}
+
+static int build_chat(lua_State *L, ir_xfer *x, int xi, int route, int params, int opts, int edit)
+{
+    int body, msg, content, unsent, n = 0;
+    const char *s;
+    size_t len;
+    if (!ir_check_prompt(L, params)) return 0;
+    lua_newtable(L);
+    body = lua_gettop(L);
+    /* params.chat: fields sent as they are at the top of the chat body (temperature, ...) */
+    if (lua_getfield(L, params, "chat") == LUA_TTABLE) {
+        lua_pushnil(L);
+        while (lua_next(L, -2)) {
+            lua_pushvalue(L, -2);
+            lua_insert(L, -2);
+            lua_settable(L, body);
+        }
+    }
+    lua_pop(L, 1);
+    lua_getfield(L, params, "model");
+    lua_setfield(L, body, "model");
+    if (!ir_ensure_model(L, body, route)) return 0;
+    lua_getfield(L, body, "model");
+    ir_xfer_uv(L, xi);
+    lua_insert(L, -2);
+    lua_setfield(L, -2, "model");
+    lua_pop(L, 1);
+    if (lua_getfield(L, params, "mask") != LUA_TNIL) {
+        ir_push_validation(L, "mask", "the chat shape has no mask: use an images or responses route%s", "");
+        return 0;
+    }
+    lua_pop(L, 1);
+
+    lua_getfield(L, params, "prompt");
+    if (!edit) {
+        content = lua_gettop(L); /* text only: the prompt as the message content */
+    } else {
+        int img;
+        lua_createtable(L, 4, 0);
+        content = lua_gettop(L);
+        lua_createtable(L, 0, 2);
+        lua_pushliteral(L, "text");
+        lua_setfield(L, -2, "type");
+        lua_pushvalue(L, content - 1);
+        lua_setfield(L, -2, "text");
+        lua_rawseti(L, content, ++n);
+        lua_getfield(L, params, "image");
+        img = lua_gettop(L);
+        if (lua_isnil(L, img)) {
+            ir_push_validation(L, "image", "params.image is required for an edit%s", "");
+            return 0;
+        }
+        if (lua_istable(L, img) && lua_rawlen(L, img) > 0) {
+            int i, m = (int)lua_rawlen(L, img);
+            for (i = 1; i <= m; i++) {
+                char field[32];
+                snprintf(field, sizeof field, "image[%d]", i);
+                lua_rawgeti(L, img, i);
+                if (!image_part(L, -1, field)) return 0;
+                lua_rawseti(L, content, ++n);
+                lua_pop(L, 1);
+            }
+        } else {
+            if (!image_part(L, img, "image")) return 0;
+            lua_rawseti(L, content, ++n);
+        }
+        lua_settop(L, content);
+    }
+    lua_createtable(L, 1, 0);
+    lua_createtable(L, 0, 2);
+    msg = lua_gettop(L);
+    lua_pushliteral(L, "user");
+    lua_setfield(L, msg, "role");
+    lua_pushvalue(L, content);
+    lua_setfield(L, msg, "content");
+    lua_rawseti(L, msg - 1, 1);
+    lua_setfield(L, body, "messages");
+    lua_settop(L, body);
+
+    /* what the chat shape cannot carry */
+    lua_newtable(L);
+    unsent = lua_gettop(L);
+    n = 0;
+    lua_pushnil(L);
+    while (lua_next(L, params)) {
+        lua_pop(L, 1);
+        if (lua_type(L, -1) == LUA_TSTRING && !in_list(lua_tostring(L, -1), CHAT_KEYS) &&
+            !(edit == 0 && strcmp(lua_tostring(L, -1), "mask") == 0)) {
+            lua_pushvalue(L, -1);
+            lua_rawseti(L, unsent, ++n);
+        }
+    }
+    ir_xfer_uv(L, xi);
+    lua_pushvalue(L, unsent);
+    lua_setfield(L, -2, "unsent");
+    lua_settop(L, body);
+
+    if (!ir_xfer_setup_api(L, x, route, opts, "/chat/completions", 1)) return 0;
+    if (!ir_json_encode(L, body)) {
+        ir_push_validation(L, "params", "params cannot be sent as JSON: %s", lua_tostring(L, -1));
+        return 0;
+    }
+    s = lua_tolstring(L, -1, &len);
+    if (ir_buf_add(&x->body, s, len)) {
+        ir_push_validation(L, "params", "out of memory%s", "");
+        return 0;
+    }
+    lua_pop(L, 2);
+    curl_easy_setopt(x->easy, CURLOPT_POST, 1L);
+    curl_easy_setopt(x->easy, CURLOPT_POSTFIELDS, x->body.p);
+    curl_easy_setopt(x->easy, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)x->body.n);
+    return 1;
+}
+
+int ir_build_chat_generate(lua_State *L, ir_xfer *x, int xi, int route, int params, int opts)
+{
+    return build_chat(L, x, xi, route, params, opts, 0);
+}
+
+int ir_build_chat_edit(lua_State *L, ir_xfer *x, int xi, int route, int params, int opts)
+{
+    return build_chat(L, x, xi, route, params, opts, 1);
+}
+
+/* Fails the transfer with a decode/api error quoting an excerpt of the content at idx. */
+static void fail_content(lua_State *L, int xi, ir_xfer *x, const char *kind, const char *code, const char *what,
+                         int idx)
+{
+    size_t n = 0;
+    const char *s = lua_isstring(L, idx) ? lua_tolstring(L, idx, &n) : "";
+    ir_push_excerpt(L, s, n, 200);
+    ir_push_error(L, kind, "%s: \"%s\"", what, lua_tostring(L, -1));
+    lua_remove(L, -2);
+    ir_setfield_str(L, "code", code);
+    lua_pushinteger(L, x->req_status);
+    lua_setfield(L, -2, "status");
+    ir_xfer_fail(L, xi, x);
+}
+
+static void chat_parse(lua_State *L, int xi, ir_xfer *x)
+{
+    int uv, json, msg, content, links, urls, images, i, n;
+    if (!ir_decode_body(L, xi, x)) return;
+    ir_xfer_uv(L, xi);
+    uv = lua_gettop(L);
+    lua_getfield(L, uv, "json");
+    json = lua_gettop(L);
+    if (lua_getfield(L, json, "choices") != LUA_TTABLE || lua_rawgeti(L, -1, 1) != LUA_TTABLE ||
+        lua_getfield(L, -1, "message") != LUA_TTABLE) {
+        lua_settop(L, uv - 1);
+        ir_fail_decode(L, xi, x, "the chat completion has no choices[1].message");
+        return;
+    }
+    msg = lua_gettop(L);
+    if (lua_getfield(L, msg, "refusal") == LUA_TSTRING) {
+        int r = lua_gettop(L);
+        lua_pushvalue(L, r);
+        lua_replace(L, uv);
+        lua_settop(L, uv);
+        fail_content(L, xi, x, "api", "refusal", "the model refused", uv);
+        return;
+    }
+    lua_pop(L, 1);
+    lua_getfield(L, msg, "content");
+    if (lua_istable(L, -1)) { /* a list of content parts: join their text */
+        int parts = lua_gettop(L), k, m = (int)lua_rawlen(L, parts);
+        luaL_Buffer b;
+        luaL_buffinit(L, &b);
+        for (k = 1; k <= m; k++) {
+            lua_rawgeti(L, parts, k);
+            if (lua_istable(L, -1) && lua_getfield(L, -1, "text") == LUA_TSTRING) {
+                lua_remove(L, -2);
+                luaL_addvalue(&b);
+                luaL_addchar(&b, '\n');
+            } else {
+                lua_pop(L, lua_istable(L, -1) ? 2 : 1);
+            }
+        }
+        luaL_pushresult(&b);
+        lua_replace(L, parts);
+    }
+    content = lua_gettop(L);
+    lua_pushvalue(L, content);
+    lua_setfield(L, uv, "content");
+    if (!lua_isstring(L, content) || lua_rawlen(L, content) == 0) {
+        lua_replace(L, uv);
+        lua_settop(L, uv);
+        fail_content(L, xi, x, "decode", "empty_content", "the chat completion's content is empty", uv);
+        return;
+    }
+    /* links = require("imageroute.markdown").images(content), in protected mode */
+    lua_getglobal(L, "require");
+    lua_pushliteral(L, "imageroute.markdown");
+    if (lua_pcall(L, 1, 1, 0) != LUA_OK || !lua_istable(L, -1) || lua_getfield(L, -1, "images") != LUA_TFUNCTION) {
+        lua_settop(L, uv - 1);
+        ir_push_error(L, "decode", "imageroute.markdown is not available to parse the chat reply");
+        ir_xfer_fail(L, xi, x);
+        return;
+    }
+    lua_pushvalue(L, content);
+    if (lua_pcall(L, 1, 1, 0) != LUA_OK || !lua_istable(L, -1)) {
+        lua_settop(L, uv - 1);
+        ir_push_error(L, "decode", "parsing the chat reply's Markdown failed");
+        ir_xfer_fail(L, xi, x);
+        return;
+    }
+    links = lua_gettop(L);
+    lua_pushvalue(L, links);
+    lua_setfield(L, uv, "links");
+    n = (int)lua_rawlen(L, links);
+    if (n == 0) {
+        lua_pushvalue(L, content);
+        lua_replace(L, uv);
+        lua_settop(L, uv);
+        fail_content(L, xi, x, "decode", "no_image_link", "the chat reply holds no Markdown image link", uv);
+        return;
+    }
+    lua_getfield(L, uv, "images");
+    images = lua_gettop(L);
+    lua_newtable(L);
+    urls = lua_gettop(L);
+    lua_newtable(L); /* url_index */
+    for (i = 1; i <= n; i++) {
+        const char *url;
+        size_t len;
+        lua_rawgeti(L, links, i);
+        lua_getfield(L, -1, "url");
+        url = lua_tolstring(L, -1, &len);
+        if (url && len > 5 && memcmp(url, "data:", 5) == 0) {
+            char field[32];
+            snprintf(field, sizeof field, "link %d", i);
+            if (!ir_image_from_data_url(L, url, len, field)) {
+                lua_replace(L, uv);
+                lua_settop(L, uv);
+                ir_xfer_fail(L, xi, x);
+                return;
+            }
+            lua_pushinteger(L, i);
+            lua_setfield(L, -2, "index");
+            lua_getfield(L, -3, "alt");
+            lua_setfield(L, -2, "alt");
+            lua_rawseti(L, images, (lua_Integer)lua_rawlen(L, images) + 1);
+            lua_pop(L, 2);
+            continue;
+        }
+        lua_rawseti(L, urls, (lua_Integer)lua_rawlen(L, urls) + 1);
+        lua_pushinteger(L, i);
+        lua_rawseti(L, urls + 1, (lua_Integer)lua_rawlen(L, urls + 1) + 1);
+        lua_pop(L, 1);
+    }
+    lua_setfield(L, uv, "url_index");
+    lua_setfield(L, uv, "urls");
+    lua_settop(L, uv - 1);
+    x->url_i = 0;
+    ir_fetch_next(L, xi, x);
+}
+
+static void chat_complete(lua_State *L, int xi, ir_xfer *x)
+{
+    int uv, json, res;
+    ir_xfer_uv(L, xi);
+    uv = lua_gettop(L);
+    lua_getfield(L, uv, "json");
+    json = lua_gettop(L);
+    lua_createtable(L, 0, 16);
+    res = lua_gettop(L);
+    lua_getfield(L, json, "id");
+    lua_setfield(L, res, "id");
+    lua_getfield(L, json, "created");
+    lua_setfield(L, res, "created");
+    lua_getfield(L, json, "usage");
+    lua_setfield(L, res, "usage");
+    lua_getfield(L, uv, "model");
+    lua_setfield(L, res, "model");
+    lua_getfield(L, json, "model");
+    lua_setfield(L, res, "served_model");
+    lua_getfield(L, uv, "content");
+    lua_setfield(L, res, "content");
+    lua_getfield(L, uv, "links");
+    lua_setfield(L, res, "links");
+    lua_getfield(L, uv, "unsent");
+    lua_setfield(L, res, "unsent");
+    lua_getfield(L, uv, "images");
+    lua_setfield(L, res, "images");
+    lua_pushliteral(L, "chat");
+    lua_setfield(L, res, "shape");
+    lua_replace(L, uv);
+    lua_settop(L, uv);
+    ir_xfer_succeed(L, xi, x);
+}
+
+const ir_ops IR_CHAT_OPS = {"chat", chat_parse, chat_complete};
