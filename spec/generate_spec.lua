@@ -69,7 +69,7 @@ describe("generate (Images API) against the local server", function()
       seen[img.bytes] = true
     end
     assert.truthy(res.request_id:find("^req_"))
-    assert.equal(200, res.status)
+    assert.equal(200, res.http_status)
     assert.equal(1, res.attempts)
     assert.equal("low", res.quality)
     assert.equal("png", res.output_format)

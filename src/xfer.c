@@ -691,7 +691,7 @@ void ir_xfer_succeed(lua_State *L, int xi, ir_xfer *x)
     lua_pushinteger(L, (lua_Integer)x->total_bytes);
     lua_setfield(L, -2, "bytes_received");
     ir_setfield_str(L, "endpoint", x->endpoint);
-    if (x->req_status) { lua_pushinteger(L, x->req_status); lua_setfield(L, -2, "status"); }
+    if (x->req_status) { lua_pushinteger(L, x->req_status); lua_setfield(L, -2, "http_status"); }
     if (x->api_request_id[0]) ir_setfield_str(L, "request_id", x->api_request_id);
     finish(L, xi, x, 1);
 }

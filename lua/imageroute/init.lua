@@ -89,7 +89,7 @@ end
 -- * `images` (list of Image): decoded bytes (`image.bytes`, `image.length` in bytes), `mime`,
 --   `format` (sniffed from magic bytes), `width`, `height`, `index` (1-based position in `data`),
 --   `revised_prompt`, `url` (when downloaded), and `image:save(path [, {overwrite = true}])`.
--- * `request_id` (the `x-request-id` header), `status` (HTTP), `created` (Unix seconds), `usage`,
+-- * `request_id` (the `x-request-id` header), `http_status`, `created` (Unix seconds), `usage`,
 --   `size`, `quality`, `background`, `output_format` (as the API returned them), `model` (sent),
 --   `shape`, `endpoint`, `route` (name), `latency` (seconds, all attempts and downloads),
 --   `attempts` (HTTP attempts made), `attempt_log` (one table per attempt), `bytes_received`.
