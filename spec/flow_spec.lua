@@ -16,7 +16,8 @@ describe("imageroute.flow", function()
   before_each(function() s:reset() end)
 
   it("runs brief -> concept -> image -> revision -> edit, recording each step and saving files", function()
-    local assistant = fx.route(s, {name = "assistant", shape = "responses", model = "gpt-5", image_model = "gpt-image-1"})
+    local assistant = fx.route(s, {name = "assistant", shape = "responses", model = "gpt-5",
+      image_model = "gpt-image-1"})
     local images = fx.route(s, {name = "images"})
     local f = flow.new{name = "t", out = dir}
     local concept = assert(f:step("concept", imageroute.respond, assistant, {input = "a brief", tool = false}))
