@@ -9,7 +9,7 @@ WARN        = -std=c99 -Wall -Wextra -Werror -pedantic -Wshadow -Wpointer-arith 
 CFLAGS     ?= -O2 -g
 ALL_CFLAGS  = $(CFLAGS) $(WARN) -fPIC -I$(LUA_INC) $(CURL_CFLAGS)
 LDFLAGS    ?=
-LIBS        = $(CURL_LIBS) -lb64
+LIBS        = $(CURL_LIBS) -lb64 -lcrypto
 BUILD      ?= build
 SRCS        = $(wildcard src/*.c)
 OBJS        = $(SRCS:src/%.c=$(BUILD)/obj/%.o)

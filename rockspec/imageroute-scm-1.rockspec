@@ -20,6 +20,7 @@ dependencies = {
 external_dependencies = {
   CURL = {header = "curl/curl.h"},
   B64 = {header = "b64/cdecode.h"},
+  CRYPTO = {header = "openssl/evp.h"},
 }
 build = {
   type = "builtin",
@@ -28,15 +29,16 @@ build = {
     ["imageroute.markdown"] = "lua/imageroute/markdown.lua",
     ["imageroute.dataurl"] = "lua/imageroute/dataurl.lua",
     ["imageroute.localserver"] = "lua/imageroute/localserver.lua",
+    ["imageroute.flow"] = "lua/imageroute/flow.lua",
     ["imageroute.core"] = {
       sources = {
         "src/api.c", "src/b64.c", "src/buf.c", "src/chat.c", "src/core.c", "src/error.c", "src/extract.c",
         "src/image.c", "src/input.c", "src/json.c", "src/respond.c", "src/route.c", "src/sniff.c", "src/sse.c",
-        "src/xfer.c",
+        "src/util.c", "src/xfer.c",
       },
-      libraries = {"curl", "b64"},
-      incdirs = {"$(CURL_INCDIR)", "$(B64_INCDIR)"},
-      libdirs = {"$(CURL_LIBDIR)", "$(B64_LIBDIR)"},
+      libraries = {"curl", "b64", "crypto"},
+      incdirs = {"$(CURL_INCDIR)", "$(B64_INCDIR)", "$(CRYPTO_INCDIR)"},
+      libdirs = {"$(CURL_LIBDIR)", "$(B64_LIBDIR)", "$(CRYPTO_LIBDIR)"},
     },
   },
   install = {

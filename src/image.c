@@ -8,6 +8,7 @@
  *   image.mime    "image/png" | "image/jpeg" | "image/webp" | "image/gif" (sniffed from magic bytes)
  *   image.format  "png" | "jpeg" | "webp" | "gif"
  *   image.width, image.height   pixels, from the image header (nil when unknown)
+ *   image.sha256  hex SHA-256 of the bytes (computed on each read)
  * plus whatever the call recorded in its user value (index, revised_prompt, url, ...).
  */
 #define _POSIX_C_SOURCE 200809L
@@ -168,6 +169,12 @@ static int image_index(lua_State *L)
         lua_pushvalue(L, -2);
         lua_setfield(L, -2, "bytes"); /* cached: later reads cost nothing */
         lua_pop(L, 1);
+        return 1;
+    }
+    if (strcmp(k, "sha256") == 0) {
+        char hex[65];
+        ir_sha256_hex(im->p ? im->p : (const unsigned char *)"", im->n, hex);
+        lua_pushstring(L, hex);
         return 1;
     }
     if (strcmp(k, "length") == 0) { lua_pushinteger(L, (lua_Integer)im->n); return 1; }

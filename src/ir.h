@@ -139,5 +139,7 @@ void ir_error_open(lua_State *L);
 void ir_image_open(lua_State *L);
 void ir_route_open(lua_State *L);
 void ir_xfer_open(lua_State *L);
+void ir_util_open(lua_State *L);
+void ir_sha256_hex(const void *p, size_t n, char out[65]);
 
 #endif

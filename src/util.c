@@ -1,0 +1,81 @@
+/*
+ * util.c - small facilities the Lua layer needs from C: whole-line appends that several processes
+ * can share, and SHA-256 (OpenSSL's libcrypto, EVP interface).
+ */
+#define _POSIX_C_SOURCE 200809L
+#include <errno.h>
+#include <fcntl.h>
+#include <string.h>
+#include <unistd.h>
+#include <openssl/evp.h>
+#include "ir.h"
+
+/* core.append(path, data) -> true | nil, err
+ * One write(2) on a descriptor opened with O_APPEND: the data lands whole at the end of the file
+ * even when several processes append to it at once (Linux serialises O_APPEND writes to a regular
+ * file). Short writes are retried. err.kind = "io". */
+static int l_append(lua_State *L)
+{
+    const char *path = luaL_checkstring(L, 1);
+    size_t n;
+    const char *s = luaL_checklstring(L, 2, &n);
+    int fd = open(path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644), e = 0;
+    if (fd < 0) {
+        e = errno;
+    } else {
+        while (n) {
+            ssize_t w = write(fd, s, n);
+            if (w < 0) {
+                if (errno == EINTR) continue;
+                e = errno;
+                break;
+            }
+            s += w;
+            n -= (size_t)w;
+        }
+        if (close(fd) != 0 && !e) e = errno;
+    }
+    if (e) {
+        lua_pushnil(L);
+        ir_push_error(L, "io", "cannot append to %s: %s", path, strerror(e));
+        lua_pushstring(L, path);
+        lua_setfield(L, -2, "path");
+        return 2;
+    }
+    lua_pushboolean(L, 1);
+    return 1;
+}
+
+void ir_sha256_hex(const void *p, size_t n, char out[65])
+{
+    unsigned char md[EVP_MAX_MD_SIZE];
+    unsigned int len = 0, i;
+    static const char hex[] = "0123456789abcdef";
+    EVP_Digest(p, n, md, &len, EVP_sha256(), NULL);
+    for (i = 0; i < len && i < 32; i++) {
+        out[2 * i] = hex[md[i] >> 4];
+        out[2 * i + 1] = hex[md[i] & 15];
+    }
+    out[64] = '\0';
+}
+
+/* core.sha256(data) -> 64 lower-case hex digits */
+static int l_sha256(lua_State *L)
+{
+    size_t n;
+    const char *s = luaL_checklstring(L, 1, &n);
+    char hex[65];
+    ir_sha256_hex(s, n, hex);
+    lua_pushstring(L, hex);
+    return 1;
+}
+
+void ir_util_open(lua_State *L)
+{
+    static const luaL_Reg fns[] = {
+        {"append", l_append},
+        {"sha256", l_sha256},
+        {NULL, NULL}
+    };
+    luaL_setfuncs(L, fns, 0);
+}
