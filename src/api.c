@@ -82,16 +82,16 @@ void ir_copy_fields(lua_State *L, int j, const char *const *names)
 
 /* Takes extracted image k (placeholder string at idx) as an Image pushed on the stack. Returns 0
  * with an error pushed instead when it is not a valid image. */
-int ir_take_image(lua_State *L, ir_xfer *x, const char *ph, const char *field)
+int ir_take_image(lua_State *L, ir_extract *ex, const char *ph, const char *field)
 {
     unsigned long k = strtoul(ph + sizeof(IR_IMG_PLACEHOLDER) - 1, NULL, 10);
     ir_ximg *im;
     const char *fmt = NULL;
-    if (k >= x->ex.nimgs) {
+    if (k >= ex->nimgs) {
         ir_push_error(L, "decode", "%s: internal placeholder out of range", field);
         return 0;
     }
-    im = &x->ex.imgs[k];
+    im = &ex->imgs[k];
     if (im->bad) {
         ir_push_error(L, "decode", "%s is not valid base64 (%s)", field, im->bad);
         return 0;
@@ -130,6 +130,20 @@ void ir_fail_decode(lua_State *L, int xi, ir_xfer *x, const char *what)
 /* Decodes the (image-free) JSON body into uv.json. Returns 0 after failing the transfer. */
 int ir_decode_body(lua_State *L, int xi, ir_xfer *x)
 {
+    if (x->mode == M_SSE) { /* the events already filled uv.json */
+        ir_xfer_uv(L, xi);
+        if (lua_getfield(L, -1, "json") != LUA_TTABLE) {
+            lua_pop(L, 2);
+            ir_push_error(L, "decode", "the event stream ended without its final event");
+            lua_pushinteger(L, x->status);
+            lua_setfield(L, -2, "status");
+            ir_xfer_fail(L, xi, x);
+            return 0;
+        }
+        lua_pop(L, 2);
+        x->req_status = x->status;
+        return 1;
+    }
     if (x->mode != M_JSON) {
         ir_fail_decode(L, xi, x, "the response is not JSON");
         return 0;
@@ -162,6 +176,21 @@ static void images_parse(lua_State *L, int xi, ir_xfer *x)
     if (!ir_decode_body(L, xi, x)) return;
     ir_xfer_uv(L, xi);
     uv = lua_gettop(L);
+    if (x->mode == M_SSE) { /* streamed: the completed events gave the images */
+        lua_getfield(L, uv, "images");
+        n = (lua_Integer)lua_rawlen(L, -1);
+        lua_settop(L, uv - 1);
+        if (n == 0) {
+            ir_push_error(L, "decode", "the stream ended without a completed image");
+            lua_pushinteger(L, x->status);
+            lua_setfield(L, -2, "status");
+            ir_xfer_fail(L, xi, x);
+            return;
+        }
+        x->url_i = 0;
+        ir_fetch_next(L, xi, x);
+        return;
+    }
     lua_getfield(L, uv, "json");
     json = lua_gettop(L);
     if (lua_getfield(L, json, "data") != LUA_TTABLE || lua_rawlen(L, -1) == 0) {
@@ -192,7 +221,7 @@ static void images_parse(lua_State *L, int xi, ir_xfer *x)
         }
         lua_getfield(L, -1, "b64_json");
         if (ir_is_placeholder(L, -1)) {
-            if (!ir_take_image(L, x, lua_tostring(L, -1), field)) {
+            if (!ir_take_image(L, &x->ex, lua_tostring(L, -1), field)) {
                 lua_replace(L, uv); /* keep the error, drop the rest */
                 lua_settop(L, uv);
                 ir_xfer_fail(L, xi, x);
@@ -238,6 +267,14 @@ static void images_complete(lua_State *L, int xi, ir_xfer *x)
     lua_getfield(L, uv, "json");
     lua_insert(L, -2);
     ir_copy_fields(L, -2, fields);
+    if (x->mode == M_SSE) { /* a completed event has created_at instead of created */
+        lua_getfield(L, -2, "created_at");
+        lua_setfield(L, -2, "created");
+        lua_pushboolean(L, 1);
+        lua_setfield(L, -2, "stream");
+        lua_pushinteger(L, x->partials_received);
+        lua_setfield(L, -2, "partial_images_received");
+    }
     lua_getfield(L, uv, "images");
     lua_setfield(L, -2, "images");
     lua_getfield(L, uv, "model");

@@ -191,6 +191,21 @@ static void chat_parse(lua_State *L, int xi, ir_xfer *x)
     uv = lua_gettop(L);
     lua_getfield(L, uv, "json");
     json = lua_gettop(L);
+    if (x->mode == M_SSE) { /* streamed chunks: join their delta.content */
+        luaL_Buffer b;
+        int k, m, pieces;
+        lua_getfield(L, uv, "stream_content");
+        pieces = lua_gettop(L);
+        m = (int)lua_rawlen(L, pieces);
+        luaL_buffinit(L, &b);
+        for (k = 1; k <= m; k++) {
+            lua_rawgeti(L, pieces, k);
+            luaL_addvalue(&b);
+        }
+        luaL_pushresult(&b);
+        lua_remove(L, pieces);
+        goto have_content;
+    }
     if (lua_getfield(L, json, "choices") != LUA_TTABLE || lua_rawgeti(L, -1, 1) != LUA_TTABLE ||
         lua_getfield(L, -1, "message") != LUA_TTABLE) {
         lua_settop(L, uv - 1);
@@ -225,6 +240,7 @@ static void chat_parse(lua_State *L, int xi, ir_xfer *x)
         luaL_pushresult(&b);
         lua_replace(L, parts);
     }
+have_content:
     content = lua_gettop(L);
     lua_pushvalue(L, content);
     lua_setfield(L, uv, "content");

@@ -60,6 +60,7 @@ static int begin_image(ir_extract *e)
 static int div_feed(ir_extract *e, const char *p, size_t n)
 {
     ir_ximg *im = &e->imgs[e->nimgs - 1];
+    if (e->discard) return 0;
     while (n && e->prefix != 2) {
         char c = *p++;
         n--;
@@ -96,6 +97,11 @@ static int end_image(ir_extract *e)
     ir_ximg *im = &e->imgs[e->nimgs - 1];
     const char *why = NULL;
     char ph[48];
+    if (e->discard) {
+        im->bad = "not kept";
+        snprintf(ph, sizeof ph, IR_IMG_PLACEHOLDER "%u\"", (unsigned)(e->nimgs - 1));
+        return ir_buf_addstr(e->json, ph);
+    }
     if (e->prefix == 0 && e->npre) { /* a short value that never left the prefix check */
         if (ir_b64dec_feed(&e->dec, e->pre, e->npre, &im->data)) return -1;
     }

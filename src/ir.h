@@ -89,6 +89,7 @@ typedef struct {
     ir_ximg *imgs;
     size_t nimgs, capimgs;
     int oom;
+    int discard;              /* skip image strings without decoding them (a copy we do not need) */
 } ir_extract;
 
 void ir_extract_init(ir_extract *e, ir_buf *json);

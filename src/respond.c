@@ -368,7 +368,21 @@ static void respond_parse(lua_State *L, int xi, ir_xfer *x)
     images = lua_gettop(L);
     lua_newtable(L);
     calls = lua_gettop(L);
-    if (lua_getfield(L, json, "output") != LUA_TTABLE) {
+    if (x->mode == M_SSE) {
+        /* streamed: the images came with response.output_item.done (uv.stream_results), the items
+         * are in uv.stream_items; the final response's copies of the images were skipped */
+        int k, m;
+        lua_getfield(L, uv, "stream_results");
+        m = (int)lua_rawlen(L, -1);
+        for (k = 1; k <= m; k++) {
+            lua_rawgeti(L, -1, k);
+            lua_pushinteger(L, k);
+            lua_setfield(L, -2, "index");
+            lua_rawseti(L, images, (lua_Integer)lua_rawlen(L, images) + 1);
+        }
+        lua_pop(L, 1);
+        lua_getfield(L, uv, "stream_items");
+    } else if (lua_getfield(L, json, "output") != LUA_TTABLE) {
         lua_pop(L, 1);
         lua_newtable(L);
     }
@@ -394,8 +408,10 @@ static void respond_parse(lua_State *L, int xi, ir_xfer *x)
             lua_setfield(L, call, "status");
             lua_getfield(L, item, "result");
             snprintf(field, sizeof field, "output[%d].result", (int)i);
-            if (ir_is_placeholder(L, -1)) {
-                if (!ir_take_image(L, x, lua_tostring(L, -1), field)) {
+            if (x->mode == M_SSE && ir_is_placeholder(L, -1)) {
+                lua_pop(L, 1); /* taken already, as it streamed */
+            } else if (ir_is_placeholder(L, -1)) {
+                if (!ir_take_image(L, &x->ex, lua_tostring(L, -1), field)) {
                     lua_replace(L, uv);
                     lua_settop(L, uv);
                     ir_xfer_fail(L, xi, x);
@@ -492,6 +508,12 @@ static void respond_complete(lua_State *L, int xi, ir_xfer *x)
     ir_copy_fields(L, json, fields);
     lua_getfield(L, json, "model");
     lua_setfield(L, res, "model");
+    if (x->mode == M_SSE) {
+        lua_pushboolean(L, 1);
+        lua_setfield(L, res, "stream");
+        lua_pushinteger(L, x->partials_received);
+        lua_setfield(L, res, "partial_images_received");
+    }
     lua_getfield(L, uv, "tool_model");
     lua_setfield(L, res, "tool_model");
     push_output_text(L, json);

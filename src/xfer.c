@@ -13,6 +13,7 @@
 #include <string.h>
 #include <strings.h>
 #include <time.h>
+#include <sys/select.h>
 #include "ir.h"
 #include "xfer.h"
 
@@ -632,6 +633,10 @@ static void attempt_done(lua_State *L, int xi, ir_xfer *x, CURLcode cc)
         return;
     }
     log_attempt(L, xi, x, cc, NULL, 0);
+    if (ok && x->mode == M_SSE && !ir_sse_process(L, xi, x)) {
+        ir_xfer_fail(L, xi, x);
+        return;
+    }
     if (ok) {
         if (x->phase == PH_FETCH) ir_fetch_done(L, xi, x);
         else x->ops->parse(L, xi, x);
@@ -817,6 +822,26 @@ static int drain(lua_State *L, ir_loop *lp)
     return n;
 }
 
+/* Turns the events that streamed in since the last step into images, so partial images reach
+ * Lua as soon as libcurl hands their bytes over. A stream that sent an error event ends here. */
+static void sse_tick(lua_State *L, ir_loop *lp)
+{
+    ir_xfer *x, *next;
+    for (x = lp->head; x; x = next) {
+        next = x->next;
+        if (x->state == X_RUN && x->mode == M_SSE && x->sse) {
+            int top = lua_gettop(L);
+            lua_rawgeti(L, LUA_REGISTRYINDEX, x->ref);
+            if (!ir_sse_process(L, top + 1, x)) {
+                if (x->in_multi) curl_multi_remove_handle(lp->multi, x->easy);
+                x->in_multi = 0;
+                ir_xfer_fail(L, top + 1, x);
+            }
+            lua_settop(L, top);
+        }
+    }
+}
+
 /* One step: start due attempts, move bytes, wait at most `timeout` seconds for activity, handle
  * what finished. Returns the number of live transfers. */
 int ir_loop_step(lua_State *L, ir_loop *lp, double timeout)
@@ -826,6 +851,7 @@ int ir_loop_step(lua_State *L, ir_loop *lp, double timeout)
     ir_xfer *x;
     activate_due(lp, now);
     curl_multi_perform(lp->multi, &running);
+    sse_tick(L, lp);
     if (drain(L, lp)) return lp->live;
     if (!lp->live) return 0;
     for (x = lp->head; x; x = x->next)
@@ -843,6 +869,7 @@ int ir_loop_step(lua_State *L, ir_loop *lp, double timeout)
     }
     activate_due(lp, ir_now());
     curl_multi_perform(lp->multi, &running);
+    sse_tick(L, lp);
     drain(L, lp);
     return lp->live;
 }
@@ -873,6 +900,42 @@ static int l_step(lua_State *L)
     double t = luaL_optnumber(L, 1, 0);
     lua_pushinteger(L, ir_loop_step(L, ir_get_loop(L), t < 0 ? 0 : t));
     return 1;
+}
+
+/* core.fds() -> read_fds, write_fds, timeout
+ * For embedding in another event loop: the sockets libcurl wants watched (lists of integers) and
+ * the longest wait in seconds before core.step(0) must run anyway (libcurl's own timers and the
+ * next retry that is due); timeout is nil when nothing is pending. */
+static int l_fds(lua_State *L)
+{
+    ir_loop *lp = ir_get_loop(L);
+    fd_set r, w, e;
+    int maxfd = -1, fd, nr = 0, nw = 0;
+    long ms = -1;
+    double wait = -1, now = ir_now();
+    ir_xfer *x;
+    FD_ZERO(&r);
+    FD_ZERO(&w);
+    FD_ZERO(&e);
+    curl_multi_fdset(lp->multi, &r, &w, &e, &maxfd);
+    lua_newtable(L);
+    lua_newtable(L);
+    for (fd = 0; fd <= maxfd; fd++) {
+        if (FD_ISSET(fd, &r)) { lua_pushinteger(L, fd); lua_rawseti(L, -3, ++nr); }
+        if (FD_ISSET(fd, &w)) { lua_pushinteger(L, fd); lua_rawseti(L, -2, ++nw); }
+    }
+    curl_multi_timeout(lp->multi, &ms);
+    if (ms >= 0) wait = (double)ms / 1000.0;
+    for (x = lp->head; x; x = x->next) {
+        if (x->state == X_WAIT) {
+            double d = x->due > now ? x->due - now : 0;
+            if (wait < 0 || d < wait) wait = d;
+        }
+    }
+    if (wait < 0 && lp->live) wait = 1.0;
+    if (wait < 0) lua_pushnil(L);
+    else lua_pushnumber(L, wait);
+    return 3;
 }
 
 /* core.pending() -> number of live transfers */
@@ -910,6 +973,21 @@ static int x_wait(lua_State *L)
     return ir_xfer_push_outcome(L, 1);
 }
 
+/* transfer:take_partials() -> list of partial Images received since the last call (each with
+ * partial_image_index), oldest first; empty when none */
+static int x_take_partials(lua_State *L)
+{
+    check_xfer(L, 1);
+    ir_xfer_uv(L, 1);
+    if (lua_getfield(L, -1, "partials") != LUA_TTABLE || lua_rawlen(L, -1) == 0) {
+        lua_newtable(L);
+        return 1;
+    }
+    lua_newtable(L);
+    lua_setfield(L, -3, "partials");
+    return 1;
+}
+
 /* transfer:progress() -> bytes received (all attempts), elapsed seconds, attempt */
 static int x_progress(lua_State *L)
 {
@@ -942,11 +1020,13 @@ void ir_xfer_open(lua_State *L)
         {"result", x_result},
         {"wait", x_wait},
         {"progress", x_progress},
+        {"take_partials", x_take_partials},
         {NULL, NULL}
     };
     static const luaL_Reg fns[] = {
         {"step", l_step},
         {"pending", l_pending},
+        {"fds", l_fds},
         {NULL, NULL}
     };
     if (curl_global_init(CURL_GLOBAL_DEFAULT) != CURLE_OK) luaL_error(L, "curl_global_init failed");

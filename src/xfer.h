@@ -58,6 +58,8 @@ struct ir_xfer {
     size_t bytes;             /* bytes of this attempt's body */
     size_t total_bytes;       /* all bodies, all attempts */
     size_t max_bytes;
+    size_t max_event_bytes;   /* cap of one server-sent event's data (0: the default) */
+    int partials_received;
     int attempt, max_retries, url_i;
     double delay_initial, delay_max, retry_after_max, timeout, connect_timeout;
     double t0, t_attempt, t_done, due;
@@ -86,6 +88,9 @@ const char *ir_route_key(lua_State *L, int route);
 int  ir_sse_feed(ir_xfer *x, const char *p, size_t n);
 void ir_sse_reset(ir_xfer *x);
 void ir_sse_free(ir_xfer *x);
+/* Turns queued events into images (uv.partials, uv.images, uv.stream_results) and records
+ * (uv.json, uv.stream_items, uv.stream_content). 1, or 0 with an error pushed. Lua context only. */
+int  ir_sse_process(lua_State *L, int xi, ir_xfer *x);
 
 /* api.c: helpers shared by the request shapes (each pushes an error and returns 0 on failure) */
 void ir_push_validation(lua_State *L, const char *field, const char *fmt, const char *arg);
@@ -93,7 +98,7 @@ void ir_shallow_copy(lua_State *L, int idx);
 int  ir_ensure_model(lua_State *L, int body, int route);
 int  ir_check_prompt(lua_State *L, int params);
 void ir_copy_fields(lua_State *L, int j, const char *const *names);
-int  ir_take_image(lua_State *L, ir_xfer *x, const char *ph, const char *field);
+int  ir_take_image(lua_State *L, ir_extract *ex, const char *ph, const char *field);
 int  ir_is_placeholder(lua_State *L, int idx);
 void ir_fail_decode(lua_State *L, int xi, ir_xfer *x, const char *what);
 int  ir_decode_body(lua_State *L, int xi, ir_xfer *x);

@@ -63,11 +63,187 @@ function M.is_route(v)
   return core.is_route(v)
 end
 
---- Waits for a transfer: yields to the scheduler inside `imageroute.run` coroutines (later), steps
--- the loop otherwise.
-local function await(xfer, err)
+-- ------------------------------------------------------------------------------------------
+-- The scheduler: every transfer runs on the C core's one libcurl multi loop. Calls made inside
+-- coroutines started by `run`, `spawn` or `batch` yield to it; calls made elsewhere step the
+-- loop until their transfer is done (and meanwhile the scheduler's coroutines progress too).
+
+local YIELD = setmetatable({}, {__tostring = function() return "imageroute.yield" end})
+local owned = setmetatable({}, {__mode = "k"}) -- coroutine -> its completion function
+local waiting = {}                               -- {co =, xfer =, opts =} waiting on a transfer
+local ready = {}                                 -- coroutines that yielded for a tick
+local last_bytes = setmetatable({}, {__mode = "k"})
+
+--- Hands partial images and progress of transfer x to the call's callbacks (Lua context, never
+-- inside libcurl). Callback errors propagate to the caller of step/run.
+local function deliver(x, opts)
+  if not opts then return end
+  if opts.on_partial then
+    for _, img in ipairs(x:take_partials()) do opts.on_partial(img, img.partial_image_index) end
+  end
+  if opts.on_progress then
+    local bytes, elapsed = x:progress()
+    if last_bytes[x] ~= bytes or x:done() then
+      last_bytes[x] = bytes
+      opts.on_progress(bytes, elapsed)
+    end
+  end
+end
+
+local resume
+
+--- Resumes co with the given values and files it by what it does next.
+resume = function(co, ...)
+  local ok, a, b, c = coroutine.resume(co, ...)
+  if coroutine.status(co) == "dead" then
+    local done = owned[co]
+    owned[co] = nil
+    if done then done(ok, a, b, c) end
+    return
+  end
+  if ok and a == YIELD then
+    waiting[#waiting + 1] = {co = co, xfer = b, opts = c}
+  else
+    ready[#ready + 1] = co -- a yield of the caller's own: resumed at the next tick
+  end
+end
+
+--- One pass over the waiting coroutines: deliver callbacks, resume the finished.
+local function tick()
+  local now_ready = ready
+  ready = {}
+  for _, co in ipairs(now_ready) do resume(co) end
+  local i = 1
+  while i <= #waiting do
+    local w = waiting[i]
+    deliver(w.xfer, w.opts)
+    if w.xfer:done() then
+      table.remove(waiting, i)
+      resume(w.co, w.xfer:result())
+    else
+      i = i + 1
+    end
+  end
+end
+
+--- Waits for a transfer: yields inside the scheduler's coroutines, steps the loop otherwise.
+local function await(xfer, err, opts)
   if not xfer then return nil, err end
-  return xfer:wait()
+  local co = coroutine.running()
+  if owned[co] then return coroutine.yield(YIELD, xfer, opts) end
+  while not xfer:done() do
+    core.step(0.5)
+    deliver(xfer, opts)
+    tick()
+  end
+  deliver(xfer, opts)
+  return xfer:result()
+end
+
+--- Runs the loop once: moves bytes, waits at most `timeout` seconds for activity, delivers
+-- partial images and progress, and resumes the coroutines whose calls finished. For embedding in
+-- another event loop together with `fds`.
+-- @tparam[opt=0] number timeout seconds
+-- @treturn integer how many transfers and coroutines are still pending
+function M.step(timeout)
+  local live = core.step(timeout or 0)
+  tick()
+  return live + #waiting + #ready
+end
+
+--- What to wait on when embedding: the sockets libcurl watches and the longest wait.
+-- Wait until one of the descriptors is ready or `timeout` passes, then call `imageroute.step(0)`.
+--
+--    while imageroute.pending() > 0 do
+--      local r, w, timeout = imageroute.fds()
+--      my_loop_wait(r, w, timeout)   -- e.g. socket.select or poll in your event loop
+--      imageroute.step(0)
+--    end
+--
+-- @treturn {integer,...} descriptors to watch for reading
+-- @treturn {integer,...} descriptors to watch for writing
+-- @treturn number|nil seconds to wait at most (nil: nothing pending)
+function M.fds()
+  return core.fds()
+end
+
+--- How many transfers and scheduler coroutines are pending.
+-- @treturn integer
+function M.pending()
+  return core.pending() + #waiting + #ready
+end
+
+--- Starts `fn(...)` as a scheduler coroutine without waiting for it; its imageroute calls yield
+-- to the loop. Drive it with `step` (or any blocking imageroute call, or `run`).
+-- @tparam function fn
+-- @tparam[opt] function on_done called as `on_done(ok, ...)` with fn's results or its error
+-- @return the coroutine
+function M.spawn(fn, on_done, ...)
+  assert(type(fn) == "function", "spawn: function expected")
+  local co = coroutine.create(fn)
+  owned[co] = on_done or function(ok, e) if not ok then error(e, 0) end end
+  resume(co, ...)
+  return co
+end
+
+--- Runs functions as coroutines on one thread until all of them return. Inside them the ordinary
+-- calls (`generate`, `edit`, `respond`, ...) yield to the shared loop instead of blocking, so
+-- several multi-step flows progress at once.
+-- @tparam function ... the functions
+-- @return the first value each function returned, in order
+-- @raise the first error raised by any of the functions, after all of them have ended
+function M.run(...)
+  local fns = table.pack(...)
+  local results, first_err, pending = {}, nil, fns.n
+  for i = 1, fns.n do
+    M.spawn(fns[i], function(ok, v)
+      pending = pending - 1
+      if ok then results[i] = v elseif first_err == nil then first_err = v end
+    end)
+  end
+  while pending > 0 do M.step(0.5) end
+  if first_err ~= nil then error(first_err, 0) end
+  return table.unpack(results, 1, fns.n)
+end
+
+--- Runs a list of calls with at most `max_in_flight` in flight, and returns their outcomes in
+-- input order. A job's failure never stops the others.
+-- @tparam {table,...} jobs each `{call = "generate"|"edit"|"respond" (default "generate"), route =,
+--   params =, opts =}`
+-- @tparam[opt] table opts `max_in_flight` (integer, default 4), `on_done(i, result, err)`,
+--   `on_progress(i, bytes, elapsed_seconds)`, `on_partial(i, image, index)`
+-- @treturn {table,...} one `{ok = boolean, result = table|nil, error = table|nil}` per job
+function M.batch(jobs, opts)
+  assert(type(jobs) == "table", "batch: a list of jobs expected")
+  opts = opts or {}
+  local n, next_job, results = #jobs, 0, {}
+  local max = opts.max_in_flight or 4
+  assert(math.type(max) == "integer" and max >= 1, "batch: max_in_flight must be an integer >= 1")
+  local function worker()
+    while next_job < n do
+      next_job = next_job + 1
+      local i, job = next_job, jobs[next_job]
+      local jopts = {}
+      for k, v in pairs(job.opts or {}) do jopts[k] = v end
+      if opts.on_progress then jopts.on_progress = function(b, e) opts.on_progress(i, b, e) end end
+      if opts.on_partial then jopts.on_partial = function(img, idx) opts.on_partial(i, img, idx) end end
+      local fn = M[job.call or "generate"]
+      local res, err
+      if job.call ~= nil and job.call ~= "generate" and job.call ~= "edit" and job.call ~= "respond" then
+        err = core.error("validation", "unknown call '" .. tostring(job.call) .. "'", {field = "call"})
+      else
+        local ok
+        ok, res, err = pcall(fn, job.route, job.params, jopts)
+        if not ok then res, err = nil, core.error("validation", tostring(res), {field = "job"}) end
+      end
+      results[i] = {ok = res ~= nil, result = res, error = err}
+      if opts.on_done then opts.on_done(i, res, err) end
+    end
+  end
+  local workers = {}
+  for k = 1, math.min(max, n) do workers[k] = worker end
+  if #workers > 0 then M.run(table.unpack(workers)) end
+  return results
 end
 
 --- Generates images. On an `images` route: `POST {base_url}/images/generations` (JSON). On a
@@ -83,7 +259,9 @@ end
 --
 -- @tparam Route route
 -- @tparam table params API fields; `prompt` (non-empty string) is required
--- @tparam[opt] table opts per-call options: `timeout`, `connect_timeout` (seconds), `max_retries`
+-- @tparam[opt] table opts per-call options: `timeout`, `connect_timeout` (seconds), `max_retries`,
+--   `on_partial(image, index)` (with `params.stream = true` and `params.partial_images`: each
+--   partial image as its event arrives, index 0-based), `on_progress(bytes, elapsed_seconds)`
 -- @treturn table result:
 --
 -- * `images` (list of Image): decoded bytes (`image.bytes`, `image.length` in bytes), `mime`,
@@ -100,7 +278,8 @@ end
 --   `tostring(err)` is one line and never holds the key.
 -- @raise when route is not a Route or params is not a table
 function M.generate(route, params, opts)
-  return await(core.start_generate(route, params, opts))
+  local x, err = core.start_generate(route, params, opts)
+  return await(x, err, opts)
 end
 
 --- Edits images. On an `images` route: `POST {base_url}/images/edits` (multipart,
@@ -124,7 +303,8 @@ end
 -- @treturn[2] table error, as for `generate`
 -- @raise when route is not a Route or params is not a table
 function M.edit(route, params, opts)
-  return await(core.start_edit(route, params, opts))
+  local x, err = core.start_edit(route, params, opts)
+  return await(x, err, opts)
 end
 
 --- Calls the Responses API with the `image_generation` tool: `POST {base_url}/responses`.
@@ -158,7 +338,8 @@ end
 --   `output_text`, `image_calls`, and the `images` that did arrive.
 -- @raise when route is not a Route or params is not a table
 function M.respond(route, params, opts)
-  return await(core.start_respond(route, params, opts))
+  local x, err = core.start_respond(route, params, opts)
+  return await(x, err, opts)
 end
 
 --- Wraps image bytes (read from a file, say) as an Image, with `save`, `mime`, `format`.
