@@ -14,7 +14,7 @@ out=$(mktemp)
 # shellcheck disable=SC2086
 ${SPEC_RUNNER:-} lua5.4 /usr/bin/busted "$@" 2>&1 | tee "$out"
 status=${PIPESTATUS[0]}
-line=$(grep -E '^[0-9]+ successes? / [0-9]+ failures? / [0-9]+ errors? / [0-9]+ pending' "$out" | tail -n 1)
+line=$(grep -aE '^[0-9]+ successes? / [0-9]+ failures? / [0-9]+ errors? / [0-9]+ pending' "$out" | tail -n 1)
 rm -f "$out"
 if [ -z "$line" ]; then echo "spec: busted printed no summary"; exit 1; fi
 ok=$(echo "$line" | sed -E 's/^([0-9]+) success.*/\1/')

@@ -26,6 +26,7 @@ LUALIB_API int luaopen_imageroute_core(lua_State *L)
     ir_input_open(L);
     ir_respond_open(L);
     ir_util_open(L);
+    ir_sse_open(L);
     lua_pushliteral(L, IR_VERSION);
     lua_setfield(L, -2, "_VERSION");
     lua_pushstring(L, curl_version_info(CURLVERSION_NOW)->version);

@@ -376,3 +376,70 @@ int ir_sse_process(lua_State *L, int xi, ir_xfer *x)
     lua_settop(L, top);
     return 1;
 }
+
+/* core._sse_parse(chunks [, max_event_bytes]) -> events | nil, message
+ * Test and fuzz entry: runs the parser over the list of strings as if they were libcurl's chunks
+ * and returns the finished events: {type =, data = <JSON with image placeholders>, images =
+ * {bytes, ...}, bad = {why, ...}, done = true when [DONE] was seen}. */
+static int l_sse_parse(lua_State *L)
+{
+    ir_xfer x;
+    sse_state *s;
+    sse_event *ev;
+    int i, n, k = 0;
+    luaL_checktype(L, 1, LUA_TTABLE);
+    memset(&x, 0, sizeof x);
+    x.max_event_bytes = (size_t)luaL_optinteger(L, 2, 0);
+    n = (int)lua_rawlen(L, 1);
+    for (i = 1; i <= n; i++) {
+        size_t len;
+        const char *p;
+        lua_rawgeti(L, 1, i);
+        p = luaL_checklstring(L, -1, &len);
+        if (ir_sse_feed(&x, p, len)) {
+            lua_pop(L, 1);
+            lua_pushnil(L);
+            lua_pushstring(L, x.abort_why ? x.abort_why : "error");
+            ir_sse_free(&x);
+            return 2;
+        }
+        lua_pop(L, 1);
+    }
+    s = (sse_state *)x.sse;
+    lua_newtable(L);
+    for (ev = s ? s->head : NULL; ev; ev = ev->next) {
+        size_t j;
+        lua_createtable(L, 0, 4);
+        lua_pushstring(L, ev->type);
+        lua_setfield(L, -2, "type");
+        lua_pushlstring(L, ev->json.p ? ev->json.p : "", ev->json.n);
+        lua_setfield(L, -2, "data");
+        lua_newtable(L);
+        lua_newtable(L);
+        for (j = 0; j < ev->ex.nimgs; j++) {
+            ir_ximg *im = &ev->ex.imgs[j];
+            lua_pushlstring(L, im->data.p ? im->data.p : "", im->data.n);
+            lua_rawseti(L, -3, (lua_Integer)j + 1);
+            lua_pushstring(L, im->bad ? im->bad : "");
+            lua_rawseti(L, -2, (lua_Integer)j + 1);
+        }
+        lua_setfield(L, -3, "bad");
+        lua_setfield(L, -2, "images");
+        lua_rawseti(L, -2, ++k);
+    }
+    if (s && s->done_marker) {
+        lua_pushboolean(L, 1);
+        lua_setfield(L, -2, "done");
+    }
+    ir_sse_free(&x);
+    return 1;
+}
+
+void ir_sse_open(lua_State *L)
+{
+    static const luaL_Reg fns[] = {
+        {"_sse_parse", l_sse_parse},
+        {NULL, NULL}
+    };
+    luaL_setfuncs(L, fns, 0);
+}

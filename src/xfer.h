@@ -91,6 +91,7 @@ void ir_sse_free(ir_xfer *x);
 /* Turns queued events into images (uv.partials, uv.images, uv.stream_results) and records
  * (uv.json, uv.stream_items, uv.stream_content). 1, or 0 with an error pushed. Lua context only. */
 int  ir_sse_process(lua_State *L, int xi, ir_xfer *x);
+void ir_sse_open(lua_State *L);
 
 /* api.c: helpers shared by the request shapes (each pushes an error and returns 0 on failure) */
 void ir_push_validation(lua_State *L, const char *field, const char *fmt, const char *arg);
