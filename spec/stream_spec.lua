@@ -120,7 +120,7 @@ describe("the SSE parser", function()
     assert.falsy(events[1].data:find(b64, 1, true)) -- the base64 never lands in the JSON text
     assert.equal("image_generation.completed", events[2].type)
     assert.equal("\n", events[2].data:match("completed\",(\n)\"b64_json"))
-    assert.equal(IMG, events[2].images[1]) -- JSON's escaped "\/" decoded as '/' 
+    assert.equal(IMG, events[2].images[1]) -- JSON's escaped "\/" decoded as '/'
     assert.equal("something.unknown", events[3].type)
     assert.equal('{"x":1}', events[3].data)
     assert.is_true(events.done)
