@@ -18,7 +18,7 @@ CORE        = $(BUILD)/imageroute/core.so
 export LUA_PATH  := $(CURDIR)/lua/?.lua;$(CURDIR)/lua/?/init.lua;;
 export LUA_CPATH := $(CURDIR)/$(BUILD)/?.so;;
 
-.PHONY: all deps build test lint spec demo demo-live contract rock-check clean help bench check-valgrind
+.PHONY: all deps build test lint spec demo demo-live contract rock-check clean help bench check-valgrind check-asan fuzz
 
 all: build
 
@@ -28,6 +28,8 @@ help:
 	@echo "make contract - run the contract suite against Steady serving the official OpenAPI spec"
 	@echo "make demo-live - the quickstart against the real API (needs OPENAI_API_KEY)"
 	@echo "make check-valgrind - all specs under valgrind memcheck"
+	@echo "make check-asan - all specs against the core built with AddressSanitizer and UBSan"
+	@echo "make fuzz   - libFuzzer harnesses for the C parsers (FUZZ_SECONDS each, default 60)"
 	@echo "make bench  - benchmarks against the local server"
 
 deps:
@@ -76,6 +78,12 @@ bench: deps build
 check-valgrind: deps build
 	@command -v valgrind >/dev/null || { echo "check-valgrind: valgrind is not installed (apt-get install valgrind)"; exit 1; }
 	SPEC_RUNNER="valgrind --leak-check=full --errors-for-leak-kinds=definite --error-exitcode=9 -q" scripts/spec.sh
+
+check-asan: deps
+	scripts/check-asan.sh
+
+fuzz: deps
+	scripts/fuzz.sh $(FUZZ_SECONDS)
 
 clean:
 	rm -rf $(BUILD) out
