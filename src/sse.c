@@ -281,13 +281,19 @@ static int handle(lua_State *L, ir_xfer *x, int uv, sse_event *ev)
     lua_pushvalue(L, t);
     if (strstr(type, ".partial_image")) {
         int idx = -1;
+        const char *key;
         if (lua_getfield(L, t, "partial_image_index") == LUA_TNUMBER) idx = (int)lua_tointeger(L, -1);
         lua_pop(L, 1);
-        r = take(L, ev, strstr(type, "response.") == type ? "partial_image_b64" : "b64_json", uv, "partials", idx);
+        key = strstr(type, "response.") == type ? "partial_image_b64" : "b64_json";
+        r = take(L, ev, key, uv, "partials", idx);
         if (r == 1) {
             x->partials_received++;
             lua_getfield(L, t, "item_id");
             lua_setfield(L, -2, "call_id");
+            lua_pushnil(L); /* image.event: the event's other fields (type, sizes, stamps) */
+            lua_setfield(L, t, key);
+            lua_pushvalue(L, t);
+            lua_setfield(L, -2, "event");
         }
     } else if (strcmp(type, "image_generation.completed") == 0 || strcmp(type, "image_edit.completed") == 0) {
         r = take(L, ev, "b64_json", uv, "images", -1);

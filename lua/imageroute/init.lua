@@ -261,7 +261,8 @@ end
 -- @tparam table params API fields; `prompt` (non-empty string) is required
 -- @tparam[opt] table opts per-call options: `timeout`, `connect_timeout` (seconds), `max_retries`,
 --   `on_partial(image, index)` (with `params.stream = true` and `params.partial_images`: each
---   partial image as its event arrives, index 0-based), `on_progress(bytes, elapsed_seconds)`
+--   partial image as its event arrives, index 0-based; `image.event` holds the event's other fields),
+--   `on_progress(bytes, elapsed_seconds)`
 -- @treturn table result:
 --
 -- * `images` (list of Image): decoded bytes (`image.bytes`, `image.length` in bytes), `mime`,
