@@ -3,7 +3,7 @@
 # As root it runs apt-get; otherwise it prints the one command to run.
 # Usage: scripts/deps.sh [--check]   (--check: exit 1 if something is missing, install nothing)
 set -eu
-PKGS="liblua5.4-dev lua5.4 libcurl4-openssl-dev libssl-dev libb64-dev lua-cjson lua-busted lua-check lua-socket luarocks"
+PKGS="liblua5.4-dev lua5.4 libcurl4-openssl-dev libssl-dev libb64-dev lua-cjson lua-busted lua-check lua-socket luarocks openssl"
 missing=""
 for p in $PKGS; do
   if ! dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed"; then

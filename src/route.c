@@ -25,7 +25,7 @@ static const char *const UNITS[] = {"token", "image", "call", "credit", "quote",
 static const char *const KNOWN[] = {
     "name", "lane", "provider", "shape", "base_url", "model", "image_model", "api_key_env", "headers",
     "timeout", "connect_timeout", "max_retries", "retry_initial_delay", "retry_max_delay",
-    "retry_after_max", "max_response_bytes", "ca_file", "billing", "contract", "accepted",
+    "retry_after_max", "max_response_bytes", "max_event_bytes", "low_speed_limit", "low_speed_time", "ca_file", "billing", "contract", "accepted",
     "risk_exception", "description", "log", NULL
 };
 
@@ -75,7 +75,7 @@ static int opt_number(lua_State *L, int cfg, int out, const char *k, double def,
         if (t != LUA_TNUMBER || !isnum || !(d >= lo)) { lua_pop(L, 1); return -1; }
     }
     lua_pop(L, 1);
-    if (d == (double)(lua_Integer)d && (k[0] == 'm')) lua_pushinteger(L, (lua_Integer)d);
+    if (d == (double)(lua_Integer)d && (k[0] == 'm' || strncmp(k, "low_", 4) == 0)) lua_pushinteger(L, (lua_Integer)d);
     else lua_pushnumber(L, d);
     lua_setfield(L, out, k);
     if (v) *v = d;
@@ -244,6 +244,12 @@ static int l_route(lua_State *L)
         FAIL("retry_after_max", "route field 'retry_after_max' must be a number of seconds >= 0");
     if (opt_number(L, cfg, out, "max_response_bytes", 512.0 * 1024 * 1024, 1024, &d) || d != (double)(long)d)
         FAIL("max_response_bytes", "route field 'max_response_bytes' must be an integer >= 1024 (bytes)");
+    if (opt_number(L, cfg, out, "max_event_bytes", 64.0 * 1024 * 1024, 1024, &d) || d != (double)(long)d)
+        FAIL("max_event_bytes", "route field 'max_event_bytes' must be an integer >= 1024 (bytes)");
+    if (opt_number(L, cfg, out, "low_speed_limit", 0, 0, &d) || d != (double)(long)d)
+        FAIL("low_speed_limit", "route field 'low_speed_limit' must be an integer >= 0 (bytes per second)");
+    if (opt_number(L, cfg, out, "low_speed_time", 0, 0, &d) || d != (double)(long)d)
+        FAIL("low_speed_time", "route field 'low_speed_time' must be an integer >= 0 (seconds)");
     if (opt_string(L, cfg, out, "ca_file", NULL) < 0) FAIL("ca_file", "route field 'ca_file' must be a path (string)");
     if (opt_string(L, cfg, out, "accepted", NULL) < 0) FAIL("accepted", "route field 'accepted' must be a string (why)");
     if (opt_string(L, cfg, out, "risk_exception", NULL) < 0)

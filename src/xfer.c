@@ -326,7 +326,13 @@ int ir_xfer_setup_api(lua_State *L, ir_xfer *x, int route, int opts, const char 
     x->retry_after_max = lua_tonumber(L, -1);
     ir_route_get(L, route, "max_response_bytes");
     x->max_bytes = (size_t)lua_tonumber(L, -1);
-    lua_pop(L, 7);
+    ir_route_get(L, route, "max_event_bytes");
+    x->max_event_bytes = (size_t)lua_tonumber(L, -1);
+    ir_route_get(L, route, "low_speed_limit");
+    x->low_speed_limit = (long)lua_tointeger(L, -1);
+    ir_route_get(L, route, "low_speed_time");
+    x->low_speed_time = (long)lua_tointeger(L, -1);
+    lua_pop(L, 10);
     if (opts) { /* per-call overrides */
         if (lua_getfield(L, opts, "timeout") == LUA_TNUMBER) timeout = lua_tonumber(L, -1);
         if (lua_getfield(L, opts, "connect_timeout") == LUA_TNUMBER) ctimeout = lua_tonumber(L, -1);
@@ -367,6 +373,10 @@ void ir_xfer_common_opts(ir_xfer *x)
     curl_easy_setopt(x->easy, CURLOPT_TCP_KEEPALIVE, 1L);
     curl_easy_setopt(x->easy, CURLOPT_SSL_VERIFYPEER, 1L);
     curl_easy_setopt(x->easy, CURLOPT_SSL_VERIFYHOST, 2L);
+    if (x->low_speed_limit > 0 && x->low_speed_time > 0) {
+        curl_easy_setopt(x->easy, CURLOPT_LOW_SPEED_LIMIT, x->low_speed_limit);
+        curl_easy_setopt(x->easy, CURLOPT_LOW_SPEED_TIME, x->low_speed_time);
+    }
 }
 
 /* Pushes a new transfer userdata for the current loop; its uservalue table holds the route,
@@ -610,6 +620,8 @@ static void attempt_done(lua_State *L, int xi, ir_xfer *x, CURLcode cc)
     x->in_multi = 0;
     curl_easy_getinfo(x->easy, CURLINFO_RESPONSE_CODE, &st);
     x->status = st;
+    if (cc == CURLE_FILESIZE_EXCEEDED && !x->abort_why)
+        x->abort_why = "the response is larger than max_response_bytes";
     if (x->phase == PH_API && x->h.request_id[0])
         memcpy(x->api_request_id, x->h.request_id, sizeof x->api_request_id);
     if (cc == CURLE_OK && st >= 200 && st < 300) {

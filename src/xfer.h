@@ -60,6 +60,7 @@ struct ir_xfer {
     size_t max_bytes;
     size_t max_event_bytes;   /* cap of one server-sent event's data (0: the default) */
     int partials_received;
+    long low_speed_limit, low_speed_time; /* bytes per second over seconds, 0: off */
     int attempt, max_retries, url_i;
     double delay_initial, delay_max, retry_after_max, timeout, connect_timeout;
     double t0, t_attempt, t_done, due;

@@ -41,7 +41,11 @@ local M = {
 -- * `retry_initial_delay`, `retry_max_delay` (seconds): backoff `min(initial * 2^n, max)` times a
 --   random factor in [0.75, 1]; defaults 0.5 and 8.
 -- * `retry_after_max` (seconds): a server-asked delay above this is ignored; default 60.
--- * `max_response_bytes` (integer, bytes): default 512 MiB.
+-- * `max_response_bytes` (integer, bytes): the cap of one response or download, default 512 MiB.
+-- * `max_event_bytes` (integer, bytes): the cap of one server-sent event's data, default 64 MiB.
+-- * `low_speed_limit` (integer, bytes per second) and `low_speed_time` (integer, seconds): abort an
+--   attempt that moves fewer bytes per second than the limit for that long (a server that drips);
+--   off by default, since an image call may legitimately send nothing for minutes.
 -- * `ca_file` (string): a CA bundle path for TLS verification (verification is always on).
 -- * `billing` (table): `unit` (`"token"` | `"image"` | `"call"` | `"credit"` | `"quote"`), `price`
 --   (number, `currency` per unit), `currency` (default `"USD"`), `failed_calls_billed`.
@@ -341,6 +345,47 @@ end
 function M.respond(route, params, opts)
   local x, err = core.start_respond(route, params, opts)
   return await(x, err, opts)
+end
+
+--- Makes a file name safe to join under a directory: letters, digits, '-', '_' and '.', no
+-- leading dot, at most 80 characters. Names derived from prompts or ids go through this, so they
+-- can never climb out of the output directory.
+-- @tparam string s
+-- @treturn string
+function M.safe_name(s)
+  s = tostring(s):gsub("[^%w%-_%.]+", "-"):gsub("^[%.%-]+", ""):gsub("%.%.+", ".")
+  if #s > 80 then s = s:sub(1, 80) end
+  if s == "" then s = "image" end
+  return s
+end
+
+--- Saves every image of a result (or of an error that carries `images`) into a directory, as
+-- `<name>-<i>.<format>`, atomically, never replacing a file unless `opts.overwrite`.
+-- @tparam table result a result or an error with `images`
+-- @tparam string dir an existing directory
+-- @tparam[opt] table opts `name` (default: the result's request id, else "image"; made safe with
+--   `safe_name`), `overwrite` (boolean)
+-- @treturn {table,...} one `{path =, bytes =, sha256 =}` per image (bytes: integer)
+-- @treturn[2] nil
+-- @treturn[2] table error (`kind = "io"`, `path`, `errno`) that still carries `images` (nothing
+--   is lost: save them elsewhere) and `saved` (the files written before the failure)
+function M.save(result, dir, opts)
+  assert(type(result) == "table" and type(result.images) == "table", "save: a result with images expected")
+  assert(type(dir) == "string", "save: a directory expected")
+  opts = opts or {}
+  local base = M.safe_name(opts.name or result.request_id or result.response_id or "image")
+  local saved = {}
+  for i, img in ipairs(result.images) do
+    local path = string.format("%s/%s-%d.%s", dir, base, i, img.format or "bin")
+    local p, err = img:save(path, {overwrite = opts.overwrite})
+    if not p then
+      err.images = result.images
+      err.saved = saved
+      return nil, err
+    end
+    saved[#saved + 1] = {path = p, bytes = err, sha256 = img.sha256}
+  end
+  return saved
 end
 
 --- Wraps image bytes (read from a file, say) as an Image, with `save`, `mime`, `format`.

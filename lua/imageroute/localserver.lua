@@ -1460,7 +1460,8 @@ local function base_fields(ctx, content_type, length)
 end
 
 -- Send a plain response. With truncate, announce the full length and send half the body.
-local function send_plain(conn, ctx, resp, extra, truncate)
+-- With drip = {bytes = n, interval = s}, send the body n bytes at a time, s seconds apart.
+local function send_plain(conn, ctx, resp, extra, truncate, drip)
   local body = resp.body or ""
   local fields = header_fields(base_fields(ctx, resp.content_type or "application/json", #body), extra)
   local ok, err = conn:write(head_text(resp.status, fields))
@@ -1469,6 +1470,15 @@ local function send_plain(conn, ctx, resp, extra, truncate)
     return conn:write(sub(body, 1, #body // 2))
   end
   if ctx.method == "HEAD" then return true end
+  if type(drip) == "table" then
+    local n, interval = math.max(1, int(field(drip, "bytes")) or 1), tonumber(field(drip, "interval")) or 0.1
+    for i = 1, #body, n do
+      if i > 1 then sleep(interval) end
+      ok, err = conn:write(sub(body, i, i + n - 1))
+      if not ok then return nil, err end
+    end
+    return true
+  end
   return conn:write(body)
 end
 
@@ -1564,14 +1574,19 @@ local function serve_v1(conn, ctx)
     if status and status < 400 and resp.status < 400 then resp.status = status end
     local extra = field(B, "headers")
     local truncate = field(B, "truncate") == true
+    local reset = field(B, "reset") == true -- like truncate, then a TCP reset instead of a close
+    truncate = truncate or reset
     if resp.events then
       send_events(conn, ctx, resp, extra, truncate, tonumber(field(B, "pace")) or 0)
     else
-      send_plain(conn, ctx, resp, extra, truncate)
+      send_plain(conn, ctx, resp, extra, truncate, field(B, "drip"))
     end
     finish(resp.status)
     logf("%s %s -> %d%s", ctx.method, ctx.path, resp.status, truncate and " (truncated)" or "")
-    if truncate then conn:close() else conn:linger() end
+    if reset then
+      pcall(conn.sock.setoption, conn.sock, "linger", {on = true, timeout = 0})
+      conn:close()
+    elseif truncate then conn:close() else conn:linger() end
   end)
   finish(0)
   if not ok then
@@ -1650,7 +1665,9 @@ end
 -- Fields: `status`, `headers`, `error` {message,type,param,code} (status default 400), `html`
 -- (2 KB HTML page, status default 200), `body` + `content_type` (raw body, status default 200),
 -- `delay` (s, before answering), `drop`, `truncate`, `b64_mode` ("dataurl"|"url"), `png_bytes`,
--- `chat_content` ({URL}, {URL2}), `refusal`, `response_status` ("failed"|"incomplete"), `pace` (s).
+-- `chat_content` ({URL}, {URL2}), `refusal`, `response_status` ("failed"|"incomplete"), `pace` (s),
+-- `drip` ({bytes =, interval =}: the body a few bytes at a time), `reset` (half the body or events,
+-- then a TCP reset).
 -- A `status` >= 400 alone gives an OpenAI error body; a `status` < 400 only changes the status of
 -- the normal answer.
 --
