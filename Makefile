@@ -18,7 +18,7 @@ CORE        = $(BUILD)/imageroute/core.so
 export LUA_PATH  := $(CURDIR)/lua/?.lua;$(CURDIR)/lua/?/init.lua;;
 export LUA_CPATH := $(CURDIR)/$(BUILD)/?.so;;
 
-.PHONY: all deps build test lint spec demo demo-live contract rock-check clean help bench check-valgrind check-asan fuzz
+.PHONY: all deps build test lint spec demo demo-live contract rock-check clean help bench check-valgrind check-asan fuzz soak
 
 all: build
 
@@ -46,7 +46,7 @@ $(CORE): $(OBJS)
 	$(CC) -shared $(LDFLAGS) -o $@ $(OBJS) $(LIBS)
 
 lint:
-	luacheck --no-color -q lua spec examples bin $(wildcard bench/*.lua)
+	luacheck --no-color -q lua spec examples bin scripts/*.lua $(wildcard bench/*.lua)
 
 spec: build
 	scripts/spec.sh
@@ -84,6 +84,9 @@ check-asan: deps
 
 fuzz: deps
 	scripts/fuzz.sh $(FUZZ_SECONDS)
+
+soak: deps build
+	$(LUA) scripts/soak.lua $(SOAK_CALLS)
 
 clean:
 	rm -rf $(BUILD) out
