@@ -16,13 +16,33 @@ local gateway = assert(imageroute.route{
   shape = "chat", model = os.getenv("PROVIDER_MODEL") or "gpt-image-2",
   base_url = os.getenv("PROVIDER_BASE_URL") or os.getenv("OPENAI_BASE_URL"),
   api_key_env = os.getenv("PROVIDER_BASE_URL") and "PROVIDER_API_KEY" or "OPENAI_API_KEY",
-  billing = {unit = "call", price = 0.03, currency = "USD", failed_calls_billed = "unknown"},
+  billing = {unit = "call", price = 0.03, currency = "USD", source = "the gateway's pricing page",
+    date = "2026-05-12"},
+  -- the contract, written down from the gateway's own docs (api-notes section 1)
+  contract = {
+    owner = {endpoint = "the gateway operator", account = "our team account", billing = "the gateway operator",
+      support = "the gateway's support desk", abuse = "the gateway's abuse desk"},
+    model_mapping = "the gateway's model list maps gpt-image-2 to OpenAI gpt-image-2",
+    failed_calls_billed = {rejected = "no", moderation = "no", timeout = "unknown", server_error = "no"},
+    output_rights = {store = "yes", sell = "yes", delete = "on request"},
+    observability = {request_ids = "x-request-id", error_types = "OpenAI-style error bodies",
+      usage = "chat usage block", dashboard = "the gateway's dashboard"},
+  },
+  accepted = "timeout billing is unknown; at a flat $0.03 per call with retries off the exposure is small",
+  max_retries = 0,
 })
 
+-- the gates, before any call: one row per gate
+for _, row in ipairs(gateway:check().rows) do
+  print(string.format("check    %-20s %-7s %s", row.gate, row.status, row.reason or ""))
+end
+
 local function report(call, res, path, bytes)
-  print(string.format("%-8s route=%s shape=%s model=%s request_id=%s link=%s file=%s bytes=%d latency=%.3fs",
-    call, res.route, res.shape, res.model, res.request_id or "-", res.images[1].url or "(data URL)", path, bytes,
-    res.latency))
+  local cost = res.cost or {}
+  print(string.format("%-8s route=%s shape=%s model=%s request_id=%s link=%s file=%s bytes=%d latency=%.3fs "
+    .. "cost=%s %s (%s)", call, res.route, res.shape, res.model, res.request_id or "-",
+    res.images[1].url or "(data URL)", path, bytes, res.latency, tostring(cost.amount), cost.currency or "",
+    cost.basis or "-"))
 end
 
 local gen, err = imageroute.generate(gateway, {prompt = "A paper boat on a rainy street, photo"})

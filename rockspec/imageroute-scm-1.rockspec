@@ -30,6 +30,14 @@ build = {
     ["imageroute.dataurl"] = "lua/imageroute/dataurl.lua",
     ["imageroute.localserver"] = "lua/imageroute/localserver.lua",
     ["imageroute.flow"] = "lua/imageroute/flow.lua",
+    ["imageroute.models"] = "lua/imageroute/models.lua",
+    ["imageroute.prices"] = "lua/imageroute/prices.lua",
+    ["imageroute.rules"] = "lua/imageroute/rules.lua",
+    ["imageroute.contract"] = "lua/imageroute/contract.lua",
+    ["imageroute.cost"] = "lua/imageroute/cost.lua",
+    ["imageroute.log"] = "lua/imageroute/log.lua",
+    ["imageroute.policy"] = "lua/imageroute/policy.lua",
+    ["imageroute.routes"] = "lua/imageroute/routes.lua",
     ["imageroute.core"] = {
       sources = {
         "src/api.c", "src/b64.c", "src/buf.c", "src/chat.c", "src/core.c", "src/error.c", "src/extract.c",

@@ -20,7 +20,8 @@ describe("the chat shape (provider gateways answering with Markdown image links)
   before_each(function() s:reset() end)
 
   local function route(extra)
-    local cfg = {shape = "chat", lane = "provider", provider = "local-gateway", model = "gpt-image-2"}
+    local cfg = {shape = "chat", lane = "provider", provider = "local-gateway", model = "gpt-image-2",
+      accepted = "the bundled local server, for tests"}
     for k, v in pairs(extra or {}) do cfg[k] = v end
     return fx.route(s, cfg)
   end

@@ -84,6 +84,7 @@ describe("the fault matrix", function()
     local _, err = imageroute.generate(r, {prompt = "p"})
     expect(err, "connection", 3)
     local r2 = assert(imageroute.route{base_url = "https://imageroute-test.invalid/v1", model = "m",
+      lane = "provider", provider = "nobody", accepted = "a test of DNS failure",
       api_key_env = fx.KEY_ENV, retry_initial_delay = 0.01, connect_timeout = 2})
     _, err = imageroute.generate(r2, {prompt = "p"})
     expect(err, "connection", 3)

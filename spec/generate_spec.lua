@@ -135,8 +135,8 @@ describe("generate (Images API) against the local server", function()
   end)
 
   it("refuses to call a non-loopback host without a key, naming the variable", function()
-    local r = assert(imageroute.route{base_url = "https://api.invalid/v1", model = "m",
-      api_key_env = "IMAGEROUTE_SURELY_UNSET_KEY"})
+    local r = assert(imageroute.route{base_url = "https://api.invalid/v1", model = "m", lane = "provider",
+      provider = "nobody", accepted = "test", api_key_env = "IMAGEROUTE_SURELY_UNSET_KEY"})
     local res, err = imageroute.generate(r, {prompt = "p"})
     assert.is_nil(res)
     assert.equal("validation", err.kind)

@@ -69,7 +69,8 @@ describe("streaming partial images", function()
   end)
 
   it("streams Chat Completions chunks and still finds the image link", function()
-    local r = fx.route(s, {shape = "chat", lane = "provider", provider = "gw", model = "gpt-image-2"})
+    local r = fx.route(s, {shape = "chat", lane = "provider", provider = "gw", model = "gpt-image-2",
+      accepted = "local test server"})
     local res = assert(imageroute.generate(r, {prompt = "dog", chat = {stream = true}}))
     assert.equal(1, #res.images)
     assert.truthy(res.content:find("![image](", 1, true))

@@ -14,10 +14,14 @@
 -- @module imageroute
 
 local core = require "imageroute.core"
+local policy = require "imageroute.policy" -- gates, stop rules, cost, the call log; installs route:check()
 
 local M = {
   _VERSION = core._VERSION,
   core = core,
+  log = require "imageroute.log",         -- the call log: set_default, read, summary
+  routes = require "imageroute.routes",   -- routes files: load, get
+  contract = require "imageroute.contract",
 }
 
 --- Builds a route: one validated, immutable route configuration (a userdata).
@@ -250,6 +254,11 @@ function M.batch(jobs, opts)
   return results
 end
 
+local function raw_generate(route, params, opts)
+  local x, err = core.start_generate(route, params, opts)
+  return await(x, err, opts)
+end
+
 --- Generates images. On an `images` route: `POST {base_url}/images/generations` (JSON). On a
 -- `chat` route: `POST {base_url}/chat/completions` with the prompt as one user message; the images
 -- are the Markdown image links of the reply, downloaded (result `content`, `links`, and `unsent`:
@@ -261,9 +270,14 @@ end
 -- ...; openai-openapi.yaml `CreateImageRequest`, L35461), plus `model` from the route when
 -- `params.model` is not set. Nothing is defaulted, nothing is sent as null.
 --
+-- Before sending, the route's contract gates and the stop rules are checked (`imageroute.policy`;
+-- a refusal is a `route` or `validation` error and nothing is sent); after, the result or error
+-- gets its `cost` and the call is logged when a log file applies (`imageroute.log`).
+--
 -- @tparam Route route
 -- @tparam table params API fields; `prompt` (non-empty string) is required
 -- @tparam[opt] table opts per-call options: `timeout`, `connect_timeout` (seconds), `max_retries`,
+--   `log` (a log path for this call, or false), `allow_preview`, `skip_rules` (see imageroute.rules),
 --   `on_partial(image, index)` (with `params.stream = true` and `params.partial_images`: each
 --   partial image as its event arrives, index 0-based; `image.event` holds the event's other fields),
 --   `on_progress(bytes, elapsed_seconds)`
@@ -278,12 +292,16 @@ end
 --   `attempts` (HTTP attempts made), `attempt_log` (one table per attempt), `bytes_received`.
 -- @treturn[2] nil
 -- @treturn[2] table error: `kind` (`"api"` | `"http"` | `"timeout"` | `"connection"` |
---   `"decode"` | `"validation"`), `message`, `status`, `type`, `code`, `param`, `request_id`,
+--   `"decode"` | `"validation"` | `"route"`), `message`, `cost`, `status`, `type`, `code`, `param`, `request_id`,
 --   `attempts`, `attempt_log`, `route`, and `images` when some were received before the failure;
 --   `tostring(err)` is one line and never holds the key.
 -- @raise when route is not a Route or params is not a table
 function M.generate(route, params, opts)
-  local x, err = core.start_generate(route, params, opts)
+  return policy.call("generate", raw_generate, route, params, opts)
+end
+
+local function raw_edit(route, params, opts)
+  local x, err = core.start_edit(route, params, opts)
   return await(x, err, opts)
 end
 
@@ -308,7 +326,11 @@ end
 -- @treturn[2] table error, as for `generate`
 -- @raise when route is not a Route or params is not a table
 function M.edit(route, params, opts)
-  local x, err = core.start_edit(route, params, opts)
+  return policy.call("edit", raw_edit, route, params, opts)
+end
+
+local function raw_respond(route, params, opts)
+  local x, err = core.start_respond(route, params, opts)
   return await(x, err, opts)
 end
 
@@ -343,8 +365,7 @@ end
 --   `output_text`, `image_calls`, and the `images` that did arrive.
 -- @raise when route is not a Route or params is not a table
 function M.respond(route, params, opts)
-  local x, err = core.start_respond(route, params, opts)
-  return await(x, err, opts)
+  return policy.call("respond", raw_respond, route, params, opts)
 end
 
 --- Makes a file name safe to join under a directory: letters, digits, '-', '_' and '.', no

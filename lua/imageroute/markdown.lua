@@ -15,7 +15,7 @@
 -- character references and a small set of named ones (`&amp;`, `&lt;`, `&gt;`, `&quot;`, `&apos;`,
 -- `&nbsp;`, ...) are decoded. All scans are linear in the input apart from bounded look-ups
 -- (labels up to 999 characters, at most 32 nested parentheses in a destination and at most
--- 32 levels of links nested in image descriptions).
+-- 32 levels of links nested in image descriptions, at most 64 nested block quotes/list items).
 -- @module imageroute.markdown
 
 local type, error, next, tonumber = type, error, next, tonumber
@@ -29,6 +29,7 @@ local M = {}
 local MAX_LABEL = 999      -- CommonMark: a link label holds at most 999 characters
 local MAX_PARENS = 32      -- nesting of unescaped parentheses in a bare destination
 local MAX_NESTING = 32     -- links/images nested inside one image description
+local MAX_CONTAINERS = 64  -- nested block quotes/list items; deeper markers are paragraph text
 
 -- Named character references decoded in alt text, destinations and titles.
 local ENTITIES = {
@@ -549,6 +550,7 @@ local function parse_blocks(text)
   local stack = {} -- open containers: {quote = true} or {indent = columns}
   local para       -- lines of the open paragraph
   local fence      -- {char =, len =} of the open fenced code block
+  local blank_matched -- how many containers a blank line matches, while the stack is unchanged
 
   -- Move the definitions at the start of the open paragraph into `defs`; what is left stays
   -- the paragraph (possibly empty).
@@ -581,8 +583,9 @@ local function parse_blocks(text)
   end
 
   local function open(container)
+    blank_matched = nil
     close_para()
-    for k = 1, #stack do stack[k].empty = nil end -- they now hold a block
+    if stack[#stack] then stack[#stack].empty = nil end -- it now holds a block
     stack[#stack + 1] = container
   end
 
@@ -593,25 +596,31 @@ local function parse_blocks(text)
     local line, e_raw, e_exp = expand_prefix(raw)
     pos = nl + 1
 
-    -- 1. match the open containers
+    -- 1. match the open containers (a blank line: the items below the first quote or empty item)
     local p, matched = 1, 0
-    for k = 1, #stack do
-      local c = stack[k]
-      if c.quote then
-        local _, q = find(line, "^ ? ? ?>", p)
-        if not q then break end
-        p = q + 1
-        if byte(line, p) == 32 then p = p + 1 end
-      else
-        local sp = find(line, "[^ ]", p)
-        if sp then
-          if sp - p < c.indent then break end
-          p = p + c.indent
-        elseif c.empty then -- an item that starts with a blank line ends at a second one
-          break
+    local blank = not find(line, "[^ \t]")
+    if blank and blank_matched then
+      matched = blank_matched
+    else
+      for k = 1, #stack do
+        local c = stack[k]
+        if c.quote then
+          local _, q = find(line, "^ ? ? ?>", p)
+          if not q then break end
+          p = q + 1
+          if byte(line, p) == 32 then p = p + 1 end
+        else
+          local sp = find(line, "[^ ]", p)
+          if sp then
+            if sp - p < c.indent then break end
+            p = p + c.indent
+          elseif c.empty then -- an item that starts with a blank line ends at a second one
+            break
+          end
         end
+        matched = k
       end
-      matched = k
+      if blank then blank_matched = matched end
     end
 
     local done = false
@@ -634,6 +643,7 @@ local function parse_blocks(text)
       else
         close_para()
         for k = #stack, matched + 1, -1 do stack[k] = nil end
+        blank_matched = nil
       end
     end
 
@@ -641,7 +651,7 @@ local function parse_blocks(text)
       -- 2. open new containers
       while true do
         local sp = find(line, "[^ ]", p)
-        if not sp or sp - p >= 4 then break end
+        if not sp or sp - p >= 4 or #stack >= MAX_CONTAINERS then break end
         if byte(line, sp) == 62 then
           open({quote = true})
           p = sp + 1
@@ -658,8 +668,9 @@ local function parse_blocks(text)
 
       -- 3. the leaf block
       local sp = find(line, "[^ \t]", p)
-      if sp then
-        for k = 1, #stack do stack[k].empty = nil end
+      if sp and stack[#stack] and stack[#stack].empty then -- only the innermost can be empty
+        stack[#stack].empty = nil
+        blank_matched = nil
       end
       if not sp then
         close_para()

@@ -48,10 +48,13 @@ describe("Images API requests match the official spec", function()
   end
 
   it("can fail: Steady rejects a request that breaks the spec", function()
-    local res, err = imageroute.generate(route, {prompt = "x", quality = "superb"})
+    -- the stop rules would refuse these before sending: the core's raw call sends them anyway
+    local refused = select(2, imageroute.generate(route, {prompt = "x", quality = "superb"}))
+    assert.equal("validation", refused.kind)
+    local res, err = imageroute.core.generate(route, {prompt = "x", quality = "superb"})
     assert.is_nil(res)
     assert.equal(400, err.status)
-    local res2, err2 = imageroute.generate(route, {prompt = "x", n = "two"})
+    local res2, err2 = imageroute.core.generate(route, {prompt = "x", n = "two"})
     assert.is_nil(res2)
     assert.equal(400, err2.status)
   end)

@@ -12,7 +12,8 @@ local function route(extra)
 end
 
 local responses = route{shape = "responses", model = "gpt-5", image_model = "gpt-image-1"}
-local chat = route{shape = "chat", lane = "provider", provider = "steady", model = "gpt-image-2"}
+local chat = route{shape = "chat", lane = "provider", provider = "steady", model = "gpt-image-2",
+  accepted = "Steady, the official spec as a mock server"}
 
 --- Asserts the spec accepted the request: no 4xx answer.
 local function accepted(res, err)
@@ -44,7 +45,7 @@ describe("Responses API requests match the official spec", function()
     accepted(imageroute.edit(responses, {prompt = "red", image = {PNG, PNG}, mask = PNG}))
   end)
   it("can fail: Steady rejects a body that breaks the spec", function()
-    local _, err = imageroute.respond(responses, {input = "x", tool = {quality = "superb"}})
+    local _, err = imageroute.core.respond(responses, {input = "x", tool = {quality = "superb"}})
     assert.equal(400, err.status)
   end)
 end)

@@ -1,0 +1,461 @@
+--- imageroute.log: the call log, one JSON line per attempt, appended to a file the user names.
+--
+-- Where: the per-call `opts.log`, else the route's `log` field (a path, or `{path =, prompt_limit =}`),
+-- else the global default set with `log.set_default(path)`; `false` at any level turns logging off.
+--
+-- Each attempt line (`event = "attempt"`) holds: `time` (UTC, ISO 8601), `call_id`, `kind`, `route`,
+-- `lane`, `provider`, `shape`, `endpoint`, `model`, `tool_model`, `size`, `quality`, `n` (asked),
+-- `images` (returned; on the call's final line), `output_format`, `stream` and `partial_images`
+-- (asked), `partial_images_received`, `request_id`, `response_id`, `status` (HTTP), `error_kind`
+-- (`"http"` on a retried attempt answered with a status >= 400: only the final body is read),
+-- `error_code`, `error` (a short, scrubbed message), `rule` (a refusal's rule), `attempt` (1-based; 0
+-- when refused before sending), `attempts`, `final` and `ok` (on the call's last line), `phase`
+-- (`request` | `download` | `not_sent`),
+-- `retry_reason`, `retry_delay` (s), `latency` (s, this attempt), `call_latency` (s, the whole call,
+-- final line), `bytes` (received by this attempt), `bytes_received` (the call), `billing_unit`,
+-- `cost` (this attempt's part: `amount`, `currency`, `basis`, `estimated`, `outcome`, `billed`,
+-- `source`, `date`), `call_cost` (final line: `amount`, `known_amount`, `max_amount`, `currency`),
+-- `accepted` / `risk_exception` (the route's recorded reasons), `prompt_sha256`, `prompt_chars`, and
+-- `prompt` only when it is at most `prompt_limit` characters (default 200).
+--
+-- Saving an image of a logged call appends `event = "save"` with `path`, `bytes`, `sha256`.
+--
+-- Never logged: the API key (scrubbed from every line as a last guard), base64 (long base64-like
+-- runs are elided from messages), a prompt longer than the limit. Each call's lines are appended with
+-- one `write(2)` on an `O_APPEND` descriptor (`core.append`), so several processes can share a file.
+-- @module imageroute.log
+
+local core = require "imageroute.core"
+
+local type, pairs, ipairs, tostring, tonumber, getmetatable, pcall =
+  type, pairs, ipairs, tostring, tonumber, getmetatable, pcall
+local concat, sort, floor, ceil = table.concat, table.sort, math.floor, math.ceil
+local io_open, os_date, os_time, os_getenv = io.open, os.date, os.time, os.getenv
+
+local M = {}
+
+--- Prompts longer than this (characters) are logged by hash only; 0 never logs the text.
+M.prompt_limit = 200
+
+--- Longest error message kept in a line (characters).
+M.message_limit = 300
+
+local default_path
+
+--- Sets (or clears, with nil or false) the global log file.
+-- @tparam string|nil path
+function M.set_default(path)
+  if path ~= nil and path ~= false and type(path) ~= "string" then error("log path must be a string", 2) end
+  default_path = path or nil
+end
+
+--- The global log file, or nil.
+function M.get_default()
+  return default_path
+end
+
+local gettime = os_time
+do
+  local ok, socket = pcall(require, "socket")
+  if ok and type(socket) == "table" and socket.gettime then gettime = socket.gettime end
+end
+
+local pid = 0
+do
+  local f = io_open("/proc/self/stat", "r")
+  if f then
+    pid = tonumber((f:read("l") or ""):match("^(%d+)")) or 0
+    f:close()
+  end
+end
+local counter = 0
+
+--- A new call id: unique across processes (time, process id, a counter and a random part).
+-- @treturn string
+function M.new_call_id()
+  counter = counter + 1
+  return ("%x-%x-%x-%06x"):format(os_time(), pid, counter, math.random(0, 0xffffff))
+end
+local new_call_id = M.new_call_id
+
+local function iso_time(t)
+  local s = floor(t)
+  return os_date("!%Y-%m-%dT%H:%M:%S", s) .. (".%03dZ"):format(floor((t - s) * 1000))
+end
+
+--- Where a call's lines go.
+-- @tparam Route route
+-- @tparam[opt] table opts the call's options (`opts.log`: a path, or false; `opts.prompt_limit`)
+-- @treturn string|nil path
+-- @treturn table settings (`prompt_limit`: per call, else the route's, else `M.prompt_limit`)
+function M.path_for(route, opts)
+  local settings = {prompt_limit = M.prompt_limit}
+  local r = route.log
+  if type(r) == "table" and tonumber(r.prompt_limit) then settings.prompt_limit = tonumber(r.prompt_limit) end
+  if type(opts) == "table" and tonumber(opts.prompt_limit) then settings.prompt_limit = tonumber(opts.prompt_limit) end
+  local o
+  if type(opts) == "table" then o = opts.log end
+  if o == false then return nil, settings end
+  if type(o) == "string" then return o, settings end
+  if r == false then return nil, settings end
+  if type(r) == "string" then return r, settings end
+  if type(r) == "table" then
+    if r.path == false then return nil, settings end
+    if type(r.path) == "string" then return r.path, settings end
+  end
+  return default_path, settings
+end
+
+local function plain_replace(s, needle, repl)
+  local out, i = {}, 1
+  while true do
+    local a, b = s:find(needle, i, true)
+    if not a then break end
+    out[#out + 1] = s:sub(i, a - 1)
+    out[#out + 1] = repl
+    i = b + 1
+  end
+  out[#out + 1] = s:sub(i)
+  return concat(out)
+end
+
+--- Shortens a message for the log: long base64-like runs elided, at most `message_limit` characters.
+-- @tparam string s
+-- @treturn string
+local function elide_base64(s)
+  return (s:gsub("[%w+/=_%-]+", function(run)
+    if #run >= 64 then return "[" .. #run .. " chars elided]" end
+  end))
+end
+
+function M.scrub(s)
+  if type(s) ~= "string" then return s end
+  s = elide_base64(s)
+  if #s > M.message_limit then s = s:sub(1, M.message_limit) .. "..." end
+  return s
+end
+
+-- The text of the prompt: params.prompt, or the text of a Responses input.
+local function prompt_text(kind, params)
+  if type(params) ~= "table" then return nil end
+  if kind ~= "respond" then return type(params.prompt) == "string" and params.prompt or nil end
+  local input = params.input
+  if type(input) == "string" then return input end
+  if type(input) ~= "table" then return nil end
+  local parts = {}
+  local function add(item)
+    if type(item) == "string" then parts[#parts + 1] = item
+    elseif type(item) == "table" then
+      if type(item.text) == "string" then parts[#parts + 1] = item.text end
+      if type(item.content) == "string" then parts[#parts + 1] = item.content
+      elseif type(item.content) == "table" then
+        for _, c in ipairs(item.content) do add(c) end
+      end
+    end
+  end
+  for _, item in ipairs(input) do add(item) end
+  if #parts == 0 then return nil end
+  return concat(parts, "\n")
+end
+
+local function asked(kind, route, params)
+  params = type(params) == "table" and params or {}
+  local a = {model = params.model or route.model, size = params.size, quality = params.quality,
+    output_format = params.output_format, partial_images = params.partial_images, n = params.n,
+    stream = params.stream}
+  if kind == "respond" or route.shape == "responses" then
+    local tool = type(params.tool) == "table" and params.tool or {}
+    for _, k in ipairs{"size", "quality", "output_format", "partial_images"} do
+      if tool[k] ~= nil then a[k] = tool[k] end
+    end
+    a.tool_model = params.image_model or tool.model or route.image_model
+    a.n = nil
+  elseif a.n == nil then
+    a.n = 1
+  end
+  return a
+end
+
+local function cost_part(p, currency)
+  if type(p) ~= "table" then return nil end
+  return {amount = p.amount, currency = currency, basis = p.basis, estimated = p.estimated ~= false and
+    p.basis ~= "not_sent", outcome = p.outcome, billed = p.billed, unit = p.unit, source = p.source, date = p.date}
+end
+
+local function count(v)
+  if type(v) == "table" then return #v end
+  if type(v) == "number" then return v end
+  return nil
+end
+
+--- The log records of one call: one per attempt (one for a call refused before sending).
+-- @tparam string kind `"generate"` | `"edit"` | `"respond"`
+-- @tparam Route route
+-- @tparam table params
+-- @tparam[opt] table opts
+-- @tparam table|nil res the result
+-- @tparam table|nil err the error
+-- @tparam[opt] table settings `prompt_limit`, `call_id`
+-- @treturn table list of records (plain tables, ready for JSON)
+function M.records(kind, route, params, opts, res, err, settings)
+  settings = settings or {}
+  local r = res or err or {}
+  local a = asked(kind, route, params)
+  local limit = settings.prompt_limit or (type(opts) == "table" and tonumber(opts.prompt_limit)) or M.prompt_limit
+  local prompt = prompt_text(kind, params)
+  local billing = route.billing
+  local cost = type(r.cost) == "table" and r.cost or nil
+  local currency = cost and cost.currency or (billing and billing.currency) or "USD"
+  local call_id = settings.call_id or new_call_id()
+  local now = gettime()
+  local base = {
+    v = 1, event = "attempt", time = iso_time(now), call_id = call_id, kind = kind,
+    route = route.name, lane = route.lane, provider = route.provider, shape = route.shape,
+    endpoint = r.endpoint, model = r.model or a.model, tool_model = r.tool_model or a.tool_model,
+    size = a.size, quality = a.quality, n = a.n, output_format = a.output_format,
+    stream = a.stream, partial_images = a.partial_images,
+    billing_unit = (cost and cost.unit) or (billing and billing.unit),
+    accepted = route.accepted, risk_exception = route.risk_exception, contract_reason = r.contract_reason,
+  }
+  if prompt then
+    base.prompt_sha256 = core.sha256(prompt)
+    base.prompt_chars = utf8.len(prompt) or #prompt
+    if limit > 0 and base.prompt_chars <= limit then base.prompt = elide_base64(prompt) end
+  end
+  local log = type(r.attempt_log) == "table" and r.attempt_log or {}
+  local out = {}
+  local function finalise(rec)
+    rec.final = true
+    rec.ok = err == nil
+    rec.attempts = r.attempts or #log
+    rec.images = count(r.images) or 0
+    rec.size = r.size or rec.size
+    if type(r.images) == "table" and r.images[1] and r.size == nil then
+      local ok, s = pcall(function() return r.images[1].size end)
+      if ok and type(s) == "string" then rec.size = s end
+    end
+    rec.quality = r.quality or rec.quality
+    rec.output_format = r.output_format or rec.output_format
+    rec.partial_images_received = r.partial_images_received
+    rec.response_id = r.response_id or r.id
+    rec.call_latency = r.latency
+    rec.bytes_received = r.bytes_received
+    rec.http_status = r.http_status or (err and err.status)
+    if err then
+      rec.error_kind, rec.error_code, rec.error = err.kind, err.code, M.scrub(err.message)
+      rec.rule, rec.gate = err.rule, err.gate
+    end
+    if cost then
+      rec.call_cost = {amount = cost.amount, known_amount = cost.known_amount, max_amount = cost.max_amount,
+        currency = currency, basis = cost.basis, estimated = cost.estimated}
+    end
+  end
+  if #log == 0 then
+    local rec = {}
+    for k, v in pairs(base) do rec[k] = v end
+    rec.attempt = 0
+    rec.phase = "not_sent"
+    rec.cost = cost_part(cost and {amount = cost.amount, basis = cost.basis, estimated = cost.estimated,
+      outcome = cost.outcome, billed = cost.billed, unit = cost.unit}, currency)
+    finalise(rec)
+    out[1] = rec
+    return out
+  end
+  local final = #log
+  for i, e in ipairs(log) do
+    local rec = {}
+    for k, v in pairs(base) do rec[k] = v end
+    rec.attempt, rec.phase, rec.status = e.attempt, e.phase, e.status
+    rec.request_id = e.request_id
+    rec.latency, rec.bytes = e.latency, e.bytes
+    rec.retry_reason, rec.retry_delay = e.retry_reason, e.retry_delay
+    if e.error_kind then rec.error_kind, rec.error = e.error_kind, M.scrub(e.error)
+    elseif type(e.status) == "number" and e.status >= 400 then rec.error_kind = "http" end
+    if cost and type(cost.attempts) == "table" then rec.cost = cost_part(cost.attempts[i], currency) end
+    if i == final then
+      finalise(rec)
+      if e.phase == "download" then rec.request_id = r.request_id or rec.request_id end
+    end
+    out[i] = rec
+  end
+  return out
+end
+
+local function encode_lines(records, key)
+  local lines = {}
+  for i, rec in ipairs(records) do
+    local s, e = core.json_encode(rec)
+    if not s then return nil, e end
+    if key then s = plain_replace(s, key, "[redacted]") end
+    lines[i] = s .. "\n"
+  end
+  return concat(lines)
+end
+
+local function route_key(route)
+  local env = route.api_key_env
+  local key = type(env) == "string" and os_getenv(env) or nil
+  if key and #key >= 8 then return key end
+  return nil
+end
+
+--- Appends one call's lines (one per attempt) to its log file, in one write.
+-- @tparam string kind
+-- @tparam Route route
+-- @tparam table params
+-- @tparam[opt] table opts the call's options (`opts.log` overrides the route's and the default path)
+-- @tparam table|nil res
+-- @tparam table|nil err
+-- @tparam[opt] table settings `call_id` (to tie later save lines to the call)
+-- @treturn true|nil true when written (or nothing to write: no log path applies)
+-- @treturn string|table the path written to (or nil) | the error (`kind = "io"`)
+function M.write(kind, route, params, opts, res, err, settings)
+  local path, s = M.path_for(route, opts)
+  if not path then return true, nil end
+  if settings then
+    for k, v in pairs(settings) do s[k] = v end
+  end
+  local text, e = encode_lines(M.records(kind, route, params, opts, res, err, s), route_key(route))
+  if not text then return nil, core.error("io", "cannot encode the log line: " .. tostring(e), {path = path}) end
+  local ok, aerr = core.append(path, text)
+  if not ok then return nil, aerr end
+  return true, path
+end
+
+--- Appends a save record (`event = "save"`): the file's path, size and sha256.
+-- @tparam string log_path the log file
+-- @tparam Route route
+-- @tparam Image image the image saved
+-- @tparam string file_path where it was saved
+-- @tparam integer bytes its size (bytes)
+-- @tparam[opt] table extra `call_id`, `request_id`, ...
+-- @treturn true|nil
+-- @treturn table error (`kind = "io"`)
+function M.saved(log_path, route, image, file_path, bytes, extra)
+  local rec = {v = 1, event = "save", time = iso_time(gettime()), route = route.name, lane = route.lane,
+    provider = route.provider, path = file_path, bytes = bytes}
+  local ok = pcall(function()
+    rec.sha256, rec.format, rec.index = image.sha256, image.format, image.index
+    rec.width, rec.height = image.width, image.height
+  end)
+  if not ok then rec.sha256 = nil end
+  for k, v in pairs(extra or {}) do rec[k] = v end
+  local text, e = encode_lines({rec}, route_key(route))
+  if not text then return nil, core.error("io", "cannot encode the log line: " .. tostring(e)) end
+  return core.append(log_path, text)
+end
+
+--- Makes every image of a call log its saves: `image:save(...)` works as before and, when it
+-- succeeds, appends a save record. The image's original `save` is `getmetatable(img).methods.save`.
+-- @tparam string log_path
+-- @tparam Route route
+-- @tparam table images list of Image
+-- @tparam[opt] table extra fields for the save records (`call_id`, `request_id`)
+function M.watch_saves(log_path, route, images, extra)
+  if type(images) ~= "table" then return end
+  for _, img in ipairs(images) do
+    local mt = getmetatable(img)
+    local orig = type(mt) == "table" and type(mt.methods) == "table" and mt.methods.save
+    if orig then
+      img.save = function(self, path, o)
+        local p, n = orig(self, path, o)
+        if p then
+          local ok, e = M.saved(log_path, route, self, p, n, extra)
+          if not ok then pcall(function() self.log_error = e end) end
+        end
+        return p, n
+      end
+    end
+  end
+end
+
+--- Reads a log file.
+-- @tparam string path
+-- @treturn table|nil the records, in file order
+-- @treturn integer|table how many lines were not valid JSON | the error (`kind = "io"`)
+function M.read(path)
+  local f, msg = io_open(path, "rb")
+  if not f then return nil, core.error("io", msg, {path = path}) end
+  local list, bad = {}, 0
+  for line in f:lines() do
+    if line ~= "" then
+      local rec = core.json_decode(line)
+      if type(rec) == "table" then list[#list + 1] = rec else bad = bad + 1 end
+    end
+  end
+  f:close()
+  return list, bad
+end
+
+local function percentile(sorted, p)
+  local n = #sorted
+  if n == 0 then return nil end
+  local k = ceil(p / 100 * n)
+  if k < 1 then k = 1 end
+  return sorted[k]
+end
+
+--- Per-route totals of a log.
+-- @tparam table|string records_or_path the records (from `read`) or a log file path
+-- @treturn table route name -> `{calls =, failures =, refused =, images =, attempts =, retries =,
+--   cost =, currency =, cost_unknown =, saved =, saved_bytes =, p50_latency =, p95_latency =}`:
+--   `calls` counts calls (their final lines), `failures` calls that ended in an error (`refused`
+--   those refused before sending), `images` images returned, `cost` the sum of every known attempt
+--   cost (in `currency`), `cost_unknown` the calls whose cost is not fully known, latencies in seconds
+--   over whole calls (nearest-rank percentiles)
+-- @treturn[2] nil
+-- @treturn[2] table the read error
+function M.summary(records_or_path)
+  local records = records_or_path
+  if type(records) == "string" then
+    local e
+    records, e = M.read(records)
+    if not records then return nil, e end
+  end
+  local out, lat = {}, {}
+  local function totals(name)
+    local t = out[name]
+    if not t then
+      t = {calls = 0, failures = 0, refused = 0, images = 0, attempts = 0, retries = 0, cost = 0, cost_unknown = 0,
+        saved = 0, saved_bytes = 0}
+      out[name] = t
+      lat[name] = {}
+    end
+    return t
+  end
+  for _, rec in ipairs(records) do
+    local name = tostring(rec.route)
+    local t = totals(name)
+    if rec.event == "save" then
+      t.saved = t.saved + 1
+      t.saved_bytes = t.saved_bytes + (tonumber(rec.bytes) or 0)
+    elseif rec.event == "attempt" then
+      if rec.phase ~= "not_sent" and rec.phase ~= "download" then t.attempts = t.attempts + 1 end
+      if rec.retry_reason then t.retries = t.retries + 1 end
+      local c = rec.cost
+      if type(c) == "table" and type(c.amount) == "number" then
+        t.cost = t.cost + c.amount
+        t.currency = t.currency or c.currency
+      end
+      if rec.final then
+        t.calls = t.calls + 1
+        if rec.ok == false then
+          t.failures = t.failures + 1
+          if rec.phase == "not_sent" then t.refused = t.refused + 1 end
+        end
+        t.images = t.images + (tonumber(rec.images) or 0)
+        local cc = rec.call_cost
+        if type(cc) ~= "table" or type(cc.amount) ~= "number" then t.cost_unknown = t.cost_unknown + 1 end
+        if type(rec.call_latency) == "number" then lat[name][#lat[name] + 1] = rec.call_latency end
+      end
+    end
+  end
+  for name, t in pairs(out) do
+    local l = lat[name]
+    sort(l)
+    t.p50_latency, t.p95_latency = percentile(l, 50), percentile(l, 95)
+  end
+  return out
+end
+
+return M

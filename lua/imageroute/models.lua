@@ -1,0 +1,177 @@
+--- imageroute.models: what each image model accepts, as one data table.
+--
+-- Every entry says where its facts come from (`source`: a line of OpenAI's OpenAPI spec,
+-- `../shared/reference/openai-openapi.yaml` at commit f85dbe2 of 2026-08-21, or a section of
+-- `api-notes.md`) and when they were read (`date`). A new model or a changed rule is one line here;
+-- `imageroute.rules` turns these facts into stop rules checked before anything is sent.
+--
+-- Fields of an entry (absent = not known, and then never refused):
+--
+-- * `family`: `"gpt-image"` | `"dall-e"`.
+-- * `sizes`: a list of accepted `size` strings, or `"multiple_of_16"` for the gpt-image-2 rule:
+--   width and height divisible by 16, aspect ratio between 1:3 and 3:1, longest side at most 3840
+--   and at most 3840x2160 pixels in all (above 2560x1440 is experimental), or `"auto"`
+--   (spec L35571, CreateImageRequest.size).
+-- * `max_n`: the largest `n` (spec L35491: 1..10; dall-e-3 only 1).
+-- * `transparent`: `background = "transparent"` is `"yes"` (supported), `"no"` (not supported:
+--   dall-e), or `"preview"` (refused unless the caller opts in); spec L35610.
+-- * `input_fidelity`: true when the model takes `input_fidelity`, false when it rejects it
+--   (spec L68805, InputFidelity).
+-- * `response_format`: true when `response_format` may be sent (dall-e only; spec L35524).
+-- * `partial_images`: true when the model streams with partial images (GPT image models, L35557).
+-- * `quality`: the accepted `quality` values (spec L35500).
+-- * `edits`: false when `/images/edits` does not take the model (the enum at L35324).
+-- * `max_edit_images`: how many images one edit takes (spec L35254: up to 16; dall-e-2 one).
+-- * `source`, `date`: where the facts were read, and when.
+-- @module imageroute.models
+
+local type, pairs, tonumber = type, pairs, tonumber
+
+local M = {}
+
+local SPEC = "openai-openapi.yaml (openai/openai-openapi f85dbe2)"
+local GPT_SIZES = {"1024x1024", "1536x1024", "1024x1536", "auto"}
+local GPT_QUALITY = {"low", "medium", "high", "auto"}
+
+--- The capability table: model label -> entry, or -> another label (an alias, e.g. a dated snapshot).
+M.models = {
+  ["gpt-image-2"] = {family = "gpt-image", sizes = "multiple_of_16", max_n = 10, transparent = "preview",
+    input_fidelity = true, response_format = false, partial_images = true, quality = GPT_QUALITY, edits = true,
+    max_edit_images = 16, date = "2026-08-21",
+    source = SPEC .. " L35571 size, L35610 background (transparent in preview), L68805 input_fidelity "
+      .. "('gpt-image-1.5 and later'; api-notes section 2 reports gpt-image-2 rejecting it: set false once "
+      .. "confirmed), L35524 response_format, L35491 n, L35254 up to 16 edit images"},
+  ["gpt-image-2-2026-04-21"] = "gpt-image-2",
+  ["gpt-image-1.5"] = {family = "gpt-image", sizes = GPT_SIZES, max_n = 10, transparent = "yes",
+    input_fidelity = true, response_format = false, partial_images = true, quality = GPT_QUALITY, edits = true,
+    max_edit_images = 16, date = "2026-08-21",
+    source = SPEC .. " L35571 size, L35610 background, L68805 input_fidelity, L35524 response_format, L35491 n"},
+  ["gpt-image-1"] = {family = "gpt-image", sizes = GPT_SIZES, max_n = 10, transparent = "yes",
+    input_fidelity = true, response_format = false, partial_images = true, quality = GPT_QUALITY, edits = true,
+    max_edit_images = 16, date = "2026-08-21",
+    source = SPEC .. " L35571 size, L35610 background, L68805 input_fidelity, L35524 response_format, L35491 n"},
+  ["gpt-image-1-mini"] = {family = "gpt-image", sizes = GPT_SIZES, max_n = 10, transparent = "yes",
+    input_fidelity = false, response_format = false, partial_images = true, quality = GPT_QUALITY, edits = true,
+    max_edit_images = 16, date = "2026-08-21",
+    source = SPEC .. " L35571 size, L35610 background, L68805 input_fidelity (unsupported for gpt-image-1-mini), "
+      .. "L35524 response_format, L35491 n"},
+  -- Only in the edit and tool enums; "follows the same input constraints as GPT image models" (L35274).
+  -- Transparency and input_fidelity are not stated for it: left unknown, so never refused.
+  ["chatgpt-image-latest"] = {family = "gpt-image", sizes = GPT_SIZES, max_n = 10, response_format = false,
+    partial_images = true, quality = GPT_QUALITY, edits = true, max_edit_images = 16, date = "2026-08-21",
+    source = SPEC .. " L35274 (same input constraints as GPT image models), L35379 response_format, L41979 tool"},
+  ["dall-e-3"] = {family = "dall-e", sizes = {"1024x1024", "1792x1024", "1024x1792"}, max_n = 1, transparent = "no",
+    input_fidelity = false, response_format = true, partial_images = false, quality = {"standard", "hd", "auto"},
+    edits = false, date = "2026-08-21",
+    source = SPEC .. " L35571 size, L35491 n (only n=1), L35500 quality, L35610 background (GPT image models "
+      .. "only), L35324 edit models (no dall-e-3)"},
+  ["dall-e-2"] = {family = "dall-e", sizes = {"256x256", "512x512", "1024x1024"}, max_n = 10, transparent = "no",
+    input_fidelity = false, response_format = true, partial_images = false, quality = {"standard", "auto"},
+    edits = true, max_edit_images = 1, date = "2026-08-21",
+    source = SPEC .. " L35571 size, L35500 quality (standard only), L35610 background (GPT image models only), "
+      .. "L35254 edits (one square PNG)"},
+}
+
+--- The Images API's own limits, whatever the model (spec L35491 n 1..10, L35254 at most 16
+-- edit images, L35569/PartialImages L45364 partial_images 0..3).
+M.api = {max_n = 10, max_edit_images = 16, partial_images_min = 0, partial_images_max = 3,
+  source = SPEC .. " L35491, L35254, L45364", date = "2026-08-21"}
+
+--- The largest size gpt-image-2 takes, and where it turns experimental (spec L35571).
+M.multiple_of_16 = {multiple = 16, min_ratio = 1 / 3, max_ratio = 3, max_side = 3840, max_pixels = 3840 * 2160,
+  experimental_pixels = 2560 * 1440, source = SPEC .. " L35571", date = "2026-08-21"}
+
+--- The canonical label of a model (an alias such as a dated snapshot resolved), or the label itself.
+-- @tparam string label
+-- @treturn string
+function M.canonical(label)
+  local seen = 0
+  while type(M.models[label]) == "string" and seen < 8 do
+    label = M.models[label]
+    seen = seen + 1
+  end
+  return label
+end
+
+--- The capability entry of a model label, or nil for an unknown label (a provider alias, say:
+-- unknown labels are passed through, never refused).
+-- @tparam string label
+-- @treturn table|nil the entry (see the module doc); do not modify it
+-- @treturn string the canonical label
+function M.get(label)
+  if type(label) ~= "string" then return nil end
+  local name = M.canonical(label)
+  local e = M.models[name]
+  if type(e) == "table" then return e, name end
+  return nil
+end
+
+--- True when the label names an image model: a known entry, or a `gpt-image-*`, `dall-e-*` or
+-- `chatgpt-image-*` label (an image model must never be the top-level Responses model,
+-- api-notes section 1).
+-- @tparam string label
+-- @treturn boolean
+function M.is_image_model(label)
+  if type(label) ~= "string" then return false end
+  if M.get(label) then return true end
+  return label:find("^gpt%-image%-") ~= nil or label:find("^dall%-e%-") ~= nil
+    or label:find("^chatgpt%-image%-") ~= nil
+end
+
+--- Parses a `WIDTHxHEIGHT` size string.
+-- @tparam string size
+-- @treturn integer|nil width (pixels)
+-- @treturn integer height (pixels)
+function M.parse_size(size)
+  if type(size) ~= "string" then return nil end
+  local w, h = size:match("^(%d+)x(%d+)$")
+  if not w then return nil end
+  return tonumber(w) // 1, tonumber(h) // 1
+end
+
+--- Whether a model takes a size.
+-- @tparam table entry a capability entry
+-- @tparam string size
+-- @treturn boolean ok
+-- @treturn string|nil why not (or, when ok, a note such as "experimental")
+function M.size_ok(entry, size)
+  local rule = entry.sizes
+  if rule == nil then return true end
+  if type(rule) == "table" then
+    for _, s in pairs(rule) do
+      if s == size then return true end
+    end
+    local list = {}
+    for i, s in pairs(rule) do list[i] = s end
+    return false, "takes only " .. table.concat(list, ", ")
+  end
+  if size == "auto" then return true end
+  local r = M.multiple_of_16
+  local w, h = M.parse_size(size)
+  if not w then return false, "takes WIDTHxHEIGHT (or auto)" end
+  if w == 0 or h == 0 or w % r.multiple ~= 0 or h % r.multiple ~= 0 then
+    return false, "needs both sides divisible by " .. r.multiple
+  end
+  local ratio = w / h
+  if ratio < r.min_ratio - 1e-9 or ratio > r.max_ratio + 1e-9 then
+    return false, "needs an aspect ratio between 1:3 and 3:1"
+  end
+  if w > r.max_side or h > r.max_side or w * h > r.max_pixels then
+    return false, "takes at most 3840x2160"
+  end
+  if w * h > r.experimental_pixels then return true, "experimental (above 2560x1440)" end
+  return true
+end
+
+--- True when `value` is in the list.
+-- @tparam table list
+-- @param value
+-- @treturn boolean
+function M.listed(list, value)
+  for _, v in pairs(list) do
+    if v == value then return true end
+  end
+  return false
+end
+
+return M

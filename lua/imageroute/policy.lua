@@ -1,0 +1,102 @@
+--- imageroute.policy: what runs around every call (`imageroute.generate`, `edit`, `respond`).
+--
+--    local ok, err = policy.before(kind, route, params, opts)      -- before anything is sent
+--    local res; if ok then res, err = <the call> end
+--    return policy.after(kind, route, params, opts, res, err)      -- always, refusals included
+--
+-- or, the same in one line: `return policy.call(kind, fn, route, params, opts)`.
+--
+-- `before` applies the route's acceptance gates (`imageroute.contract`) and the stop rules
+-- (`imageroute.rules`); `after` gives the result or error its `cost` (`imageroute.cost`) and
+-- `contract_reason`, and appends the call's lines to the call log (`imageroute.log`) when a log path
+-- applies. Neither raises on an I/O problem: a log failure is reported as `log_error`.
+-- @module imageroute.policy
+
+local core = require "imageroute.core"
+local contract = require "imageroute.contract"
+local rules = require "imageroute.rules"
+local cost = require "imageroute.cost"
+local log = require "imageroute.log"
+
+local type, pcall, tostring = type, pcall, tostring
+
+local M = {}
+
+--- Checks a call before anything is sent: the route's gates, then the stop rules.
+-- Arguments of the wrong type are let through, so that the call raises its usual argument error.
+-- @tparam string kind `"generate"` | `"edit"` | `"respond"`
+-- @tparam Route route
+-- @tparam table params
+-- @tparam[opt] table opts per-call options (`allow_preview`, `skip_rules`: see `imageroute.rules`)
+-- @treturn true when the call may be sent
+-- @treturn string|nil the route's recorded reason that allows it (`accepted` / `risk_exception`)
+-- @treturn[2] nil
+-- @treturn[2] table error: `kind = "route"` (a gate: `rule`, `gate`, `fix`) or `kind = "validation"` (a
+--   stop rule: `rule`, `field`, `fix`, `source`), with `route` and `attempts = 0`
+function M.before(kind, route, params, opts)
+  if not core.is_route(route) or type(params) ~= "table" then return true end
+  local ok, reason = contract.allow(route)
+  if not ok then return nil, reason end
+  local pass, err = rules.check(kind, route, params, opts)
+  if not pass then return nil, err end
+  return true, reason
+end
+
+--- The reason a route records for being used (logged with every call), or nil.
+-- @tparam Route route
+-- @treturn string|nil `risk_exception` on an account_pool route, `accepted` on a provider route
+function M.reason(route)
+  if route.lane == "account_pool" then return route.risk_exception end
+  if route.lane == "provider" then return route.accepted end
+  return nil
+end
+
+--- Finishes a call: sets `cost`, `contract_reason`, writes the log. Never raises.
+-- @tparam string kind
+-- @tparam Route route
+-- @tparam table params
+-- @tparam[opt] table opts per-call options (`log`: a log path for this call, or false)
+-- @tparam table|nil res the result
+-- @tparam table|nil err the error
+-- @treturn table|nil res, with `cost`, `contract_reason` and (when logged) `call_id`; `log_error` when
+--   the log could not be written; each image's `save` also logs the saved file
+-- @treturn table|nil err, with the same fields
+function M.after(kind, route, params, opts, res, err)
+  local target = res or err
+  if type(target) ~= "table" or not core.is_route(route) then return res, err end
+  local ok, c = pcall(cost.of, kind, route, params, res, err)
+  if ok then target.cost = c else target.cost_error = tostring(c) end
+  local reason = M.reason(route)
+  if reason then target.contract_reason = reason end
+  local okp, path = pcall(log.path_for, route, opts)
+  if okp and path then
+    local call_id = log.new_call_id()
+    local okw, written, werr = pcall(log.write, kind, route, params, opts, res, err, {call_id = call_id})
+    if not okw then
+      target.log_error = core.error("io", "writing the call log failed: " .. tostring(written), {path = path})
+    elseif not written then
+      target.log_error = werr
+    else
+      target.call_id = call_id
+    end
+    pcall(log.watch_saves, path, route, target.images, {call_id = call_id, request_id = target.request_id})
+  end
+  return res, err
+end
+
+--- Runs one call with both hooks: `before`, then `fn(route, params, opts)` unless refused, then `after`.
+-- @tparam string kind
+-- @tparam function fn the call (returns result | nil, err)
+-- @tparam Route route
+-- @tparam table params
+-- @tparam[opt] table opts
+-- @treturn table|nil result
+-- @treturn[2] table error
+function M.call(kind, fn, route, params, opts)
+  local ok, err = M.before(kind, route, params, opts)
+  if not ok then return M.after(kind, route, params, opts, nil, err) end
+  local res, e = fn(route, params, opts)
+  return M.after(kind, route, params, opts, res, e)
+end
+
+return M
