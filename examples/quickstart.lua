@@ -9,17 +9,22 @@ local out = os.getenv("IMAGEROUTE_OUT") or "out"
 os.execute("mkdir -p '" .. out .. "'")
 local here = debug.getinfo(1, "S").source:match("^@(.*)/[^/]*$") or "."
 
+local log_path = out .. "/imageroute-calls.jsonl"
 local route = assert(imageroute.route{
   name = "official-images",
   lane = "official",
   shape = "images",
   model = os.getenv("IMAGEROUTE_MODEL") or "gpt-image-1",
+  log = log_path, -- one JSON line per attempt: route, model, request id, status, latency, cost, files
 })
 
---- Prints one line per call: route, shape, model, request id, file, bytes, latency.
+--- Prints one line per call: route, shape, model, request id, file, bytes, latency, cost.
 local function report(call, res, path, bytes)
-  print(string.format("%-8s route=%s shape=%s model=%s request_id=%s file=%s bytes=%d latency=%.3fs attempts=%d",
-    call, res.route, res.shape, res.model, res.request_id or "-", path, bytes, res.latency, res.attempts))
+  local cost = res.cost or {}
+  print(string.format("%-8s route=%s shape=%s model=%s request_id=%s file=%s bytes=%d latency=%.3fs attempts=%d "
+    .. "cost=%s %s (%s)", call, res.route, res.shape, res.model, res.request_id or "-", path, bytes, res.latency,
+    res.attempts, cost.amount and string.format("%.6f", cost.amount) or "unknown", cost.currency or "",
+    cost.basis or "-"))
 end
 
 local function fail(what, err)
@@ -51,3 +56,9 @@ if not edited then fail("edit", err) end
 local edit_path, edit_bytes = edited.images[1]:save(out .. "/quickstart-edit.png", {overwrite = true})
 if not edit_path then fail("save", edit_bytes) end
 report("edit", edited, edit_path, edit_bytes)
+
+-- 3. what the log says: per-route totals
+for name, t in pairs(imageroute.log.summary(log_path)) do
+  print(string.format("log      route=%s calls=%d failures=%d images=%d cost=%s p50=%.3fs p95=%.3fs file=%s",
+    name, t.calls, t.failures, t.images, tostring(t.cost), t.p50_latency or 0, t.p95_latency or 0, log_path))
+end
