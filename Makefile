@@ -18,7 +18,7 @@ CORE        = $(BUILD)/imageroute/core.so
 export LUA_PATH  := $(CURDIR)/lua/?.lua;$(CURDIR)/lua/?/init.lua;;
 export LUA_CPATH := $(CURDIR)/$(BUILD)/?.so;;
 
-.PHONY: all deps build test lint spec demo demo-live contract rock-check clean help bench check-valgrind check-asan fuzz soak
+.PHONY: all deps build test lint spec demo demo-live contract rock-check clean help bench check-valgrind check-asan fuzz soak doc
 
 all: build
 
@@ -30,6 +30,7 @@ help:
 	@echo "make check-valgrind - all specs under valgrind memcheck"
 	@echo "make check-asan - all specs against the core built with AddressSanitizer and UBSan"
 	@echo "make fuzz   - libFuzzer harnesses for the C parsers (FUZZ_SECONDS each, default 60)"
+	@echo "make doc    - the API reference (LDoc) into doc/"
 	@echo "make bench  - benchmarks against the local server"
 
 deps:
@@ -78,6 +79,12 @@ bench: deps build
 check-valgrind: deps build
 	@command -v valgrind >/dev/null || { echo "check-valgrind: valgrind is not installed (apt-get install valgrind)"; exit 1; }
 	SPEC_RUNNER="valgrind --leak-check=full --errors-for-leak-kinds=definite --error-exitcode=9 -q" scripts/spec.sh
+
+doc: deps
+	@rm -rf doc
+	@out=$$(ldoc . 2>&1); echo "$$out"; \
+	  if echo "$$out" | grep -v -e '^reading configuration' -e '^output written' | grep -q .; then \
+	    echo "doc: LDoc printed warnings"; exit 1; fi
 
 check-asan: deps
 	scripts/check-asan.sh

@@ -3,7 +3,11 @@
 # As root it runs apt-get; otherwise it prints the one command to run.
 # Usage: scripts/deps.sh [--check]   (--check: exit 1 if something is missing, install nothing)
 set -eu
-PKGS="liblua5.4-dev lua5.4 libcurl4-openssl-dev libssl-dev libb64-dev lua-cjson lua-busted lua-check lua-socket luarocks openssl"
+# build and run: the C core's libraries, Lua 5.4, lua-cjson, luasocket (the local server), argparse (the CLI)
+PKGS="liblua5.4-dev lua5.4 libcurl4-openssl-dev libssl-dev libb64-dev lua-cjson lua-socket lua-argparse luarocks"
+# tests, docs and checks: busted, luacheck, LDoc (+ discount for its Markdown), openssl (the TLS spec),
+# chromium (the comparison report is opened in a headless browser), valgrind (make check-valgrind)
+PKGS="$PKGS lua-busted lua-check lua-ldoc lua-discount openssl chromium valgrind"
 missing=""
 for p in $PKGS; do
   if ! dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed"; then
@@ -17,8 +21,15 @@ fi
 if [ "$(id -u)" = 0 ]; then
   echo "deps: installing$missing"
   export DEBIAN_FRONTEND=noninteractive
-  apt-get update -qq
-  apt-get install -y -qq --no-install-recommends $missing
+  log=$(mktemp)
+  if ! { apt-get update -qq && apt-get install -y -qq --no-install-recommends $missing; } >"$log" 2>&1; then
+    tail -n 40 "$log" >&2
+    rm -f "$log"
+    echo "deps: apt-get failed" >&2
+    exit 1
+  fi
+  rm -f "$log"
+  echo "deps: installed$missing"
 else
   echo "deps: missing Debian packages; run as root:" >&2
   echo "  apt-get install -y$missing" >&2
