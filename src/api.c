@@ -41,21 +41,48 @@ void ir_shallow_copy(lua_State *L, int idx)
 
 /* Sets body.model from the route when the caller did not: the server's own default is dall-e-2,
  * so the model is always sent. Returns 0 (error pushed) when neither names one. */
-int ir_ensure_model(lua_State *L, int body, int route)
+int ir_ensure_model(lua_State *L, int body, int route, int xi)
 {
     int t = lua_getfield(L, body, "model");
     lua_pop(L, 1);
-    if (t == LUA_TSTRING) return 1;
-    if (t != LUA_TNIL) {
+    if (t != LUA_TSTRING && t != LUA_TNIL) {
         ir_push_validation(L, "model", "params.model must be a string%s", "");
         return 0;
     }
-    if (ir_route_get(L, route, "model") != LUA_TSTRING) {
-        lua_pop(L, 1);
-        ir_push_validation(L, "model", "no model: give the route a model or pass params.model%s", "");
+    if (t == LUA_TNIL) {
+        if (ir_route_get(L, route, "model") != LUA_TSTRING) {
+            lua_pop(L, 1);
+            ir_push_validation(L, "model", "no model: give the route a model or pass params.model%s", "");
+            return 0;
+        }
+        lua_setfield(L, body, "model");
+    }
+    /* the result reports the model that was sent */
+    ir_xfer_uv(L, xi);
+    lua_getfield(L, body, "model");
+    lua_setfield(L, -2, "model");
+    lua_pop(L, 1);
+    return 1;
+}
+
+int ir_set_json_body(lua_State *L, ir_xfer *x, int body)
+{
+    const char *s;
+    size_t n;
+    if (!ir_json_encode(L, body)) {
+        ir_push_validation(L, "params", "params cannot be sent as JSON: %s", lua_tostring(L, -1));
         return 0;
     }
-    lua_setfield(L, body, "model");
+    s = lua_tolstring(L, -1, &n);
+    if (ir_buf_add(&x->body, s, n)) {
+        lua_pop(L, 1);
+        ir_push_validation(L, "params", "out of memory%s", "");
+        return 0;
+    }
+    lua_pop(L, 1);
+    curl_easy_setopt(x->easy, CURLOPT_POST, 1L);
+    curl_easy_setopt(x->easy, CURLOPT_POSTFIELDS, x->body.p);
+    curl_easy_setopt(x->easy, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)x->body.n);
     return 1;
 }
 
@@ -294,29 +321,14 @@ static const ir_ops EDIT_OPS = {"edit", images_parse, images_complete};
 
 static int build_generate(lua_State *L, ir_xfer *x, int xi, int route, int params, int opts)
 {
-    const char *s;
-    size_t n;
     int body;
     if (!ir_check_prompt(L, params)) return 0;
     ir_shallow_copy(L, params);
     body = lua_gettop(L);
-    if (!ir_ensure_model(L, body, route)) return 0;
-    lua_getfield(L, body, "model");
-    ir_xfer_uv(L, xi);
-    lua_insert(L, -2);
-    lua_setfield(L, -2, "model");
-    lua_pop(L, 1);
-    if (!ir_json_encode(L, body)) {
-        ir_push_validation(L, "params", "params cannot be sent as JSON: %s", lua_tostring(L, -1));
-        return 0;
-    }
-    s = lua_tolstring(L, -1, &n);
-    if (ir_buf_add(&x->body, s, n)) { ir_push_validation(L, "params", "out of memory%s", ""); return 0; }
-    lua_pop(L, 2);
+    if (!ir_ensure_model(L, body, route, xi)) return 0;
     if (!ir_xfer_setup_api(L, x, route, opts, "/images/generations", 1)) return 0;
-    curl_easy_setopt(x->easy, CURLOPT_POST, 1L);
-    curl_easy_setopt(x->easy, CURLOPT_POSTFIELDS, x->body.p);
-    curl_easy_setopt(x->easy, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)x->body.n);
+    if (!ir_set_json_body(L, x, body)) return 0;
+    lua_pop(L, 1);
     return 1;
 }
 
@@ -446,12 +458,7 @@ static int build_edit(lua_State *L, ir_xfer *x, int xi, int route, int params, i
     if (!ir_check_prompt(L, params)) return 0;
     ir_shallow_copy(L, params);
     body = lua_gettop(L);
-    if (!ir_ensure_model(L, body, route)) return 0;
-    lua_getfield(L, body, "model");
-    ir_xfer_uv(L, xi);
-    lua_insert(L, -2);
-    lua_setfield(L, -2, "model");
-    lua_pop(L, 1);
+    if (!ir_ensure_model(L, body, route, xi)) return 0;
     if (!ir_xfer_setup_api(L, x, route, opts, "/images/edits", 0)) return 0;
     x->mime = curl_mime_init(x->easy);
     if (!x->mime) { ir_push_validation(L, "params", "out of memory%s", ""); return 0; }

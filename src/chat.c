@@ -48,8 +48,6 @@ static int image_part(lua_State *L, int idx, const char *field)
 static int build_chat(lua_State *L, ir_xfer *x, int xi, int route, int params, int opts, int edit)
 {
     int body, msg, content, unsent, n = 0;
-    const char *s;
-    size_t len;
     if (!ir_check_prompt(L, params)) return 0;
     lua_newtable(L);
     body = lua_gettop(L);
@@ -65,12 +63,7 @@ static int build_chat(lua_State *L, ir_xfer *x, int xi, int route, int params, i
     lua_pop(L, 1);
     lua_getfield(L, params, "model");
     lua_setfield(L, body, "model");
-    if (!ir_ensure_model(L, body, route)) return 0;
-    lua_getfield(L, body, "model");
-    ir_xfer_uv(L, xi);
-    lua_insert(L, -2);
-    lua_setfield(L, -2, "model");
-    lua_pop(L, 1);
+    if (!ir_ensure_model(L, body, route, xi)) return 0;
     if (lua_getfield(L, params, "mask") != LUA_TNIL) {
         ir_push_validation(L, "mask", "the chat shape has no mask: use an images or responses route%s", "");
         return 0;
@@ -142,19 +135,8 @@ static int build_chat(lua_State *L, ir_xfer *x, int xi, int route, int params, i
     lua_settop(L, body);
 
     if (!ir_xfer_setup_api(L, x, route, opts, "/chat/completions", 1)) return 0;
-    if (!ir_json_encode(L, body)) {
-        ir_push_validation(L, "params", "params cannot be sent as JSON: %s", lua_tostring(L, -1));
-        return 0;
-    }
-    s = lua_tolstring(L, -1, &len);
-    if (ir_buf_add(&x->body, s, len)) {
-        ir_push_validation(L, "params", "out of memory%s", "");
-        return 0;
-    }
-    lua_pop(L, 2);
-    curl_easy_setopt(x->easy, CURLOPT_POST, 1L);
-    curl_easy_setopt(x->easy, CURLOPT_POSTFIELDS, x->body.p);
-    curl_easy_setopt(x->easy, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)x->body.n);
+    if (!ir_set_json_body(L, x, body)) return 0;
+    lua_pop(L, 1);
     return 1;
 }
 

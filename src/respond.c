@@ -221,31 +221,11 @@ static int build_tool(lua_State *L, int body, int route)
     return 1;
 }
 
-static int encode_body(lua_State *L, ir_xfer *x, int body)
-{
-    const char *s;
-    size_t n;
-    if (!ir_json_encode(L, body)) {
-        ir_push_validation(L, "params", "params cannot be sent as JSON: %s", lua_tostring(L, -1));
-        return 0;
-    }
-    s = lua_tolstring(L, -1, &n);
-    if (ir_buf_add(&x->body, s, n)) {
-        ir_push_validation(L, "params", "out of memory%s", "");
-        return 0;
-    }
-    lua_pop(L, 1);
-    curl_easy_setopt(x->easy, CURLOPT_POST, 1L);
-    curl_easy_setopt(x->easy, CURLOPT_POSTFIELDS, x->body.p);
-    curl_easy_setopt(x->easy, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)x->body.n);
-    return 1;
-}
-
 /* The body is in the table at `body` (a copy of params): finish it and set up the transfer. */
 static int finish_respond(lua_State *L, ir_xfer *x, int xi, int route, int opts, int body)
 {
     const char *model;
-    if (!ir_ensure_model(L, body, route)) return 0;
+    if (!ir_ensure_model(L, body, route, xi)) return 0;
     lua_getfield(L, body, "model");
     model = lua_tostring(L, -1);
     if (ir_is_image_model(model)) {
@@ -256,9 +236,6 @@ static int finish_respond(lua_State *L, ir_xfer *x, int xi, int route, int opts,
         ir_setfield_str(L, "rule", "image_model_on_top");
         return 0;
     }
-    ir_xfer_uv(L, xi);
-    lua_insert(L, -2);
-    lua_setfield(L, -2, "model");
     lua_pop(L, 1);
     if (!build_input(L, body) || !build_tool(L, body, route)) return 0;
     if (lua_getfield(L, body, "tools") == LUA_TTABLE && lua_rawlen(L, -1) > 0) {
@@ -271,7 +248,7 @@ static int finish_respond(lua_State *L, ir_xfer *x, int xi, int route, int opts,
     }
     lua_pop(L, 1);
     if (!ir_xfer_setup_api(L, x, route, opts, "/responses", 1)) return 0;
-    return encode_body(L, x, body);
+    return ir_set_json_body(L, x, body);
 }
 
 /* core.respond(route, params): params is a Responses body (input, previous_response_id,

@@ -97,7 +97,10 @@ void ir_sse_open(lua_State *L);
 /* api.c: helpers shared by the request shapes (each pushes an error and returns 0 on failure) */
 void ir_push_validation(lua_State *L, const char *field, const char *fmt, const char *arg);
 void ir_shallow_copy(lua_State *L, int idx);
-int  ir_ensure_model(lua_State *L, int body, int route);
+/* Sets body.model from the route when the caller did not, and records it for the result. */
+int  ir_ensure_model(lua_State *L, int body, int route, int xi);
+/* Encodes the table at body as the request's JSON body (POST). */
+int  ir_set_json_body(lua_State *L, ir_xfer *x, int body);
 int  ir_check_prompt(lua_State *L, int params);
 void ir_copy_fields(lua_State *L, int j, const char *const *names);
 int  ir_take_image(lua_State *L, ir_extract *ex, const char *ph, const char *field);
