@@ -88,5 +88,8 @@ describe("imageroute.route", function()
     local cfg = r:config()
     cfg.model = "changed"
     assert.equal("gpt-image-1", r.model)
+    local again = assert(imageroute.route(cfg)) -- a config round-trips
+    assert.equal("changed", again.model)
+    assert.equal("api.openai.com", r.host)
   end)
 end)

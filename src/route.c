@@ -386,7 +386,8 @@ static int route_tostring(lua_State *L)
     return 1;
 }
 
-/* route:config() -> a copy of the validated configuration table */
+/* route:config() -> a copy of the validated configuration table, which imageroute.route accepts
+ * back (derived fields such as `host` are left out) */
 static int route_config(lua_State *L)
 {
     ir_check_route(L, 1);
@@ -394,6 +395,10 @@ static int route_config(lua_State *L)
     lua_newtable(L);
     lua_pushnil(L);
     while (lua_next(L, -3)) {
+        if (lua_type(L, -2) == LUA_TSTRING && strcmp(lua_tostring(L, -2), "host") == 0) {
+            lua_pop(L, 1);
+            continue;
+        }
         lua_pushvalue(L, -2);
         lua_insert(L, -2);
         lua_settable(L, -4);
