@@ -47,7 +47,7 @@ $(CORE): $(OBJS)
 	$(CC) -shared $(LDFLAGS) -o $@ $(OBJS) $(LIBS)
 
 lint:
-	luacheck --no-color -q lua spec examples bin scripts/*.lua $(wildcard bench/*.lua)
+	luacheck --no-color -q lua spec examples bin/imageroute bin/imageroute-localserver scripts/*.lua $(wildcard bench/*.lua)
 
 spec: build
 	scripts/spec.sh

@@ -16,6 +16,8 @@ model label, billing and contract.]],
 dependencies = {
   "lua >= 5.4, < 5.5",
   "lua-cjson >= 2.1",
+  "argparse >= 0.7",
+  "luasocket >= 3.0", -- the bundled local server (imageroute.localserver, imageroute --local)
 }
 external_dependencies = {
   CURL = {header = "curl/curl.h"},
@@ -38,6 +40,8 @@ build = {
     ["imageroute.log"] = "lua/imageroute/log.lua",
     ["imageroute.policy"] = "lua/imageroute/policy.lua",
     ["imageroute.routes"] = "lua/imageroute/routes.lua",
+    ["imageroute.cli"] = "lua/imageroute/cli.lua",
+    ["imageroute.compare"] = "lua/imageroute/compare.lua",
     ["imageroute.core"] = {
       sources = {
         "src/api.c", "src/b64.c", "src/buf.c", "src/chat.c", "src/core.c", "src/error.c", "src/extract.c",
@@ -51,6 +55,7 @@ build = {
   },
   install = {
     bin = {
+      ["imageroute"] = "bin/imageroute",
       ["imageroute-localserver"] = "bin/imageroute-localserver",
     },
   },

@@ -20,7 +20,7 @@ port=$(cat "$portfile")
 echo "demo: local server on http://127.0.0.1:$port/v1"
 export OPENAI_BASE_URL="http://127.0.0.1:$port/v1"
 mkdir -p out
-for ex in ${DEMO_EXAMPLES:-quickstart assistant_flow provider_chat}; do
+for ex in ${DEMO_EXAMPLES:-quickstart assistant_flow provider_chat compare}; do
   echo "== examples/$ex.lua"
   lua5.4 "examples/$ex.lua"
 done

@@ -28,6 +28,7 @@ describe("imageroute.dataurl", function()
       {"percent-escaped parameter value", "data:text/plain;name=a%20b.txt,x", "x", "text/plain",
         {name = "a b.txt"}},
       {"quoted parameter value", 'data:text/plain;name="a b",x', "x", "text/plain", {name = "a b"}},
+      {"quoted-pair in a quoted value", 'data:text/plain;name="a\\"b",x', "x", "text/plain", {name = 'a"b'}},
       {"first repeated parameter wins", "data:text/plain;charset=a;CHARSET=b,x", "x", "text/plain",
         {charset = "a"}},
       {"whitespace around header parts", "data: image/gif ; base64 ,R0lGODlhAQABAA==", GIF, "image/gif", {}},

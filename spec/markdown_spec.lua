@@ -74,6 +74,7 @@ local cases = {
   {"space inside a bare destination", "![a](u v)", {}},
   {"unclosed title", '![a](u "t)', {}},
   {"line ending inside an angle destination", "![a](<u\nv>)", {}},
+  {"escaped line ending inside an angle destination", "![a](<u\\\nv>)", {}},
   {"code span", "`![x](y)`", {}},
   {"double-backtick code span", "``a ` ![x](y)``", {}},
   {"autolink", "<https://x/![a](u)>", {}},
@@ -81,7 +82,11 @@ local cases = {
   {"tilde fence with info string", "~~~markdown\n![x](y)\n~~~", {}},
   {"unclosed fence runs to the end", "```\n![x](y)\n\n![z](w)", {}},
   {"fence in a list item", "- ```\n  ![x](y)\n  ```\n- ![ok](u)", {img("u", "ok")}},
+  {"a tilde line does not close a backtick fence", "```\n~~~\n![x](y)\n```", {}},
   {"indented code block", "    ![x](y)", {}},
+  {"an empty list item ends at a blank line", "-\n\n    ![x](y)", {}},
+  {"indented code after a setext heading", "Title\n-\n    ![x](y)", {}},
+  {"indented code after a thematic break", "text\n***\n    ![x](y)", {}},
   {"indented code after a blank line", "text\n\n    ![x](y)", {}},
   {"tab-indented code block", "\t![x](y)", {}},
   {"mixed: only the real image", "`![a](b)`\n\n```\n![c](d)\n```\n\n    ![e](f)\n\n[g](h) ![i](j)",
@@ -89,6 +94,8 @@ local cases = {
 
   -- indentation that is not code
   {"indented continuation line of a paragraph", "text\n    ![x](y)", {img("y", "x")}},
+  {"only 1. starts a list inside a paragraph", "text\n2.     ![x](y)", {img("y", "x")}},
+  {"two stars are not a thematic break", "text\n**\n    ![x](y)", {img("y", "x")}},
   {"indented paragraph in a list item", "1. Here:\n\n   ![x](y)", {img("y", "x")}},
   {"lazy block quote continuation", "> text ![x\nlazy](y)", {img("y", "x\nlazy")}},
   {"lazy list item continuation", "- text ![x\nlazy](y)", {img("y", "x\nlazy")}},

@@ -627,7 +627,7 @@ local function parse_blocks(text)
     if fence then
       if matched == #stack then
         local _, e, f = find(line, "^ ? ? ?([`~]+)[ \t]*$", p)
-        if e and byte(f) == byte(fence.char) and #f >= fence.len and not find(f, fence.char == "`" and "~" or "`") then
+        if e and #f >= fence.len and f == rep(fence.char, #f) then
           fence = nil
         end
         done = true
@@ -656,8 +656,6 @@ local function parse_blocks(text)
           open({quote = true})
           p = sp + 1
           if byte(line, p) == 32 then p = p + 1 end
-        elseif setext(line, sp) then
-          break -- "-" under a paragraph: a setext heading underline, not a list item
         else
           local content = list_item(line, sp, para ~= nil)
           if not content then break end
