@@ -44,6 +44,17 @@ describe("many calls in flight on one thread", function()
     assert.equal("call", results[12].error.field)
   end)
 
+  it("drops results after on_done when asked, so a long batch holds only what is in flight", function()
+    local seen = 0
+    local results = imageroute.batch({{route = fx.route(s), params = {prompt = "a"}},
+      {route = fx.route(s), params = {prompt = "b"}}}, {keep_results = false, on_done = function(_, res)
+        seen = seen + #res.images
+      end})
+    assert.equal(2, seen)
+    assert.is_true(results[1].ok)
+    assert.is_nil(results[1].result)
+  end)
+
   it("keeps at most max_in_flight requests open (the server counts them)", function()
     local r = fx.behaving(s, {delay = 0.2})
     local jobs = {}

@@ -32,27 +32,32 @@ void ir_b64dec_init(ir_b64dec *d)
     base64_init_decodestate(&d->st);
 }
 
-static int flush_stage(ir_b64dec *d, ir_buf *out)
+/* Hands a run of alphabet characters to libb64, straight from where they are. */
+static int decode_run(ir_b64dec *d, const char *run, size_t len, ir_buf *out)
 {
-    if (!d->nstage) return 0;
-    if (ir_buf_reserve(out, d->nstage / 4 * 3 + 3)) return -1;
-    out->n += (size_t)base64_decode_block(d->stage, (int)d->nstage, out->p + out->n, &d->st);
-    d->nstage = 0;
+    while (len) {
+        size_t k = len > ((size_t)1 << 30) ? ((size_t)1 << 30) : len;
+        if (ir_buf_reserve(out, k / 4 * 3 + 3)) return -1;
+        out->n += (size_t)base64_decode_block(run, (int)k, out->p + out->n, &d->st);
+        d->nchars += k;
+        run += k;
+        len -= k;
+    }
     return 0;
 }
 
 int ir_b64dec_feed(ir_b64dec *d, const char *s, size_t n, ir_buf *out)
 {
-    size_t i;
-    for (i = 0; i < n; i++) {
-        unsigned char c = (unsigned char)s[i];
-        switch (b64class[c]) {
-        case 1:
+    size_t i = 0;
+    while (i < n) {
+        size_t start = i;
+        while (i < n && b64class[(unsigned char)s[i]] == 1) i++; /* the common case: one long run */
+        if (i > start) {
             if (d->npad) d->bad = 1; /* data after padding */
-            d->nchars++;
-            d->stage[d->nstage++] = (char)c;
-            if (d->nstage == sizeof d->stage && flush_stage(d, out)) return -1;
-            break;
+            if (decode_run(d, s + start, i - start, out)) return -1;
+        }
+        if (i == n) break;
+        switch (b64class[(unsigned char)s[i]]) {
         case 2:
             d->npad++;
             break;
@@ -61,6 +66,7 @@ int ir_b64dec_feed(ir_b64dec *d, const char *s, size_t n, ir_buf *out)
         default:
             d->bad = 1;
         }
+        i++;
     }
     return 0;
 }
@@ -68,7 +74,6 @@ int ir_b64dec_feed(ir_b64dec *d, const char *s, size_t n, ir_buf *out)
 int ir_b64dec_finish(ir_b64dec *d, ir_buf *out, const char **why)
 {
     unsigned long rem = d->nchars % 4;
-    if (flush_stage(d, out)) { *why = "out of memory"; return -1; }
     if (d->bad) { *why = "a character outside the base64 alphabet"; return -1; }
     if (d->npad > 2) { *why = "too much padding"; return -1; }
     if (rem == 1) { *why = "a truncated base64 length"; return -1; }

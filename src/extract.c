@@ -119,9 +119,12 @@ int ir_extract_feed(ir_extract *e, const char *p, size_t n)
         const char *run;
         char c;
         switch (e->state) {
-        case DIV:
+        case DIV: {
+            const char *q, *bs;
             run = p;
-            while (p < end && *p != '"' && *p != '\\') p++;
+            q = memchr(p, '"', (size_t)(end - p));
+            bs = memchr(p, '\\', (size_t)((q ? q : end) - p));
+            p = bs ? bs : (q ? q : end);
             if (p > run && div_feed(e, run, (size_t)(p - run))) goto oom;
             if (p == end) break;
             c = *p++;
@@ -130,6 +133,7 @@ int ir_extract_feed(ir_extract *e, const char *p, size_t n)
             e->state = OUT;
             e->string_ended = 0;
             break;
+        }
         case DIV_ESC:
             c = *p++;
             e->state = DIV;

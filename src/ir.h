@@ -49,13 +49,11 @@ typedef struct {
     unsigned long nchars;     /* alphabet characters seen */
     int npad;                 /* '=' seen */
     int bad;                  /* a character outside the alphabet, or data after padding */
-    char stage[4096];         /* characters waiting to be decoded */
-    size_t nstage;
 } ir_b64dec;
 
 void ir_b64dec_init(ir_b64dec *d);
-/* Feeds characters; whitespace and the JSON escape sequence "\/" are handled by the caller.
- * Returns 0, or -1 when out of memory. */
+/* Feeds characters: runs of the alphabet go straight to libb64 (no copy); whitespace is skipped;
+ * padding is counted; anything else marks the input bad. Returns 0, or -1 when out of memory. */
 int  ir_b64dec_feed(ir_b64dec *d, const char *s, size_t n, ir_buf *out);
 /* Flushes and validates length and padding: 0 valid, -1 invalid (reason in *why). */
 int  ir_b64dec_finish(ir_b64dec *d, ir_buf *out, const char **why);

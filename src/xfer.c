@@ -836,22 +836,28 @@ static int drain(lua_State *L, ir_loop *lp)
 
 /* Turns the events that streamed in since the last step into images, so partial images reach
  * Lua as soon as libcurl hands their bytes over. A stream that sent an error event ends here. */
-static void sse_tick(lua_State *L, ir_loop *lp)
+static int sse_tick(lua_State *L, ir_loop *lp)
 {
     ir_xfer *x, *next;
+    int handled = 0;
     for (x = lp->head; x; x = next) {
         next = x->next;
         if (x->state == X_RUN && x->mode == M_SSE && x->sse) {
             int top = lua_gettop(L);
             lua_rawgeti(L, LUA_REGISTRYINDEX, x->ref);
+            int before = x->partials_received;
             if (!ir_sse_process(L, top + 1, x)) {
                 if (x->in_multi) curl_multi_remove_handle(lp->multi, x->easy);
                 x->in_multi = 0;
                 ir_xfer_fail(L, top + 1, x);
+                handled++;
+            } else if (x->partials_received != before) {
+                handled++;
             }
             lua_settop(L, top);
         }
     }
+    return handled;
 }
 
 /* One step: start due attempts, move bytes, wait at most `timeout` seconds for activity, handle
@@ -863,8 +869,8 @@ int ir_loop_step(lua_State *L, ir_loop *lp, double timeout)
     ir_xfer *x;
     activate_due(lp, now);
     curl_multi_perform(lp->multi, &running);
-    sse_tick(L, lp);
-    if (drain(L, lp)) return lp->live;
+    /* partial images that arrived: hand them to Lua now rather than after the next wait */
+    if (sse_tick(L, lp) + drain(L, lp)) return lp->live;
     if (!lp->live) return 0;
     for (x = lp->head; x; x = x->next)
         if (x->state == X_WAIT && (next_due < 0 || x->due < next_due)) next_due = x->due;

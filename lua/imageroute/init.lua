@@ -128,6 +128,7 @@ local function tick()
     if w.xfer:done() then
       table.remove(waiting, i)
       resume(w.co, w.xfer:result())
+      core.step(0) -- send what the coroutine just started, before resuming the next one
     else
       i = i + 1
     end
@@ -219,7 +220,9 @@ end
 -- @tparam {table,...} jobs each `{call = "generate"|"edit"|"respond" (default "generate"), route =,
 --   params =, opts =}`
 -- @tparam[opt] table opts `max_in_flight` (integer, default 4), `on_done(i, result, err)`,
---   `on_progress(i, bytes, elapsed_seconds)`, `on_partial(i, image, index)`
+--   `on_progress(i, bytes, elapsed_seconds)`, `on_partial(i, image, index)`, `keep_results`
+--   (default true; false drops each result after `on_done`, so a long batch holds only the images
+--   in flight: save them in `on_done`)
 -- @treturn {table,...} one `{ok = boolean, result = table|nil, error = table|nil}` per job
 function M.batch(jobs, opts)
   assert(type(jobs) == "table", "batch: a list of jobs expected")
@@ -244,8 +247,8 @@ function M.batch(jobs, opts)
         ok, res, err = pcall(fn, job.route, job.params, jopts)
         if not ok then res, err = nil, core.error("validation", tostring(res), {field = "job"}) end
       end
-      results[i] = {ok = res ~= nil, result = res, error = err}
       if opts.on_done then opts.on_done(i, res, err) end
+      results[i] = {ok = res ~= nil, result = opts.keep_results ~= false and res or nil, error = err}
     end
   end
   local workers = {}
