@@ -13,23 +13,37 @@ local function free_port()
 end
 
 describe("the fault matrix", function()
-  local s, dir
+  local s, dir, log_path
   setup(function()
     s = server.start()
     dir = fx.tmpdir()
+    log_path = dir .. "/faults.jsonl"
+    imageroute.log.set_default(log_path) -- every call of this block is logged
   end)
   teardown(function()
+    imageroute.log.set_default(nil)
     s:stop()
     os.execute("rm -rf " .. dir)
   end)
   before_each(function() s:reset() end)
 
+  --- A typed error with the attempts made, and one log line per attempt, none with the key.
   local function expect(err, kind, attempts)
     assert.is_table(err)
     assert.equal(kind, err.kind, tostring(err))
     assert.equal(attempts, err.attempts, tostring(err))
     assert.equal(attempts, #err.attempt_log)
     assert.truthy(#tostring(err) < 600)
+    assert.is_string(err.call_id, "the call was not logged")
+    local lines = 0
+    for _, rec in ipairs(assert(imageroute.log.read(log_path))) do
+      if rec.call_id == err.call_id and rec.event == "attempt" then
+        lines = lines + 1
+        if rec.final then assert.equal(kind, rec.error_kind) end
+      end
+    end
+    assert.equal(attempts, lines)
+    assert.falsy(fx.read(log_path):find(fx.KEY, 1, true))
     return err
   end
 
@@ -148,7 +162,7 @@ describe("the fault matrix", function()
     -- saving again refuses to overwrite and says which file
     local _, err2 = imageroute.save(res, dir, {name = "../../etc/passwd"})
     assert.truthy(err2.message:find("exists", 1, true))
-    local listing = io.popen("ls -A " .. dir):read("a")
+    local listing = io.popen("ls -A " .. dir .. " | grep -v faults.jsonl"):read("a")
     assert.equal("etc-passwd-1.png\netc-passwd-2.png\n", listing)
   end)
 
