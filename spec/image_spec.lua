@@ -77,7 +77,7 @@ describe("Image", function()
     assert.equal("io", err.kind)
     assert.truthy(err.message:find("exists", 1, true))
     assert.equal(PNG_1x1, read(path)) -- untouched
-    assert.truthy(other:save(dir .. "/a.png", {overwrite = true}))
+    assert.truthy(other:save(dir .. "/a.png", {overwrite = true, durable = true}))
     assert.equal(PNG_1x1 .. "extra", read(path))
     -- no temporary files left behind
     local ls = io.popen("ls -A " .. dir):read("a")

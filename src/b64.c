@@ -13,13 +13,18 @@
 #include "ir.h"
 
 static unsigned char b64class[256]; /* 1 alphabet, 2 '=', 3 whitespace, 0 bad */
+static unsigned char b64other[256];  /* 0 alphabet, 1 anything else: for the 8-wide scan below */
 
 static void init_class(void)
 {
     static int done = 0;
     const char *alpha = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
     if (done) return;
-    for (; *alpha; alpha++) b64class[(unsigned char)*alpha] = 1;
+    memset(b64other, 1, sizeof b64other);
+    for (; *alpha; alpha++) {
+        b64class[(unsigned char)*alpha] = 1;
+        b64other[(unsigned char)*alpha] = 0;
+    }
     b64class['='] = 2;
     b64class[' '] = b64class['\n'] = b64class['\r'] = b64class['\t'] = 3;
     done = 1;
@@ -46,12 +51,23 @@ static int decode_run(ir_b64dec *d, const char *run, size_t len, ir_buf *out)
     return 0;
 }
 
+/* The end of the run of alphabet characters starting at i: 8 characters a step while all of them
+ * are in the alphabet (one OR of table bits, no branch per character), then one at a time. */
+static size_t alphabet_run(const unsigned char *s, size_t i, size_t n)
+{
+    while (i + 8 <= n && !(b64other[s[i]] | b64other[s[i + 1]] | b64other[s[i + 2]] | b64other[s[i + 3]] |
+                           b64other[s[i + 4]] | b64other[s[i + 5]] | b64other[s[i + 6]] | b64other[s[i + 7]]))
+        i += 8;
+    while (i < n && !b64other[s[i]]) i++;
+    return i;
+}
+
 int ir_b64dec_feed(ir_b64dec *d, const char *s, size_t n, ir_buf *out)
 {
     size_t i = 0;
     while (i < n) {
         size_t start = i;
-        while (i < n && b64class[(unsigned char)s[i]] == 1) i++; /* the common case: one long run */
+        i = alphabet_run((const unsigned char *)s, i, n); /* the common case: one long run */
         if (i > start) {
             if (d->npad) d->bad = 1; /* data after padding */
             if (decode_run(d, s + start, i - start, out)) return -1;

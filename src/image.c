@@ -91,23 +91,26 @@ static int write_all(int fd, const unsigned char *p, size_t n)
 
 /*
  * image:save(path [, opts]) -> path, bytes | nil, err
- * Writes to a temporary file in the same directory, fsyncs, then moves it into place, so a crash
- * leaves either no file or the whole file. An existing file is never replaced unless
- * opts.overwrite is true (without it, link(2) makes the no-clobber check atomic).
+ * Writes to a temporary file in the same directory, then moves it into place, so a crash of the
+ * process leaves either no file or the whole file. opts.durable = true also fsyncs the file before
+ * the move (survives a power loss; costs a disk flush that blocks the loop). An existing file is
+ * never replaced unless opts.overwrite is true (without it, link(2) makes the check atomic).
  * err.kind is "io" with err.path and err.errno.
  */
 static int image_save(lua_State *L)
 {
     ir_image *im = check_image(L, 1);
     const char *path = luaL_checkstring(L, 2);
-    int overwrite = 0, fd, e;
+    int overwrite = 0, durable = 0, fd, e;
     char *tmp;
     size_t plen = strlen(path);
     if (!lua_isnoneornil(L, 3)) {
         luaL_checktype(L, 3, LUA_TTABLE);
         lua_getfield(L, 3, "overwrite");
         overwrite = lua_toboolean(L, -1);
-        lua_pop(L, 1);
+        lua_getfield(L, 3, "durable");
+        durable = lua_toboolean(L, -1);
+        lua_pop(L, 2);
     }
     if (!im->p) return luaL_error(L, "image was released");
     tmp = (char *)lua_newuserdatauv(L, plen + 16, 0); /* freed by the GC, even if a raise happens */
@@ -119,7 +122,7 @@ static int image_save(lua_State *L)
         goto fail;
     }
     e = write_all(fd, im->p, im->n);
-    if (!e && fsync(fd) != 0) e = errno;
+    if (!e && durable && fsync(fd) != 0) e = errno;
     if (close(fd) != 0 && !e) e = errno;
     if (!e) (void)chmod(tmp, 0644);
     if (!e) {

@@ -287,8 +287,10 @@ end
 -- @treturn table result:
 --
 -- * `images` (list of Image): decoded bytes (`image.bytes`, `image.length` in bytes), `mime`,
---   `format` (sniffed from magic bytes), `width`, `height`, `index` (1-based position in `data`),
---   `revised_prompt`, `url` (when downloaded), and `image:save(path [, {overwrite = true}])`.
+--   `format` (sniffed from magic bytes), `width`, `height`, `sha256`, `index` (1-based position in
+--   `data`), `revised_prompt`, `url` (when downloaded), and `image:save(path [, opts])`: atomic
+--   (a temporary file renamed into place), `opts.overwrite` to replace a file, `opts.durable` to
+--   fsync before the rename; returns path, bytes or nil, err (`kind = "io"`).
 -- * `request_id` (the `x-request-id` header), `http_status`, `created` (Unix seconds), `usage`,
 --   `size`, `quality`, `background`, `output_format` (as the API returned them), `model` (sent),
 --   `shape`, `endpoint`, `route` (name), `latency` (seconds, all attempts and downloads),
@@ -388,7 +390,7 @@ end
 -- @tparam table result a result or an error with `images`
 -- @tparam string dir an existing directory
 -- @tparam[opt] table opts `name` (default: the result's request id, else "image"; made safe with
---   `safe_name`), `overwrite` (boolean)
+--   `safe_name`), `overwrite` (boolean), `durable` (boolean: fsync each file before its rename)
 -- @treturn {table,...} one `{path =, bytes =, sha256 =}` per image (bytes: integer)
 -- @treturn[2] nil
 -- @treturn[2] table error (`kind = "io"`, `path`, `errno`) that still carries `images` (nothing
@@ -401,7 +403,7 @@ function M.save(result, dir, opts)
   local saved = {}
   for i, img in ipairs(result.images) do
     local path = string.format("%s/%s-%d.%s", dir, base, i, img.format or "bin")
-    local p, err = img:save(path, {overwrite = opts.overwrite})
+    local p, err = img:save(path, {overwrite = opts.overwrite, durable = opts.durable})
     if not p then
       err.images = result.images
       err.saved = saved
