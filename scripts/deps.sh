@@ -6,8 +6,9 @@ set -eu
 # build and run: the C core's libraries, Lua 5.4, lua-cjson, luasocket (the local server), argparse (the CLI)
 PKGS="liblua5.4-dev lua5.4 libcurl4-openssl-dev libssl-dev libb64-dev lua-cjson lua-socket lua-argparse luarocks"
 # tests, docs and checks: busted, luacheck, LDoc (+ discount for its Markdown), openssl (the TLS spec),
-# chromium (the comparison report is opened in a headless browser), valgrind (make check-valgrind)
-PKGS="$PKGS lua-busted lua-check lua-ldoc lua-discount openssl chromium valgrind"
+# chromium (the comparison report is opened in a headless browser), valgrind (make check-valgrind),
+# clang with its runtime (make check-asan, make fuzz: AddressSanitizer, UBSan, libFuzzer)
+PKGS="$PKGS lua-busted lua-check lua-ldoc lua-discount openssl chromium valgrind clang libclang-rt-14-dev"
 missing=""
 for p in $PKGS; do
   if ! dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed"; then
