@@ -9,6 +9,7 @@
 # (clang, libclang-rt-14-dev) when missing; otherwise it says what to install.
 # Environment: FUZZ_JOBS (default 1) parallel harnesses; FUZZ_ARGS extra libFuzzer flags;
 # FUZZ_KEEP_CORPUS=DIR keeps each harness's grown corpus in DIR/<harness>.
+# FUZZ_OUT=DIR builds and logs there instead of build/fuzz.
 set -u
 cd "$(dirname "$0")/.." || exit 1
 root=$(pwd)
@@ -16,7 +17,7 @@ secs=${1:-60}
 [ -n "$secs" ] || secs=60
 shift || true
 harnesses=${*:-sse b64 extract sniff}
-out=build/fuzz
+out=${FUZZ_OUT:-build/fuzz}
 CC=${FUZZ_CC:-clang}
 
 # ---- toolchain

@@ -277,7 +277,6 @@ int ir_xfer_setup_api(lua_State *L, ir_xfer *x, int route, int opts, const char 
     }
     x->endpoint = path;
     if (key) {
-        char line[64];
         size_t klen = strlen(key);
         char *auth = (char *)malloc(klen + 32);
         struct curl_slist *t;
@@ -289,7 +288,6 @@ int ir_xfer_setup_api(lua_State *L, ir_xfer *x, int route, int opts, const char 
         free(auth);
         if (!t) { ir_push_error(L, "validation", "out of memory"); return 0; }
         x->hdrs = t;
-        (void)line;
     }
     {
         char ua[128];
@@ -655,10 +653,8 @@ static void attempt_done(lua_State *L, int xi, ir_xfer *x, CURLcode cc)
         return; /* parse / fetch_done call ir_xfer_finish_* or start a download */
     }
     if (cc != CURLE_OK) {
-        const char *host = NULL;
         char *u = NULL;
         curl_easy_getinfo(x->easy, CURLINFO_EFFECTIVE_URL, &u);
-        (void)host;
         if (x->abort_why) {
             ir_push_error(L, "http", "%s (%I bytes received, limit %I)", x->abort_why, (lua_Integer)x->bytes,
                           (lua_Integer)x->max_bytes);
