@@ -22,6 +22,9 @@ local M = {
   log = require "imageroute.log",         -- the call log: set_default, read, summary
   routes = require "imageroute.routes",   -- routes files: load, get
   contract = require "imageroute.contract",
+  markdown = require "imageroute.markdown", -- Markdown image links in chat replies
+  dataurl = require "imageroute.dataurl",   -- data: URLs
+  flow = require "imageroute.flow",         -- records of multi-step flows
 }
 
 --- Builds a route: one validated, immutable route configuration (a userdata).
