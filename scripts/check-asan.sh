@@ -81,7 +81,7 @@ asan_opts="$asan_opts:check_initialization_order=1:strict_string_checks=1:detect
 lsan_opts="suppressions=$root/scripts/lsan.supp:print_suppressions=0:$common"
 ubsan_opts="halt_on_error=1:$common"
 run_env=(env "PATH=$root/$build/bin:$PATH" "ASAN_OPTIONS=$asan_opts" "LSAN_OPTIONS=$lsan_opts"
-         "UBSAN_OPTIONS=$ubsan_opts" "LUA_CPATH=$root/$build/?.so;;")
+         "UBSAN_OPTIONS=$ubsan_opts" "LUA_CPATH=$root/$build/?.so;;" "IMAGEROUTE_CPATH=$root/$build/?.so;")
 
 # preflight: lua5.4 must now be the wrapper, load the ASan core under the ASan runtime, and pass no
 # preload on to what it starts

@@ -69,7 +69,7 @@ done
 max_len() {
   case "$1" in
     sniff) echo 4096 ;;
-    *) echo 6144 ;;    # past the decoder's 4096-character stage, so its flush is reached
+    *) echo 6144 ;;    # room for multi-KB base64 values cut into many chunks
   esac
 }
 run_one() {

@@ -331,6 +331,14 @@ local state = {
 local MAX_FILES = 256
 
 local id_counter = 0
+-- Lua seeds math.random from the time and its state's address, which repeats across processes
+-- started in the same second where addresses are not randomised: seed from the kernel instead.
+do
+  local f = io.open("/dev/urandom", "rb")
+  local seed = f and f:read(8)
+  if f then f:close() end
+  if seed and #seed == 8 then math.randomseed(string.unpack("<I4I4", seed)) end
+end
 --- A unique id: prefix .. 24 hex digits.
 local function new_id(prefix)
   id_counter = id_counter + 1
