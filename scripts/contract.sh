@@ -18,11 +18,13 @@ if [ ! -x node_modules/.bin/steady ]; then
 fi
 port=$(lua5.4 -e 'local s = require("socket").bind("127.0.0.1", 0); local _, p = s:getsockname(); s:close(); print(p)')
 log=$(mktemp)
-node_modules/.bin/steady -p "$port" --host 127.0.0.1 --validator-form-array-format=brackets "$spec" >"$log" 2>&1 &
+node_modules/.bin/steady -p "$port" --host 127.0.0.1 --validator-form-array-format=brackets \
+  --log-format text "$spec" >"$log" 2>&1 &
 pid=$!
 trap 'kill $pid 2>/dev/null || true; rm -f "$log"' EXIT INT TERM
 i=0
-until grep -q "Ready to accept" "$log"; do
+# ready when the port accepts a connection (the log's wording differs between its output formats)
+until lua5.4 -e 'os.exit(require("socket").connect("127.0.0.1", '"$port"') and 0 or 1)' 2>/dev/null; do
   i=$((i + 1))
   if [ $i -gt 300 ] || ! kill -0 $pid 2>/dev/null; then echo "contract: Steady did not start:"; cat "$log"; exit 1; fi
   sleep 0.1
