@@ -260,10 +260,16 @@ function M.batch(jobs, opts)
   return results
 end
 
-local function raw_generate(route, params, opts)
-  local x, err = core.start_generate(route, params, opts)
-  return await(x, err, opts)
+--- The raw call of one shape: start its transfer on the loop, then wait for it (yielding inside
+-- the scheduler's coroutines).
+local function raw_call(start)
+  return function(route, params, opts)
+    local x, err = start(route, params, opts)
+    return await(x, err, opts)
+  end
 end
+
+local raw_generate = raw_call(core.start_generate)
 
 --- Generates images. On an `images` route: `POST {base_url}/images/generations` (JSON). On a
 -- `chat` route: `POST {base_url}/chat/completions` with the prompt as one user message; the images
@@ -308,10 +314,7 @@ function M.generate(route, params, opts)
   return policy.call("generate", raw_generate, route, params, opts)
 end
 
-local function raw_edit(route, params, opts)
-  local x, err = core.start_edit(route, params, opts)
-  return await(x, err, opts)
-end
+local raw_edit = raw_call(core.start_edit)
 
 --- Edits images. On an `images` route: `POST {base_url}/images/edits` (multipart,
 -- openai-openapi.yaml `CreateImageEditRequest`, L35251). On a `chat` route: one user message with
@@ -337,10 +340,7 @@ function M.edit(route, params, opts)
   return policy.call("edit", raw_edit, route, params, opts)
 end
 
-local function raw_respond(route, params, opts)
-  local x, err = core.start_respond(route, params, opts)
-  return await(x, err, opts)
-end
+local raw_respond = raw_call(core.start_respond)
 
 --- Calls the Responses API with the `image_generation` tool: `POST {base_url}/responses`.
 --
