@@ -130,6 +130,17 @@ void ir_check_route(lua_State *L, int idx);
 int ir_route_get(lua_State *L, int idx, const char *k);
 int ir_is_loopback_host(const char *host);
 
+/* ---- addr.c: address classes for the download policy ---- */
+struct sockaddr;
+struct sockaddr_storage;
+/* "public" | "loopback" | "private" | "link_local" | "unique_local" | "cgnat" | "unspecified" |
+ * "multicast" | "reserved" (IPv4 embedded in IPv6 is classified as that IPv4 address). */
+const char *ir_addr_class(const struct sockaddr *sa);
+/* Parses an IP literal as the resolver would (inet_aton forms, inet_pton for IPv6, [brackets],
+ * a %zone dropped) into *out. 1 on success, 0 when text is not an address. */
+int  ir_addr_parse(const char *text, struct sockaddr_storage *out);
+void ir_addr_open(lua_State *L);
+
 /* ---- module openers ---- */
 void ir_b64_open(lua_State *L);
 void ir_sniff_open(lua_State *L);

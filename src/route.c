@@ -13,6 +13,7 @@
 #include <string.h>
 #include <strings.h>
 #include <ctype.h>
+#include <sys/socket.h>
 #include "ir.h"
 
 #define DEFAULT_BASE_URL "https://api.openai.com/v1"
@@ -26,7 +27,9 @@ static const char *const KNOWN[] = {
     "name", "lane", "provider", "shape", "base_url", "model", "image_model", "api_key_env", "headers",
     "timeout", "connect_timeout", "max_retries", "retry_initial_delay", "retry_max_delay",
     "retry_after_max", "max_response_bytes", "max_event_bytes", "low_speed_limit", "low_speed_time", "ca_file", "billing", "contract", "accepted",
-    "risk_exception", "description", "log", NULL
+    "risk_exception", "description", "log",
+    "download_hosts", "allow_private_downloads", "deadline", "max_images", "max_call_bytes", "send_openai_ids",
+    "resolve", NULL
 };
 
 int ir_is_loopback_host(const char *host)
@@ -128,6 +131,113 @@ done:
     curl_free(query);
     curl_url_cleanup(u);
     return err;
+}
+
+/* Copies a boolean field (default false); 0, or -1 if of the wrong type. */
+static int opt_bool(lua_State *L, int cfg, int out, const char *k)
+{
+    int t = lua_getfield(L, cfg, k);
+    if (t != LUA_TNIL && t != LUA_TBOOLEAN) { lua_pop(L, 1); return -1; }
+    lua_pushboolean(L, lua_toboolean(L, -1));
+    lua_setfield(L, out, k);
+    lua_pop(L, 1);
+    return 0;
+}
+
+/* A host name or IP literal as it appears in a URL: letters, digits, '.', '-', '_', or a
+ * bracketed IPv6 literal. */
+static int valid_host(const char *s)
+{
+    size_t n = strlen(s);
+    if (n == 0 || n > 253) return 0;
+    if (s[0] == '[') {
+        struct sockaddr_storage ss;
+        return s[n - 1] == ']' && ir_addr_parse(s, &ss);
+    }
+    return strspn(s, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789.-_") == n && s[0] != '.';
+}
+
+/* download_hosts: a list of host names or "*.suffix" patterns, stored lowercased without a
+ * trailing dot. Returns NULL or a message (the value is not echoed). */
+static const char *check_download_hosts(lua_State *L, int cfg, int out)
+{
+    lua_Integer i, n;
+    int list;
+    if (lua_getfield(L, cfg, "download_hosts") == LUA_TNIL) { lua_pop(L, 1); return NULL; }
+    list = lua_gettop(L);
+    if (!lua_istable(L, list)) return "route field 'download_hosts' must be a list of host names or '*.suffix' patterns";
+    n = (lua_Integer)lua_rawlen(L, list);
+    lua_createtable(L, (int)n, 0);
+    for (i = 1; i <= n; i++) {
+        const char *h;
+        luaL_Buffer b;
+        size_t k, len;
+        if (lua_rawgeti(L, list, i) != LUA_TSTRING)
+            return "route field 'download_hosts' must be a list of strings (host names or '*.suffix' patterns)";
+        h = lua_tolstring(L, -1, &len);
+        while (len > 1 && h[len - 1] == '.') len--;
+        luaL_buffinit(L, &b);
+        for (k = 0; k < len; k++) luaL_addchar(&b, (char)tolower((unsigned char)h[k]));
+        luaL_pushresult(&b);
+        h = lua_tostring(L, -1);
+        if (!valid_host(strncmp(h, "*.", 2) == 0 ? h + 2 : h) || strchr(strncmp(h, "*.", 2) == 0 ? h + 2 : h, '*'))
+            return "route field 'download_hosts' has an entry that is neither a host name nor a '*.suffix' pattern";
+        lua_rawseti(L, -3, i);
+        lua_pop(L, 1);
+    }
+    lua_pushnil(L);
+    while (lua_next(L, list)) { /* only the list part: a map is most likely a mistake */
+        lua_pop(L, 1);
+        if (!lua_isinteger(L, -1) || lua_tointeger(L, -1) < 1 || lua_tointeger(L, -1) > n)
+            return "route field 'download_hosts' must be a list (not a map)";
+    }
+    lua_setfield(L, out, "download_hosts");
+    lua_pop(L, 1);
+    return NULL;
+}
+
+/* resolve: a list of "HOST:PORT:ADDRESS[,ADDRESS...]" as in curl --resolve. NULL or a message. */
+static const char *check_resolve(lua_State *L, int cfg, int out)
+{
+    lua_Integer i, n;
+    int list;
+    if (lua_getfield(L, cfg, "resolve") == LUA_TNIL) { lua_pop(L, 1); return NULL; }
+    list = lua_gettop(L);
+    if (!lua_istable(L, list)) return "route field 'resolve' must be a list of \"HOST:PORT:ADDRESS\" strings";
+    n = (lua_Integer)lua_rawlen(L, list);
+    lua_createtable(L, (int)n, 0);
+    for (i = 1; i <= n; i++) {
+        const char *e, *c1, *c2, *a;
+        char host[256], addr[128];
+        long port;
+        char *end;
+        if (lua_rawgeti(L, list, i) != LUA_TSTRING) return "route field 'resolve' must be a list of strings";
+        e = lua_tostring(L, -1);
+        c1 = strchr(e, ':');
+        if (!c1 || (size_t)(c1 - e) >= sizeof host) return "route field 'resolve' entries must read \"HOST:PORT:ADDRESS\"";
+        memcpy(host, e, (size_t)(c1 - e));
+        host[c1 - e] = '\0';
+        if (!valid_host(host) || host[0] == '[') return "route field 'resolve' has an entry whose HOST is not a host name";
+        port = strtol(c1 + 1, &end, 10);
+        if (end == c1 + 1 || *end != ':' || port < 1 || port > 65535)
+            return "route field 'resolve' has an entry whose PORT is not 1..65535";
+        c2 = end;
+        a = c2 + 1;
+        do {
+            const char *comma = strchr(a, ',');
+            size_t len = comma ? (size_t)(comma - a) : strlen(a);
+            struct sockaddr_storage ss;
+            if (len == 0 || len >= sizeof addr) return "route field 'resolve' has an entry without a valid ADDRESS";
+            memcpy(addr, a, len);
+            addr[len] = '\0';
+            if (!ir_addr_parse(addr, &ss)) return "route field 'resolve' has an entry whose ADDRESS is not an IP address";
+            a = comma ? comma + 1 : NULL;
+        } while (a);
+        lua_rawseti(L, -2, i);
+    }
+    lua_setfield(L, out, "resolve");
+    lua_pop(L, 1);
+    return NULL;
 }
 
 static int valid_env_name(const char *s)
@@ -251,6 +361,22 @@ static int l_route(lua_State *L)
     if (opt_number(L, cfg, out, "low_speed_time", 0, 0, &d) || d != (double)(long)d)
         FAIL("low_speed_time", "route field 'low_speed_time' must be an integer >= 0 (seconds)");
     if (opt_string(L, cfg, out, "ca_file", NULL) < 0) FAIL("ca_file", "route field 'ca_file' must be a path (string)");
+    if (opt_number(L, cfg, out, "deadline", 1800, 0.001, NULL))
+        FAIL("deadline", "route field 'deadline' must be a positive number of seconds");
+    if (opt_number(L, cfg, out, "max_images", 16, 1, &d) || d != (double)(long)d || d > 10000)
+        FAIL("max_images", "route field 'max_images' must be an integer from 1 to 10000");
+    if (opt_number(L, cfg, out, "max_call_bytes", 1024.0 * 1024 * 1024, 1024, &d) || d != (double)(long)d)
+        FAIL("max_call_bytes", "route field 'max_call_bytes' must be an integer >= 1024 (bytes)");
+    if (opt_bool(L, cfg, out, "allow_private_downloads"))
+        FAIL("allow_private_downloads", "route field 'allow_private_downloads' must be a boolean");
+    if (opt_bool(L, cfg, out, "send_openai_ids"))
+        FAIL("send_openai_ids", "route field 'send_openai_ids' must be a boolean");
+    {
+        const char *err = check_download_hosts(L, cfg, out);
+        if (err) FAIL("download_hosts", "%s", err);
+        err = check_resolve(L, cfg, out);
+        if (err) FAIL("resolve", "%s", err);
+    }
     if (opt_string(L, cfg, out, "accepted", NULL) < 0) FAIL("accepted", "route field 'accepted' must be a string (why)");
     if (opt_string(L, cfg, out, "risk_exception", NULL) < 0)
         FAIL("risk_exception", "route field 'risk_exception' must be a string (why)");
@@ -437,4 +563,5 @@ void ir_route_open(lua_State *L)
     lua_setfield(L, -3, "route_methods"); /* module.route_methods: the Lua layer adds methods here */
     lua_pop(L, 1);
     luaL_setfuncs(L, fns, 0);
+    ir_addr_open(L); /* core.address_class, the classifier of the download policy (addr.c) */
 }
