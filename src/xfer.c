@@ -12,8 +12,11 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <ctype.h>
 #include <time.h>
 #include <sys/select.h>
+#include <sys/socket.h>
+#include <unistd.h>
 #include "ir.h"
 #include "xfer.h"
 
@@ -139,6 +142,11 @@ static size_t write_cb(char *p, size_t sz, size_t nm, void *ud)
         x->abort_why = "the response is larger than max_response_bytes";
         return 0; /* any short count makes libcurl stop with CURLE_WRITE_ERROR */
     }
+    if (x->max_call_bytes && x->held_bytes + x->bytes > x->max_call_bytes) {
+        x->abort_why = "the call's responses and downloads are larger than max_call_bytes";
+        x->abort_code = "call_bytes_exceeded";
+        return 0;
+    }
     switch (x->mode) {
     case M_ERRBODY:
         if (x->resp.n < ERRBODY_MAX) {
@@ -148,20 +156,44 @@ static size_t write_cb(char *p, size_t sz, size_t nm, void *ud)
         break;
     case M_JSON:
         if (ir_extract_feed(&x->ex, p, n)) goto oom;
+        if (x->max_images && x->ex.nimgs > (size_t)x->max_images) goto too_many;
         break;
     case M_SSE:
         if (ir_sse_feed(x, p, n)) {
             if (!x->abort_why) x->abort_why = "out of memory";
             return 0;
         }
+        if (x->max_images && x->partials_received > x->max_images) goto too_many;
         break;
     default:
         if (ir_buf_add(&x->resp, p, n)) goto oom;
     }
     return n;
+too_many: /* nothing beyond the cap is decoded */
+    x->abort_why = "the reply holds more images than max_images";
+    x->abort_code = "too_many_images";
+    return 0;
 oom:
     x->abort_why = "out of memory";
     return 0;
+}
+
+/* The download policy's veto, before the socket exists: libcurl calls this with the resolved
+ * address of every connection a download makes (every address tried, every redirect). A refused
+ * address only marks the transfer: attempt_done turns it into the one download_refused error. */
+static curl_socket_t open_socket_cb(void *ud, curlsocktype purpose, struct curl_sockaddr *a)
+{
+    ir_xfer *x = (ir_xfer *)ud;
+    const char *cls = ir_addr_class(&a->addr);
+    int ok = purpose == CURLSOCKTYPE_IPCXN &&
+             (strcmp(cls, "public") == 0 || (strcmp(cls, "loopback") == 0 && (x->dl_loopback || x->dl_private)) ||
+              (x->dl_private && (strcmp(cls, "private") == 0 || strcmp(cls, "link_local") == 0 ||
+                                 strcmp(cls, "unique_local") == 0 || strcmp(cls, "cgnat") == 0)));
+    if (!ok) {
+        x->dl_refused = 1;
+        return CURL_SOCKET_BAD;
+    }
+    return socket(a->family, a->socktype, a->protocol);
 }
 
 /* ------------------------------------------------------------------------------------------ */
@@ -188,6 +220,8 @@ static void reset_attempt(ir_xfer *x)
     x->bytes = 0;
     x->errbuf[0] = '\0';
     x->abort_why = NULL;
+    x->abort_code = NULL;
+    x->dl_refused = 0;
 }
 
 void ir_xfer_release(ir_xfer *x)
@@ -201,6 +235,7 @@ void ir_xfer_release(ir_xfer *x)
     if (x->linked && x->loop) { loop_unlink(x->loop, x); x->linked = 0; }
     if (x->mime) { curl_mime_free(x->mime); x->mime = NULL; }
     free_headers(x);
+    if (x->resolve) { curl_slist_free_all(x->resolve); x->resolve = NULL; }
     ir_buf_free(&x->body);
     ir_buf_free(&x->resp);
     ir_extract_free(&x->ex);
@@ -242,6 +277,72 @@ const char *ir_route_key(lua_State *L, int route)
     key = env ? getenv(env) : NULL;
     lua_pop(L, 1);
     return key && *key ? key : NULL;
+}
+
+/* OPENAI_ORG_ID / OPENAI_PROJECT_ID are sent on official-lane routes, and on a route that asks
+ * for them with send_openai_ids = true; never to a provider gateway otherwise. */
+static int send_ids(lua_State *L, int route)
+{
+    int yes;
+    ir_route_get(L, route, "lane");
+    yes = lua_isstring(L, -1) && strcmp(lua_tostring(L, -1), "official") == 0;
+    lua_pop(L, 1);
+    ir_route_get(L, route, "send_openai_ids");
+    yes = yes || lua_toboolean(L, -1);
+    lua_pop(L, 1);
+    return yes;
+}
+
+/* Reads the per-call bounds (route fields, overridden by opts) and the download policy of the
+ * route into x. On a bad option pushes a validation error naming it and returns 0. */
+static int setup_bounds(lua_State *L, ir_xfer *x, int route, int opts, int loopback)
+{
+    static const char *const names[] = {"deadline", "max_images", "max_call_bytes"};
+    double v[3];
+    int i;
+    for (i = 0; i < 3; i++) {
+        ir_route_get(L, route, names[i]);
+        v[i] = lua_tonumber(L, -1);
+        lua_pop(L, 1);
+        if (opts && lua_getfield(L, opts, names[i]) != LUA_TNIL) {
+            int isnum;
+            double d = lua_tonumberx(L, -1, &isnum);
+            int bad = lua_type(L, -1) != LUA_TNUMBER || !isnum || !(d > 0) ||
+                      (i > 0 && (d != (double)(long long)d || d > 1e18)) || (i == 2 && d < 1024);
+            lua_pop(L, 1);
+            if (bad) {
+                ir_push_error(L, "validation", i == 0 ? "opts.deadline must be a positive number of seconds"
+                              : i == 1 ? "opts.max_images must be a positive integer"
+                              : "opts.max_call_bytes must be an integer >= 1024 (bytes)");
+                lua_pushfstring(L, "%s", names[i]);
+                lua_setfield(L, -2, "field");
+                return 0;
+            }
+            v[i] = d;
+        } else if (opts) {
+            lua_pop(L, 1);
+        }
+    }
+    x->deadline = v[0];
+    x->max_images = v[1] > 0 ? (int)(v[1] < 1e6 ? v[1] : 1e6) : 0;
+    x->max_call_bytes = v[2] > 0 ? (size_t)v[2] : 0;
+    x->dl_loopback = loopback;
+    ir_route_get(L, route, "allow_private_downloads");
+    x->dl_private = lua_toboolean(L, -1);
+    lua_pop(L, 1);
+    if (ir_route_get(L, route, "resolve") == LUA_TTABLE) {
+        lua_Integer k, n = (lua_Integer)lua_rawlen(L, -1);
+        for (k = 1; k <= n; k++) {
+            struct curl_slist *t;
+            lua_rawgeti(L, -1, k);
+            t = curl_slist_append(x->resolve, lua_tostring(L, -1));
+            lua_pop(L, 1);
+            if (!t) { lua_pop(L, 1); ir_push_error(L, "validation", "out of memory"); return 0; }
+            x->resolve = t;
+        }
+    }
+    lua_pop(L, 1);
+    return 1;
 }
 
 /* Common easy-handle set-up for an API request to {base_url}{path}. On failure pushes an error
@@ -295,8 +396,10 @@ int ir_xfer_setup_api(lua_State *L, ir_xfer *x, int route, int opts, const char 
         snprintf(ua, sizeof ua, "imageroute/%s (Lua 5.4; libcurl/%s)", IR_VERSION, vi->version);
         add_header(x, "User-Agent", ua);
     }
+    if (send_ids(L, route)) { /* the organization and project ids go to official routes only */
     if (getenv("OPENAI_ORG_ID") && *getenv("OPENAI_ORG_ID")) add_header(x, "OpenAI-Organization", getenv("OPENAI_ORG_ID"));
     if (getenv("OPENAI_PROJECT_ID") && *getenv("OPENAI_PROJECT_ID")) add_header(x, "OpenAI-Project", getenv("OPENAI_PROJECT_ID"));
+    }
     if (json) add_header(x, "Content-Type", "application/json");
     add_header(x, "Accept", "application/json");
     x->hdrs = curl_slist_append(x->hdrs, "Expect:"); /* no 100-continue stall on large uploads */
@@ -339,10 +442,12 @@ int ir_xfer_setup_api(lua_State *L, ir_xfer *x, int route, int opts, const char 
     }
     x->timeout = timeout;
     x->connect_timeout = ctimeout;
+    if (!setup_bounds(L, x, route, opts, loopback)) return 0;
 
     x->easy = curl_easy_init();
     if (!x->easy) goto oom;
     curl_easy_setopt(x->easy, CURLOPT_URL, url);
+    if (x->resolve) curl_easy_setopt(x->easy, CURLOPT_RESOLVE, x->resolve);
     curl_easy_setopt(x->easy, CURLOPT_HTTPHEADER, x->hdrs);
     ir_route_get(L, route, "ca_file");
     ca = lua_tostring(L, -1);
@@ -479,9 +584,11 @@ static void log_attempt(lua_State *L, int xi, ir_xfer *x, CURLcode cc, const cha
     lua_setfield(L, -2, "attempt");
     if (x->status) { lua_pushinteger(L, x->status); lua_setfield(L, -2, "status"); }
     if (cc != CURLE_OK) {
-        lua_pushstring(L, x->abort_why ? "http" : curl_kind(cc));
+        int dl = x->phase == PH_FETCH && !x->abort_why; /* download failures: nothing about the port */
+        lua_pushstring(L, dl && x->dl_refused ? "route" : x->abort_why ? "http" : dl ? "connection" : curl_kind(cc));
         lua_setfield(L, -2, "error_kind");
-        lua_pushstring(L, x->abort_why ? x->abort_why : (x->errbuf[0] ? x->errbuf : curl_easy_strerror(cc)));
+        lua_pushstring(L, x->abort_why ? x->abort_why : dl ? (x->dl_refused ? "download_refused" : "download_failed")
+                       : (x->errbuf[0] ? x->errbuf : curl_easy_strerror(cc)));
         lua_setfield(L, -2, "error");
     }
     ir_setfield_str(L, "request_id", x->h.request_id[0] ? x->h.request_id : NULL);
@@ -610,10 +717,33 @@ static void push_status_error(lua_State *L, ir_xfer *x)
     lua_setfield(L, -2, "status");
 }
 
+/* Pushes the one error of a download the policy refused: the same for every address and every
+ * reason (not allowed by download_hosts, a loopback, private, link-local... address), so a reply
+ * learns nothing about the network from it. */
+static void push_refused(lua_State *L)
+{
+    ir_push_error(L, "route", "refused to download an image: the download policy of the route does not allow its address");
+    ir_setfield_str(L, "code", "download_refused");
+}
+
+static void push_deadline(lua_State *L, ir_xfer *x)
+{
+    ir_push_error(L, "timeout", "the call's deadline of %f s passed (all attempts, retry waits and downloads)",
+                  x->deadline);
+    ir_setfield_str(L, "code", "deadline_exceeded");
+}
+
+static int deadline_passed(ir_xfer *x, double at)
+{
+    return x->deadline > 0 && at >= x->t0 + x->deadline;
+}
+
+static void fetch_redirect(lua_State *L, int xi, ir_xfer *x, const char *location);
+
 static void attempt_done(lua_State *L, int xi, ir_xfer *x, CURLcode cc)
 {
     const char *why = NULL;
-    int retry = 0, ok = 0;
+    int retry = 0, ok = 0, deadline_hit;
     long st = 0;
     x->in_multi = 0;
     curl_easy_getinfo(x->easy, CURLINFO_RESPONSE_CODE, &st);
@@ -622,6 +752,12 @@ static void attempt_done(lua_State *L, int xi, ir_xfer *x, CURLcode cc)
         x->abort_why = "the response is larger than max_response_bytes";
     if (x->phase == PH_API && x->h.request_id[0])
         memcpy(x->api_request_id, x->h.request_id, sizeof x->api_request_id);
+    deadline_hit = cc == CURLE_OPERATION_TIMEDOUT && x->deadline_capped && !x->abort_why;
+    if (x->phase == PH_FETCH && cc == CURLE_OK && st >= 300 && st < 400) {
+        char *location = NULL;
+        curl_easy_getinfo(x->easy, CURLINFO_REDIRECT_URL, &location);
+        if (location) { fetch_redirect(L, xi, x, location); return; }
+    }
     if (cc == CURLE_OK && st >= 200 && st < 300) {
         ok = 1;
     } else if (cc != CURLE_OK && !x->abort_why) {
@@ -634,13 +770,17 @@ static void attempt_done(lua_State *L, int xi, ir_xfer *x, CURLcode cc)
         else if (strcasecmp(x->h.should_retry, "false") == 0) retry = 0;
     }
     if (x->phase == PH_FETCH) retry = retry && cc != CURLE_OK; /* downloads: retry transport errors only */
+    if (deadline_hit || (x->phase == PH_FETCH && x->dl_refused)) retry = 0;
     if (!ok && retry && x->attempt <= x->max_retries) {
         double delay = retry_delay(x);
-        log_attempt(L, xi, x, cc, why, delay);
-        reset_attempt(x);
-        x->state = X_WAIT;
-        x->due = ir_now() + delay;
-        return;
+        if (!deadline_passed(x, ir_now() + delay)) {
+            log_attempt(L, xi, x, cc, why, delay);
+            reset_attempt(x);
+            x->state = X_WAIT;
+            x->due = ir_now() + delay;
+            return;
+        }
+        x->retry_skipped = 1; /* the retry's delay would pass the deadline: it is not made */
     }
     log_attempt(L, xi, x, cc, NULL, 0);
     if (ok && x->mode == M_SSE && !ir_sse_process(L, xi, x)) {
@@ -648,6 +788,7 @@ static void attempt_done(lua_State *L, int xi, ir_xfer *x, CURLcode cc)
         return;
     }
     if (ok) {
+        x->held_bytes += x->bytes; /* counted against max_call_bytes from now on */
         if (x->phase == PH_FETCH) ir_fetch_done(L, xi, x);
         else x->ops->parse(L, xi, x);
         return; /* parse / fetch_done call ir_xfer_finish_* or start a download */
@@ -655,17 +796,36 @@ static void attempt_done(lua_State *L, int xi, ir_xfer *x, CURLcode cc)
     if (cc != CURLE_OK) {
         char *u = NULL;
         curl_easy_getinfo(x->easy, CURLINFO_EFFECTIVE_URL, &u);
-        if (x->abort_why) {
+        int generic = 0;
+        if (x->abort_code && strcmp(x->abort_code, "too_many_images") == 0) {
+            ir_push_error(L, "decode", "%s (%d): nothing beyond it was decoded", x->abort_why, x->max_images);
+            ir_setfield_str(L, "code", x->abort_code);
+        } else if (x->abort_code) {
+            ir_push_error(L, "http", "%s (limit %I bytes)", x->abort_why, (lua_Integer)x->max_call_bytes);
+            ir_setfield_str(L, "code", x->abort_code);
+        } else if (x->abort_why) {
             ir_push_error(L, "http", "%s (%I bytes received, limit %I)", x->abort_why, (lua_Integer)x->bytes,
                           (lua_Integer)x->max_bytes);
+        } else if (deadline_hit) {
+            push_deadline(L, x);
+        } else if (x->phase == PH_FETCH) { /* one message whatever the port did: refused, filtered, TLS */
+            generic = 1;
+            if (x->dl_refused) {
+                push_refused(L);
+            } else {
+                ir_push_error(L, "connection", "downloading an image failed: no usable connection to its host");
+                ir_setfield_str(L, "code", "download_failed");
+            }
         } else {
             ir_push_error(L, curl_kind(cc), "%s%s%s", cc == CURLE_OPERATION_TIMEDOUT ? "timed out: " : "",
                           x->errbuf[0] ? x->errbuf : curl_easy_strerror(cc),
                           x->phase == PH_FETCH ? " (downloading an image)" : "");
         }
-        if (st) { lua_pushinteger(L, st); lua_setfield(L, -2, "status"); }
-        lua_pushinteger(L, (lua_Integer)cc);
-        lua_setfield(L, -2, "curl_code");
+        if (st && !generic) { lua_pushinteger(L, st); lua_setfield(L, -2, "status"); }
+        if (!generic) {
+            lua_pushinteger(L, (lua_Integer)cc);
+            lua_setfield(L, -2, "curl_code");
+        }
         if (x->phase == PH_FETCH && u) ir_setfield_str(L, "url", u);
     } else {
         push_status_error(L, x);
@@ -679,6 +839,7 @@ static void attempt_done(lua_State *L, int xi, ir_xfer *x, CURLcode cc)
             if (u) ir_setfield_str(L, "url", u);
         }
     }
+    if (x->retry_skipped) ir_setfield_str(L, "retry_skipped", "deadline");
     ir_xfer_fail(L, xi, x);
 }
 
@@ -712,34 +873,123 @@ void ir_xfer_succeed(lua_State *L, int xi, ir_xfer *x)
 /* ------------------------------------------------------------------------------------------ */
 /* downloads of image URLs (data[i].url, Markdown links): same client, same loop               */
 
-/* Starts downloading the next URL in uv.urls, or finishes through ops->complete. */
+/* 1 when host matches the route's download_hosts (host names, "*.suffix" patterns), or when the
+ * route has none. */
+static int host_allowed(lua_State *L, int xi, const char *host)
+{
+    char h[256];
+    size_t n = host ? strlen(host) : 0, i;
+    int ok = 0;
+    lua_Integer k, m;
+    ir_xfer_uv(L, xi);
+    lua_getfield(L, -1, "route");
+    if (ir_route_get(L, -1, "download_hosts") != LUA_TTABLE) { lua_pop(L, 3); return 1; }
+    while (n > 1 && host[n - 1] == '.') n--;
+    if (n == 0 || n >= sizeof h) { lua_pop(L, 3); return 0; }
+    for (i = 0; i < n; i++) h[i] = (char)tolower((unsigned char)host[i]);
+    h[n] = '\0';
+    m = (lua_Integer)lua_rawlen(L, -1);
+    for (k = 1; k <= m && !ok; k++) {
+        size_t pl;
+        const char *p;
+        lua_rawgeti(L, -1, k);
+        p = lua_tolstring(L, -1, &pl);
+        if (p && pl > 2 && p[0] == '*' && p[1] == '.') ok = n > pl - 1 && strcmp(h + n - (pl - 1), p + 1) == 0;
+        else ok = p && strcmp(h, p) == 0;
+        lua_pop(L, 1);
+    }
+    lua_pop(L, 3);
+    return ok;
+}
+
+/* Checks a download URL before anything is resolved: 0 fine, 1 a scheme that is not fetched
+ * (https only; plain http to a loopback host only for a link, never for a redirect), 2 a host
+ * outside download_hosts. The addresses are checked later, on every connection (open_socket_cb). */
+static int check_download_url(lua_State *L, int xi, const char *url, int redirect)
+{
+    CURLU *u = curl_url();
+    char *scheme = NULL, *host = NULL;
+    int r = 1;
+    if (u && url && curl_url_set(u, CURLUPART_URL, url, 0) == CURLUE_OK &&
+        curl_url_get(u, CURLUPART_SCHEME, &scheme, 0) == CURLUE_OK &&
+        curl_url_get(u, CURLUPART_HOST, &host, 0) == CURLUE_OK &&
+        (strcmp(scheme, "https") == 0 || (!redirect && strcmp(scheme, "http") == 0 && ir_is_loopback_host(host))))
+        r = host_allowed(L, xi, host) ? 0 : 2;
+    curl_free(scheme);
+    curl_free(host);
+    curl_url_cleanup(u);
+    return r;
+}
+
+/* Easy-handle options of a download: no key, no proxy (the policy must see the real address),
+ * a fresh connection each time (so no connection made for something else is reused past the
+ * veto), redirects followed here (each one checked), the route's ca_file and resolve entries. */
+static void fetch_opts(lua_State *L, int xi, ir_xfer *x)
+{
+    curl_easy_setopt(x->easy, CURLOPT_HTTPGET, 1L);
+    curl_easy_setopt(x->easy, CURLOPT_FOLLOWLOCATION, 0L);
+    curl_easy_setopt(x->easy, CURLOPT_USERAGENT, "imageroute/" IR_VERSION);
+    curl_easy_setopt(x->easy, CURLOPT_MAXFILESIZE_LARGE, (curl_off_t)x->max_bytes);
+    ir_xfer_common_opts(x);
+    curl_easy_setopt(x->easy, CURLOPT_OPENSOCKETFUNCTION, open_socket_cb);
+    curl_easy_setopt(x->easy, CURLOPT_OPENSOCKETDATA, (void *)x);
+    curl_easy_setopt(x->easy, CURLOPT_FRESH_CONNECT, 1L);
+    curl_easy_setopt(x->easy, CURLOPT_FORBID_REUSE, 1L);
+    curl_easy_setopt(x->easy, CURLOPT_PROXY, "");
+    if (x->resolve) curl_easy_setopt(x->easy, CURLOPT_RESOLVE, x->resolve);
+    ir_xfer_uv(L, xi);
+    lua_getfield(L, -1, "route");
+    ir_route_get(L, -1, "ca_file");
+    if (lua_isstring(L, -1)) curl_easy_setopt(x->easy, CURLOPT_CAINFO, lua_tostring(L, -1));
+    lua_pop(L, 3);
+}
+
+/* Starts downloading the next URL in uv.urls, or finishes through ops->complete. Before the
+ * first download, a reply with more images and links than max_images fails as a whole
+ * (decode, code too_many_images): nothing is fetched. */
 void ir_fetch_next(lua_State *L, int xi, ir_xfer *x)
 {
     const char *url;
-    CURLU *u;
-    char *scheme = NULL, *host = NULL;
-    int allowed;
+    int nurls, r;
     ir_xfer_uv(L, xi);
     lua_getfield(L, -1, "urls");
-    if (!lua_istable(L, -1) || x->url_i >= (int)lua_rawlen(L, -1)) {
+    nurls = lua_istable(L, -1) ? (int)lua_rawlen(L, -1) : 0;
+    if (x->url_i == 0 && x->max_images) {
+        int n;
+        lua_getfield(L, -2, "images");
+        n = nurls + (lua_istable(L, -1) ? (int)lua_rawlen(L, -1) : 0);
+        lua_pop(L, 3);
+        if (n > x->max_images) {
+            ir_push_error(L, "decode", "the reply holds %d images and image links, more than max_images (%d): "
+                          "none was downloaded", n, x->max_images);
+            ir_setfield_str(L, "code", "too_many_images");
+            ir_xfer_fail(L, xi, x);
+            return;
+        }
+        ir_xfer_uv(L, xi);
+        lua_getfield(L, -1, "urls");
+    }
+    if (x->url_i >= nurls) {
         lua_pop(L, 2);
         x->ops->complete(L, xi, x);
+        return;
+    }
+    if (deadline_passed(x, ir_now())) {
+        lua_pop(L, 2);
+        push_deadline(L, x);
+        ir_xfer_fail(L, xi, x);
         return;
     }
     x->url_i++;
     lua_rawgeti(L, -1, x->url_i);
     url = lua_tostring(L, -1);
-    u = curl_url();
-    allowed = u && curl_url_set(u, CURLUPART_URL, url, 0) == CURLUE_OK &&
-              curl_url_get(u, CURLUPART_SCHEME, &scheme, 0) == CURLUE_OK &&
-              curl_url_get(u, CURLUPART_HOST, &host, 0) == CURLUE_OK &&
-              (strcmp(scheme, "https") == 0 || (strcmp(scheme, "http") == 0 && ir_is_loopback_host(host)));
-    curl_free(scheme);
-    curl_free(host);
-    curl_url_cleanup(u);
-    if (!allowed) {
-        ir_push_error(L, "decode", "refusing to download image URL %s: only https (or http on loopback) is fetched",
-                      url ? url : "?");
+    r = check_download_url(L, xi, url, 0);
+    if (r) {
+        if (r == 1)
+            ir_push_error(L, "decode", "refusing to download image URL %s: only https (or http on loopback) is fetched",
+                          url ? url : "?");
+        else
+            push_refused(L);
         lua_replace(L, -4);
         lua_pop(L, 2);
         ir_xfer_fail(L, xi, x);
@@ -748,15 +998,42 @@ void ir_fetch_next(lua_State *L, int xi, ir_xfer *x)
     x->phase = PH_FETCH;
     reset_attempt(x);
     x->attempt = 0;
+    x->redirects = 0;
     curl_easy_reset(x->easy);
     curl_easy_setopt(x->easy, CURLOPT_URL, url);
     lua_pop(L, 3);
-    curl_easy_setopt(x->easy, CURLOPT_HTTPGET, 1L);
-    curl_easy_setopt(x->easy, CURLOPT_FOLLOWLOCATION, 1L);
-    curl_easy_setopt(x->easy, CURLOPT_MAXREDIRS, 5L);
-    curl_easy_setopt(x->easy, CURLOPT_USERAGENT, "imageroute/" IR_VERSION);
-    curl_easy_setopt(x->easy, CURLOPT_MAXFILESIZE_LARGE, (curl_off_t)x->max_bytes);
-    ir_xfer_common_opts(x);
+    fetch_opts(L, xi, x);
+    x->state = X_WAIT;
+    x->due = ir_now();
+}
+
+/* A download answered with a redirect: followed here, not by libcurl, so that each hop is
+ * checked like a link (https only, download_hosts) before it is resolved; at most 5. */
+static void fetch_redirect(lua_State *L, int xi, ir_xfer *x, const char *location)
+{
+    int r;
+    log_attempt(L, xi, x, CURLE_OK, NULL, 0);
+    lua_pushstring(L, location); /* a copy: the next transfer frees libcurl's */
+    if (++x->redirects > 5) {
+        lua_pop(L, 1);
+        ir_push_error(L, "http", "downloading an image: more than 5 redirects");
+        ir_setfield_str(L, "code", "too_many_redirects");
+        ir_xfer_fail(L, xi, x);
+        return;
+    }
+    r = check_download_url(L, xi, lua_tostring(L, -1), 1);
+    if (r || deadline_passed(x, ir_now())) {
+        if (r == 1) ir_push_error(L, "decode", "refusing to follow a redirect of an image download: only https is followed");
+        else if (r == 2) push_refused(L);
+        else push_deadline(L, x);
+        lua_remove(L, -2);
+        ir_xfer_fail(L, xi, x);
+        return;
+    }
+    curl_easy_setopt(x->easy, CURLOPT_URL, lua_tostring(L, -1));
+    lua_pop(L, 1);
+    reset_attempt(x);
+    x->attempt = 0;
     x->state = X_WAIT;
     x->due = ir_now();
 }
@@ -800,6 +1077,14 @@ static void activate_due(ir_loop *lp, double now)
     ir_xfer *x;
     for (x = lp->head; x; x = x->next) {
         if (x->state == X_WAIT && x->due <= now) {
+            if (x->deadline > 0) { /* this attempt's timeouts: at most what remains of the call's deadline */
+                double left = x->t0 + x->deadline - now, t = x->timeout, ct = x->connect_timeout;
+                x->deadline_capped = left < t;
+                if (left < t) t = left;
+                if (left < ct) ct = left;
+                curl_easy_setopt(x->easy, CURLOPT_TIMEOUT_MS, t * 1000 >= 1 ? (long)(t * 1000) : 1L);
+                curl_easy_setopt(x->easy, CURLOPT_CONNECTTIMEOUT_MS, ct * 1000 >= 1 ? (long)(ct * 1000) : 1L);
+            }
             x->attempt++;
             x->t_attempt = now;
             x->state = X_RUN;

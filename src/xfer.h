@@ -65,6 +65,19 @@ struct ir_xfer {
     double delay_initial, delay_max, retry_after_max, timeout, connect_timeout;
     double t0, t_attempt, t_done, due;
     int ref;                  /* registry reference while the loop owns it */
+    /* bounded work per call and the download policy (xfer.c: ir_fetch_next, activate_due) */
+    double deadline;          /* seconds for the whole call from t0 (0: none) */
+    int deadline_capped;      /* this attempt's curl timeout was cut to what remains of the deadline */
+    int retry_skipped;        /* a retry was not made because its delay would pass the deadline */
+    int max_images;           /* images a reply may make the client fetch or decode (0: no cap) */
+    size_t max_call_bytes;    /* all response and download bytes held for the call (0: no cap) */
+    size_t held_bytes;        /* bytes of the responses and downloads kept so far */
+    const char *abort_code;   /* error code of abort_why when it is a per-call bound */
+    int dl_loopback;          /* downloads may connect to loopback (the route's base_url host is) */
+    int dl_private;           /* allow_private_downloads */
+    int dl_refused;           /* the open-socket veto refused an address of this download */
+    int redirects;            /* redirects followed by this download */
+    struct curl_slist *resolve; /* the route's resolve entries (CURLOPT_RESOLVE) */
 };
 
 ir_loop *ir_get_loop(lua_State *L);
