@@ -51,7 +51,8 @@ local proxies = {
 -- the redirector, behind TLS too (download redirects are followed over https only)
 local rport_file = os.tmpname()
 os.remove(rport_file)
-local rp = io.popen(("lua5.4 %s/spec/support/redirector.lua %s 120 </dev/null >/dev/null 2>&1 & echo $!"):format(ROOT, rport_file))
+local rp = io.popen(("lua5.4 %s/spec/support/redirector.lua %s 120 </dev/null >/dev/null 2>&1 & echo $!")
+  :format(ROOT, rport_file))
 local redirector_pid = rp:read("l")
 rp:close()
 local rport

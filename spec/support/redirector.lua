@@ -31,7 +31,8 @@ while socket.gettime() < stop do
     local path = line:match("^GET (%S+)") or "/"
     local location = path == "/loop" and "/loop" or path:match("^/r/(.*)$")
     if location then
-      c:send("HTTP/1.1 302 Found\r\nLocation: " .. unescape(location) .. "\r\nContent-Length: 0\r\nConnection: close\r\n\r\n")
+      c:send("HTTP/1.1 302 Found\r\nLocation: " .. unescape(location)
+        .. "\r\nContent-Length: 0\r\nConnection: close\r\n\r\n")
     else
       c:send("HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\nConnection: close\r\n\r\n")
     end

@@ -52,10 +52,12 @@ end
 function M.pki(dir, sans)
   local q = "-newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes"
   sh(("openssl req -x509 %s -days 2 -subj /CN=imageroute-test-ca -addext basicConstraints=critical,CA:TRUE "
-    .. "-addext keyUsage=critical,keyCertSign,cRLSign -keyout %s/ca.key -out %s/ca.pem >/dev/null 2>&1"):format(q, dir, dir))
+    .. "-addext keyUsage=critical,keyCertSign,cRLSign -keyout %s/ca.key -out %s/ca.pem >/dev/null 2>&1")
+    :format(q, dir, dir))
   sh(("openssl req -x509 %s -days 2 -subj /CN=imageroute-other-ca -keyout %s/other.key -out %s/other.pem "
     .. ">/dev/null 2>&1"):format(q, dir, dir))
-  sh(("openssl req %s -subj /CN=imageroute-test -keyout %s/leaf.key -out %s/leaf.csr >/dev/null 2>&1"):format(q, dir, dir))
+  sh(("openssl req %s -subj /CN=imageroute-test -keyout %s/leaf.key -out %s/leaf.csr >/dev/null 2>&1")
+    :format(q, dir, dir))
   local f = assert(io.open(dir .. "/leaf.ext", "w"))
   f:write("subjectAltName=", table.concat(sans, ","), "\nbasicConstraints=CA:FALSE\nextendedKeyUsage=serverAuth\n")
   f:close()
