@@ -66,10 +66,10 @@ describe("bounded work per call", function()
     local data = {}
     for i = 1, 1000 do data[i] = {url = link() .. "?i=" .. i} end
     s:script{{body = cjson.encode({created = 1, data = data})}}
-    res, err = imageroute.generate(fx.route(s, {ca_file = pki.ca}), {prompt = "p"})
+    _, err = imageroute.generate(fx.route(s, {ca_file = pki.ca}), {prompt = "p"})
     assert.equal("too_many_images", err.code)
     s:script{{body = chat_body(table.concat(parts, "\n", 1, 3))}}
-    res, err = imageroute.generate(route, {prompt = "p"}, {max_images = 2})
+    _, err = imageroute.generate(route, {prompt = "p"}, {max_images = 2})
     assert.equal("too_many_images", err.code)
     assert.equal(accepts0, proxy:accepts())
     -- at the cap it works (and the links are fetched)
@@ -244,7 +244,8 @@ describe("route fields of the network side", function()
       assert.is_nil(r, k)
       assert.equal(k, err.field)
     end
-    local r = assert(imageroute.route{base_url = "http://127.0.0.1:1/v1", download_hosts = {"CDN.Example.", "*.img.test"},
+    local r = assert(imageroute.route{base_url = "http://127.0.0.1:1/v1",
+      download_hosts = {"CDN.Example.", "*.img.test"},
       resolve = {"api.test:443:127.0.0.1,::1", "b.test:8443:[::1]"}, allow_private_downloads = true, deadline = 60,
       max_images = 4, max_call_bytes = 4096, send_openai_ids = true})
     assert.same({"cdn.example", "*.img.test"}, r.download_hosts)
