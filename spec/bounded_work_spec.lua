@@ -66,11 +66,11 @@ describe("bounded work per call", function()
     local data = {}
     for i = 1, 1000 do data[i] = {url = link() .. "?i=" .. i} end
     s:script{{body = cjson.encode({created = 1, data = data})}}
-    _, err = imageroute.generate(fx.route(s, {ca_file = pki.ca}), {prompt = "p"})
-    assert.equal("too_many_images", err.code)
+    local _, err2 = imageroute.generate(fx.route(s, {ca_file = pki.ca}), {prompt = "p"})
+    assert.equal("too_many_images", err2.code)
     s:script{{body = chat_body(table.concat(parts, "\n", 1, 3))}}
-    _, err = imageroute.generate(route, {prompt = "p"}, {max_images = 2})
-    assert.equal("too_many_images", err.code)
+    _, err2 = imageroute.generate(route, {prompt = "p"}, {max_images = 2})
+    assert.equal("too_many_images", err2.code)
     assert.equal(accepts0, proxy:accepts())
     -- at the cap it works (and the links are fetched)
     s:script{{body = chat_body(table.concat(parts, "\n", 1, 2))}}
