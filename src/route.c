@@ -525,6 +525,17 @@ static int route_config(lua_State *L)
             lua_pop(L, 1);
             continue;
         }
+        if (lua_istable(L, -1)) { /* a copy, so the route's lists (download_hosts...) cannot be changed */
+            int src = lua_gettop(L);
+            lua_newtable(L);
+            lua_pushnil(L);
+            while (lua_next(L, src)) {
+                lua_pushvalue(L, -2);
+                lua_insert(L, -2);
+                lua_settable(L, -4);
+            }
+            lua_remove(L, src);
+        }
         lua_pushvalue(L, -2);
         lua_insert(L, -2);
         lua_settable(L, -4);

@@ -53,7 +53,43 @@ local M = {
 -- * `low_speed_limit` (integer, bytes per second) and `low_speed_time` (integer, seconds): abort an
 --   attempt that moves fewer bytes per second than the limit for that long (a server that drips);
 --   off by default, since an image call may legitimately send nothing for minutes.
--- * `ca_file` (string): a CA bundle path for TLS verification (verification is always on).
+-- * `ca_file` (string): a CA bundle path for TLS verification (verification is always on), for the
+--   API request and for image downloads alike.
+-- * `deadline` (number, seconds): the whole call, all attempts, retry waits and image downloads;
+--   default 1800. Each attempt's timeouts are cut to what remains, and a retry whose delay would
+--   pass the deadline is not made (the last attempt's error then has `retry_skipped = "deadline"`).
+--   A call stopped by it is `kind = "timeout"`, `code = "deadline_exceeded"`.
+-- * `max_images` (integer): how many images a reply may make the client fetch or decode (base64
+--   images, data URLs and links together); default 16. A reply with more is `kind = "decode"`,
+--   `code = "too_many_images"`, and nothing beyond the cap is downloaded or decoded.
+-- * `max_call_bytes` (integer, bytes): all response and download bytes held for one call; default
+--   1 GiB. Over it: `kind = "http"`, `code = "call_bytes_exceeded"`. (`max_response_bytes` caps each
+--   one response or download.)
+--   `deadline`, `max_images` and `max_call_bytes` are also per-call options (`opts`).
+-- * Image downloads (`data[].url`, Markdown links, `image_url` parts) are fetched over `https`
+--   (plain `http` only to a loopback host), without the key, without a proxy, and never from a
+--   loopback, private, link-local, unique-local, CGNAT, unspecified, multicast or reserved address:
+--   the check runs on the resolved address of every connection, redirects included (at most 5,
+--   https only, each checked again), so no spelling of an address (integer, octal, IPv4-mapped
+--   IPv6, a name that resolves to it) gets around it. Loopback is allowed when the route's own
+--   `base_url` host is loopback (the local server). A refused download is `kind = "route"`,
+--   `code = "download_refused"`, with one message for every refused address; a download that
+--   cannot connect (refused, filtered, TLS failure) is `kind = "connection"`,
+--   `code = "download_failed"`, with one message whatever the port did; more than 5 redirects is
+--   `code = "too_many_redirects"`.
+-- * `download_hosts` (list of strings): host names (`"cdn.example.com"`) or `"*.suffix"` patterns
+--   (`"*.example.com"` matches `a.example.com`, not `example.com`); when set, no other host is
+--   fetched, and the address rule above still applies to the listed ones.
+-- * `allow_private_downloads` (boolean, default false): also allow loopback, private, link-local,
+--   unique-local and CGNAT addresses for downloads (a gateway whose images are on an internal
+--   host). Unspecified, multicast and reserved addresses stay refused.
+-- * `send_openai_ids` (boolean, default false): send `OPENAI_ORG_ID` / `OPENAI_PROJECT_ID` (as
+--   `OpenAI-Organization` / `OpenAI-Project`) on a route that is not on the official lane; official
+--   routes always send them when set, other routes never do unless they ask.
+-- * `resolve` (list of strings): `"HOST:PORT:ADDRESS[,ADDRESS...]"` entries in the manner of
+--   `curl --resolve`, applied to the API request and the downloads (e.g. a test gateway
+--   `{"api.test:443:127.0.0.1"}`). The download policy still checks the address. libcurl keeps the
+--   entries in the process's shared DNS cache, so other calls that name HOST:PORT see them too.
 -- * `billing` (table): `unit` (`"token"` | `"image"` | `"call"` | `"credit"` | `"quote"`), `price`
 --   (number, `currency` per unit), `currency` (default `"USD"`), `failed_calls_billed`.
 -- * `contract`, `accepted`, `risk_exception`, `description`, `image_model`, `log`: kept for the
@@ -289,6 +325,7 @@ local raw_generate = raw_call(core.start_generate)
 -- @tparam Route route
 -- @tparam table params API fields; `prompt` (non-empty string) is required
 -- @tparam[opt] table opts per-call options: `timeout`, `connect_timeout` (seconds), `max_retries`,
+--   `deadline` (seconds), `max_images`, `max_call_bytes` (bytes) (see `route`),
 --   `log` (a log path for this call, or false), `allow_preview`, `skip_rules` (see imageroute.rules),
 --   `on_partial(image, index)` (with `params.stream = true` and `params.partial_images`: each
 --   partial image as its event arrives, index 0-based; `image.event` holds the event's other fields),
