@@ -234,7 +234,7 @@ describe("route fields of the network side", function()
       {allow_private_downloads = "yes"}, {send_openai_ids = 1},
       {resolve = "api.test:443:127.0.0.1"}, {resolve = {"api.test:443"}}, {resolve = {"api.test:0:127.0.0.1"}},
       {resolve = {"api.test:443:not-an-ip"}}, {resolve = {"api.test:443:"}}, {resolve = {"-api.test:443"}},
-      {resolve = {"api.test:x:127.0.0.1"}},
+      {resolve = {"api.test:x:127.0.0.1"}}, {resolve = {"api.test:443:127.0.0.1,::1"}},
       {deadline = 0}, {deadline = -5}, {max_images = 0}, {max_images = 2.5}, {max_call_bytes = 100},
     }
     for _, cfg in ipairs(bad) do
@@ -246,10 +246,10 @@ describe("route fields of the network side", function()
     end
     local r = assert(imageroute.route{base_url = "http://127.0.0.1:1/v1",
       download_hosts = {"CDN.Example.", "*.img.test"},
-      resolve = {"api.test:443:127.0.0.1,::1", "b.test:8443:[::1]"}, allow_private_downloads = true, deadline = 60,
+      resolve = {"api.test:443:127.0.0.1", "b.test:8443:[::1]", "c.test:443:::1"}, allow_private_downloads = true, deadline = 60,
       max_images = 4, max_call_bytes = 4096, send_openai_ids = true})
     assert.same({"cdn.example", "*.img.test"}, r.download_hosts)
-    assert.same({"api.test:443:127.0.0.1,::1", "b.test:8443:[::1]"}, r.resolve)
+    assert.same({"api.test:443:127.0.0.1", "b.test:8443:[::1]", "c.test:443:::1"}, r.resolve)
     assert.is_true(r.allow_private_downloads)
     assert.equal(60, r.deadline)
     assert.equal(4, r.max_images)

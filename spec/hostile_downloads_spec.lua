@@ -187,4 +187,12 @@ describe("download policy (inside a fresh network namespace)", function()
     local r = fetched("remote_base_optin", "plo")
     assert.equal(2, r.accepts.plo)
   end)
+
+  it("keeps a route's resolve entries to that route's calls", function()
+    local r = case("resolve_isolated")
+    if not r then return pending("IMAGEROUTE_SKIP_NETNS=1") end
+    assert.is_false(r.ok)
+    assert.equal("connection", r.kind)
+    assert.equal(0, r.accepts.plo)
+  end)
 end)

@@ -196,7 +196,8 @@ static const char *check_download_hosts(lua_State *L, int cfg, int out)
     return NULL;
 }
 
-/* resolve: a list of "HOST:PORT:ADDRESS[,ADDRESS...]" as in curl --resolve. NULL or a message. */
+/* resolve: a list of "HOST:PORT:ADDRESS" as in curl --resolve (one address per entry; an IPv6
+ * address bare or in brackets). NULL or a message. */
 static const char *check_resolve(lua_State *L, int cfg, int out)
 {
     lua_Integer i, n;
@@ -223,16 +224,14 @@ static const char *check_resolve(lua_State *L, int cfg, int out)
             return "route field 'resolve' has an entry whose PORT is not 1..65535";
         c2 = end;
         a = c2 + 1;
-        do {
-            const char *comma = strchr(a, ',');
-            size_t len = comma ? (size_t)(comma - a) : strlen(a);
+        {
+            size_t len = strlen(a);
             struct sockaddr_storage ss;
             if (len == 0 || len >= sizeof addr) return "route field 'resolve' has an entry without a valid ADDRESS";
-            memcpy(addr, a, len);
-            addr[len] = '\0';
-            if (!ir_addr_parse(addr, &ss)) return "route field 'resolve' has an entry whose ADDRESS is not an IP address";
-            a = comma ? comma + 1 : NULL;
-        } while (a);
+            memcpy(addr, a, len + 1);
+            if (strchr(addr, '%') || !ir_addr_parse(addr, &ss))
+                return "route field 'resolve' has an entry whose ADDRESS is not one IP address";
+        }
         lua_rawseti(L, -2, i);
     }
     lua_setfield(L, out, "resolve");

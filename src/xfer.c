@@ -331,12 +331,26 @@ static int setup_bounds(lua_State *L, ir_xfer *x, int route, int opts, int loopb
     x->dl_private = lua_toboolean(L, -1);
     lua_pop(L, 1);
     if (ir_route_get(L, route, "resolve") == LUA_TTABLE) {
+        /* "HOST:PORT:ADDRESS" (validated by route.c) becomes the CURLOPT_CONNECT_TO entry
+         * "HOST:PORT:ADDRESS:PORT": unlike CURLOPT_RESOLVE, which fills the DNS cache that every
+         * transfer of the multi handle shares (permanently), it applies to this transfer only */
         lua_Integer k, n = (lua_Integer)lua_rawlen(L, -1);
         for (k = 1; k <= n; k++) {
             struct curl_slist *t;
+            const char *e, *c1, *c2;
             lua_rawgeti(L, -1, k);
+            e = lua_tostring(L, -1);
+            c1 = strchr(e, ':');
+            c2 = c1 ? strchr(c1 + 1, ':') : NULL;
+            if (!c2) { lua_pop(L, 1); continue; }
+            lua_pushlstring(L, e, (size_t)(c2 - e + 1));
+            lua_pushstring(L, strchr(c2 + 1, ':') && c2[1] != '[' ? "[" : "");
+            lua_pushstring(L, c2 + 1);
+            lua_pushstring(L, strchr(c2 + 1, ':') && c2[1] != '[' ? "]" : "");
+            lua_pushlstring(L, c1, (size_t)(c2 - c1));
+            lua_concat(L, 5);
             t = curl_slist_append(x->resolve, lua_tostring(L, -1));
-            lua_pop(L, 1);
+            lua_pop(L, 2);
             if (!t) { lua_pop(L, 1); ir_push_error(L, "validation", "out of memory"); return 0; }
             x->resolve = t;
         }
@@ -447,7 +461,7 @@ int ir_xfer_setup_api(lua_State *L, ir_xfer *x, int route, int opts, const char 
     x->easy = curl_easy_init();
     if (!x->easy) goto oom;
     curl_easy_setopt(x->easy, CURLOPT_URL, url);
-    if (x->resolve) curl_easy_setopt(x->easy, CURLOPT_RESOLVE, x->resolve);
+    if (x->resolve) curl_easy_setopt(x->easy, CURLOPT_CONNECT_TO, x->resolve);
     curl_easy_setopt(x->easy, CURLOPT_HTTPHEADER, x->hdrs);
     ir_route_get(L, route, "ca_file");
     ca = lua_tostring(L, -1);
@@ -936,7 +950,7 @@ static void fetch_opts(lua_State *L, int xi, ir_xfer *x)
     curl_easy_setopt(x->easy, CURLOPT_FRESH_CONNECT, 1L);
     curl_easy_setopt(x->easy, CURLOPT_FORBID_REUSE, 1L);
     curl_easy_setopt(x->easy, CURLOPT_PROXY, "");
-    if (x->resolve) curl_easy_setopt(x->easy, CURLOPT_RESOLVE, x->resolve);
+    if (x->resolve) curl_easy_setopt(x->easy, CURLOPT_CONNECT_TO, x->resolve);
     ir_xfer_uv(L, xi);
     lua_getfield(L, -1, "route");
     ir_route_get(L, -1, "ca_file");

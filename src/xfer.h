@@ -77,7 +77,7 @@ struct ir_xfer {
     int dl_private;           /* allow_private_downloads */
     int dl_refused;           /* the open-socket veto refused an address of this download */
     int redirects;            /* redirects followed by this download */
-    struct curl_slist *resolve; /* the route's resolve entries (CURLOPT_RESOLVE) */
+    struct curl_slist *resolve; /* the route's resolve entries, as CURLOPT_CONNECT_TO entries */
 };
 
 ir_loop *ir_get_loop(lua_State *L);

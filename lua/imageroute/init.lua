@@ -86,10 +86,11 @@ local M = {
 -- * `send_openai_ids` (boolean, default false): send `OPENAI_ORG_ID` / `OPENAI_PROJECT_ID` (as
 --   `OpenAI-Organization` / `OpenAI-Project`) on a route that is not on the official lane; official
 --   routes always send them when set, other routes never do unless they ask.
--- * `resolve` (list of strings): `"HOST:PORT:ADDRESS[,ADDRESS...]"` entries in the manner of
---   `curl --resolve`, applied to the API request and the downloads (e.g. a test gateway
---   `{"api.test:443:127.0.0.1"}`). The download policy still checks the address. libcurl keeps the
---   entries in the process's shared DNS cache, so other calls that name HOST:PORT see them too.
+-- * `resolve` (list of strings): `"HOST:PORT:ADDRESS"` entries in the manner of `curl --resolve`
+--   (one IP address per entry, IPv6 bare or in brackets): a connection to HOST:PORT goes to
+--   ADDRESS instead, while TLS still verifies HOST (e.g. a test gateway
+--   `{"api.test:443:127.0.0.1"}`). Applies to the API request and the downloads of this route's
+--   calls only (never to other routes'); the download policy still checks the address.
 -- * `billing` (table): `unit` (`"token"` | `"image"` | `"call"` | `"credit"` | `"quote"`), `price`
 --   (number, `currency` per unit), `currency` (default `"USD"`), `failed_calls_billed`.
 -- * `contract`, `accepted`, `risk_exception`, `description`, `image_model`, `log`: kept for the

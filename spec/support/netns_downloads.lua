@@ -215,6 +215,14 @@ local api_optin = {}
 for k, v in pairs(api) do api_optin[k] = v end
 api_optin.allow_private_downloads = true
 chat_case("remote_base_optin", md("https://127.0.0.1:" .. proxies.plo.port .. PATH), api_optin)
+-- a route's resolve entries are its own: the same base_url without them does not reach the server
+do
+  local r = route{base_url = api.base_url, lane = "provider", provider = "netns-test", accepted = "a spec",
+    ca_file = pki.ca, shape = "chat"}
+  local before = counts()
+  local res, err = imageroute.generate(r, {prompt = "p"})
+  record("resolve_isolated", res, err, before)
+end
 
 -- done
 for _, p in pairs(proxies) do p:stop() end
