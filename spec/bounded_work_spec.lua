@@ -246,8 +246,8 @@ describe("route fields of the network side", function()
     end
     local r = assert(imageroute.route{base_url = "http://127.0.0.1:1/v1",
       download_hosts = {"CDN.Example.", "*.img.test"},
-      resolve = {"api.test:443:127.0.0.1", "b.test:8443:[::1]", "c.test:443:::1"}, allow_private_downloads = true, deadline = 60,
-      max_images = 4, max_call_bytes = 4096, send_openai_ids = true})
+      resolve = {"api.test:443:127.0.0.1", "b.test:8443:[::1]", "c.test:443:::1"}, allow_private_downloads = true,
+      deadline = 60, max_images = 4, max_call_bytes = 4096, send_openai_ids = true})
     assert.same({"cdn.example", "*.img.test"}, r.download_hosts)
     assert.same({"api.test:443:127.0.0.1", "b.test:8443:[::1]", "c.test:443:::1"}, r.resolve)
     assert.is_true(r.allow_private_downloads)
