@@ -8,7 +8,9 @@
  *   type, code, param   from the API's JSON error body
  *   request_id the x-request-id response header
  *   attempts   how many HTTP attempts were made
- * with a __tostring that reads as one line. No error ever carries the API key.
+ * with a __tostring that reads as one line. No error ever carries the API key: every field of a
+ * call's error (nested tables included) goes through the redaction step (redact.c) when the call's
+ * outcome is finalized, so __tostring, which only joins fields, cannot show it either.
  */
 #include <stdarg.h>
 #include <string.h>
@@ -141,6 +143,7 @@ void ir_error_open(lua_State *L)
     lua_setfield(L, -2, "__name");
     lua_pop(L, 1);
     luaL_setfuncs(L, fns, 0);
+    ir_redact_open(L); /* core.redact: the redaction step every outcome goes through (redact.c) */
     luaL_getmetatable(L, IR_ERROR_MT);
     lua_setfield(L, -2, "Error");
 }
