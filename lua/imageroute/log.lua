@@ -380,10 +380,13 @@ function M.write(kind, route, params, opts, res, err, settings)
   local okr, records = pcall(M.records, kind, route, params, opts, res, err, s)
   if not okr then -- never lose the line: a minimal record says what happened
     local r = res or err
+    local function field(t, k) -- raw: the outcome just failed to be read normally
+      local v = type(t) == "table" and rawget(t, k) or nil
+      return type(v) == "string" and v or nil
+    end
     records = {{v = 1, event = "attempt", time = iso_time(gettime()), call_id = s.call_id, kind = kind,
       route = route.name, final = true, ok = err == nil and res ~= nil,
-      error_kind = type(err) == "table" and err.kind or nil,
-      request_id = type(r) == "table" and r.request_id or nil,
+      error_kind = field(err, "kind"), request_id = field(r, "request_id"),
       log_error = "cannot build the log record: " .. M.scrub(tostring(records))}}
   end
   local text = encode_lines(records, route)
