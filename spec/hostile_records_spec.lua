@@ -128,6 +128,18 @@ describe("hostile numbers: cost and the log", function()
     assert.equal("<function>", list[1].size)
   end)
 
+  it("an outcome the pricing cannot read gets an unknown cost with a reason, and its line", function()
+    local logf = dir .. "/unpriced.jsonl"
+    local policy = require "imageroute.policy"
+    local res = {attempt_log = {5}, images = {}, attempts = 1, request_id = "req_2"}
+    policy.after("generate", fx.route(s), {prompt = "p"}, {log = logf}, res, nil)
+    assert.is_nil(res.cost.amount)
+    assert.truthy(res.cost.reason:find("could not be computed", 1, true), res.cost.reason)
+    local list = records(logf)
+    assert.equal(1, #list)
+    assert.is_true(list[1].final)
+  end)
+
   it("writes a stand-in line when the record cannot be built at all", function()
     local logf = dir .. "/broken.jsonl"
     local r = fx.route(s)

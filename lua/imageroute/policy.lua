@@ -69,7 +69,9 @@ function M.after(kind, route, params, opts, res, err)
     target.cost = c
   else -- never a missing cost: an unknown one, with the reason
     target.cost_error = tostring(c)
-    target.cost = {amount = nil, currency = "USD", basis = "unknown", estimated = true,
+    local b = route.billing
+    target.cost = {amount = nil, currency = type(b) == "table" and b.currency or "USD", basis = "unknown",
+      estimated = true,
       reason = "the cost could not be computed: " .. target.cost_error}
   end
   local reason = M.reason(route)
