@@ -111,7 +111,7 @@ void ir_setfield_str(lua_State *L, const char *k, const char *v);
 /* Copies at most max bytes of s into a short printable excerpt, pushed as a string. */
 void ir_push_excerpt(lua_State *L, const char *s, size_t n, size_t max);
 
-/* ---- redact.c: the one redaction step ---- */
+/* ---- error.c: the one redaction step (no string leaving a call holds the key) ---- */
 /* Replaces the key (n bytes; whole, or a piece cut by a size cap) in every string of the value at
  * idx: a string (replaced in its stack slot), a table (in place, recursively, cycle-safe, bounded
  * depth; string keys too) or an Image's fields (never its bytes). Stack balanced. */
@@ -151,7 +151,7 @@ void ir_b64_open(lua_State *L);
 void ir_sniff_open(lua_State *L);
 void ir_json_open(lua_State *L);
 void ir_error_open(lua_State *L);
-void ir_redact_open(lua_State *L);
+void ir_redact_open(lua_State *L);   /* error.c: core.redact */
 void ir_image_open(lua_State *L);
 void ir_route_open(lua_State *L);
 void ir_xfer_open(lua_State *L);
