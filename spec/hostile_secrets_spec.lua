@@ -112,6 +112,32 @@ describe("hostile gateway: the key leaks nowhere", function()
     assert.equal("[redacted]", err.attempt_log[1].request_id)
   end)
 
+  it("redacts on the chat and responses shapes too (errors, and a text-only chat reply)", function()
+    local key = H.KEYS.bytes
+    local shapes = {
+      chat = {shape = "chat", model = "gpt-image-1"},
+      responses = {shape = "responses", model = "gpt-5", image_model = "gpt-image-1"},
+    }
+    for name, extra in pairs(shapes) do
+      extra.api_key, extra.max_retries = key, 0
+      local r = kroute(s, extra)
+      s:reset()
+      s:script{{status = 400, headers = {["x-request-id"] = key},
+        error = {message = "no: " .. key, code = key, type = key, param = key}}}
+      local res, err = imageroute.generate(r, {prompt = "p"})
+      assert.is_nil(res, name)
+      assert.equal("[redacted]", err.code, name)
+      H.assert_no_leak({err, tostring(err)}, key, name .. ": the error")
+    end
+    s:reset()
+    s:script{{headers = {["x-request-id"] = key}, body = {id = "c1", object = "chat.completion", created = 1,
+      model = "m", choices = {{index = 0, finish_reason = "stop",
+        message = {role = "assistant", content = "I will not draw; your key is " .. key}}}}}}
+    local res, err = imageroute.generate(kroute(s, shapes.chat), {prompt = "p"})
+    H.assert_no_leak({res, err, tostring(err)}, key, "a text-only chat reply")
+    assert.truthy(H.leaks({res, err}, "[redacted]")[1], "the reply's text is there, redacted")
+  end)
+
   it("redacts a key from the environment (api_key_env), in a child process, log included", function()
     local key = H.KEYS.backslash
     local logf = dir .. "/env.jsonl"
