@@ -102,7 +102,7 @@ function M.load(path)
   if not chunk then
     return nil, core.error("validation", ("routes file %s: %s"):format(path, tostring(msg)), {path = path})
   end
-  local ok, decl = bounded("routes file " .. path, chunk)
+  local ok, decl = bounded("the file", chunk)
   if not ok then return fail(path, nil, nil, "error while loading: " .. tostring(decl)) end
   if type(decl) ~= "table" then return fail(path, nil, nil, "must return a table of routes") end
   local entries = {}
@@ -140,7 +140,7 @@ function M.load(path)
     for k, v in pairs(e.cfg) do cfg[k] = v end
     cfg.name = e.name
     if type(cfg.api_key) == "function" then -- it runs at call time: under the same bounds
-      local f, what = cfg.api_key, ("the api_key function of route '%s' in %s"):format(e.name, path)
+      local f, what = cfg.api_key, ("it (route '%s' of routes file %s)"):format(e.name, path)
       cfg.api_key = function(...)
         local okf, v = bounded(what, f, ...)
         if not okf then error(v, 0) end
