@@ -18,6 +18,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 #include "ir.h"
 
@@ -89,10 +90,39 @@ static int write_all(int fd, const unsigned char *p, size_t n)
     return 0;
 }
 
+/* Creates a temporary file ".ir-XXXXXX" (6 random letters and digits) in the directory of path,
+ * with open(2), O_CREAT | O_EXCL and mode 0666, so the process's umask gives it its permissions as
+ * for any created file. The name is short whatever path is, so any legal file name can be saved.
+ * tmp (at least strlen(path) + 12 bytes) gets the name. Returns the descriptor, or -1 with errno. */
+static int create_temp(const char *path, char *tmp)
+{
+    static const char ALNUM[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789";
+    static unsigned long counter;
+    const char *slash = strrchr(path, '/');
+    size_t dlen = slash ? (size_t)(slash - path) + 1 : 0;
+    unsigned long x = (unsigned long)time(NULL) ^ ((unsigned long)getpid() << 16) ^ (unsigned long)(size_t)tmp;
+    int tries, i, fd;
+    memcpy(tmp, path, dlen);
+    memcpy(tmp + dlen, ".ir-", 4);
+    for (tries = 0; tries < 100; tries++) {
+        x ^= ++counter * 2654435761UL;
+        for (i = 0; i < 6; i++) {
+            x ^= x << 13; x ^= x >> 7; x ^= x << 17;
+            tmp[dlen + 4 + i] = ALNUM[x % (sizeof ALNUM - 1)];
+        }
+        tmp[dlen + 10] = '\0';
+        fd = open(tmp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0666);
+        if (fd >= 0 || errno != EEXIST) return fd;
+    }
+    return -1;
+}
+
 /*
  * image:save(path [, opts]) -> path, bytes | nil, err
- * Writes to a temporary file in the same directory, then moves it into place, so a crash of the
- * process leaves either no file or the whole file. opts.durable = true also fsyncs the file before
+ * Writes to a temporary file in the same directory (".ir-XXXXXX", created with mode 0666 so the
+ * umask applies, as for any created file: 0644 under umask 022, 0600 under 077), then moves it into
+ * place, so a crash of the process leaves either no file or the whole file; on any failure the
+ * temporary file is removed. opts.durable = true also fsyncs the file before
  * the move (survives a power loss; costs a disk flush that blocks the loop). An existing file is
  * never replaced unless opts.overwrite is true (without it, link(2) makes the check atomic).
  * err.kind is "io" with err.path and err.errno.
@@ -114,9 +144,7 @@ static int image_save(lua_State *L)
     }
     if (!im->p) return luaL_error(L, "image was released");
     tmp = (char *)lua_newuserdatauv(L, plen + 16, 0); /* freed by the GC, even if a raise happens */
-    memcpy(tmp, path, plen);
-    memcpy(tmp + plen, ".tmp-XXXXXX", 12);
-    fd = mkstemp(tmp);
+    fd = create_temp(path, tmp);
     if (fd < 0) {
         e = errno;
         goto fail;
@@ -124,7 +152,6 @@ static int image_save(lua_State *L)
     e = write_all(fd, im->p, im->n);
     if (!e && durable && fsync(fd) != 0) e = errno;
     if (close(fd) != 0 && !e) e = errno;
-    if (!e) (void)chmod(tmp, 0644);
     if (!e) {
         if (overwrite) {
             if (rename(tmp, path) != 0) e = errno;

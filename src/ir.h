@@ -111,6 +111,12 @@ void ir_setfield_str(lua_State *L, const char *k, const char *v);
 /* Copies at most max bytes of s into a short printable excerpt, pushed as a string. */
 void ir_push_excerpt(lua_State *L, const char *s, size_t n, size_t max);
 
+/* ---- error.c: the one redaction step (no string leaving a call holds the key) ---- */
+/* Replaces the key (n bytes; whole, or a piece cut by a size cap) in every string of the value at
+ * idx: a string (replaced in its stack slot), a table (in place, recursively, cycle-safe, bounded
+ * depth; string keys too) or an Image's fields (never its bytes). Stack balanced. */
+void ir_redact(lua_State *L, int idx, const char *key, size_t n);
+
 /* ---- image.c ---- */
 typedef struct {
     unsigned char *p;       /* decoded bytes (malloc) */
@@ -129,6 +135,16 @@ void ir_check_route(lua_State *L, int idx);
 /* Pushes field k of the route's config table at idx. */
 int ir_route_get(lua_State *L, int idx, const char *k);
 int ir_is_loopback_host(const char *host);
+/* The key a route holds itself (route{api_key = "..."}, kept in C memory, never in a Lua table), or
+ * NULL; *len gets its length. */
+const char *ir_route_secret(lua_State *L, int idx, size_t *len);
+/* Shortest key sent to a non-loopback host (bytes): a shorter one cannot be redacted reliably. */
+#define IR_KEY_MIN 8
+/* NULL when k (n bytes) can be sent as a key, else why not (never quoting it): a control byte or a
+ * space (CR, LF and NUL included), or shorter than IR_KEY_MIN when the host is not loopback. */
+const char *ir_key_problem(const char *k, size_t n, int loopback);
+/* 1 when a header value (n bytes) has no CR, LF, NUL or other control byte (tab allowed). */
+int ir_header_value_ok(const char *v, size_t n);
 
 /* ---- addr.c: address classes for the download policy ---- */
 struct sockaddr;
@@ -146,6 +162,7 @@ void ir_b64_open(lua_State *L);
 void ir_sniff_open(lua_State *L);
 void ir_json_open(lua_State *L);
 void ir_error_open(lua_State *L);
+void ir_redact_open(lua_State *L);   /* error.c: core.redact */
 void ir_image_open(lua_State *L);
 void ir_route_open(lua_State *L);
 void ir_xfer_open(lua_State *L);

@@ -4,7 +4,8 @@
  * core.route(config) -> Route | nil, err   (err.kind = "validation", err.field = the field)
  *
  * A route says who is called and how: lane, provider, request shape, base URL, model label,
- * where the key comes from (the NAME of an environment variable, read at call time), extra
+ * where the key comes from (the NAME of an environment variable read at call time, or the key
+ * itself / a function returning it, as api_key: see ir_route_block), extra
  * headers, timeouts (seconds), retries and billing. The validated fields live in a table kept as
  * the userdata's user value; route.FIELD reads them, routes cannot be changed after creation.
  */
@@ -24,6 +25,7 @@ static const char *const UNITS[] = {"token", "image", "call", "credit", "quote",
 
 /* Every field a route may carry; anything else is refused (it is most likely a typo). */
 static const char *const KNOWN[] = {
+    "api_key", /* the key itself (a string, held in C memory) or a function returning it */
     "name", "lane", "provider", "shape", "base_url", "model", "image_model", "api_key_env", "headers",
     "timeout", "connect_timeout", "max_retries", "retry_initial_delay", "retry_max_delay",
     "retry_after_max", "max_response_bytes", "max_event_bytes", "low_speed_limit", "low_speed_time", "ca_file", "billing", "contract", "accepted",
@@ -31,6 +33,71 @@ static const char *const KNOWN[] = {
     "download_hosts", "allow_private_downloads", "deadline", "max_images", "max_call_bytes", "send_openai_ids",
     "resolve", NULL
 };
+
+/* ---- the route's own key (api_key) ---- */
+
+/* The Route userdata's C block: the key given as a string, in malloc'd memory that Lua cannot
+ * reach (wiped and freed when the route is collected). A key function is user value 2. */
+typedef struct {
+    char *key;
+    size_t keylen;
+} ir_route_block;
+
+const char *ir_route_secret(lua_State *L, int idx, size_t *len)
+{
+    ir_route_block *rb = (ir_route_block *)luaL_checkudata(L, idx, IR_ROUTE_MT);
+    *len = rb->keylen;
+    return rb->key;
+}
+
+const char *ir_key_problem(const char *k, size_t n, int loopback)
+{
+    size_t i;
+    for (i = 0; i < n; i++) {
+        unsigned char c = (unsigned char)k[i];
+        if (c == '\r' || c == '\n' || c == 0) return "holds a CR, LF or NUL byte (it would inject a header)";
+        if (c < 0x21 || c == 0x7f) return "holds a control byte or a space (not allowed in a header)";
+    }
+    if (!loopback && n < IR_KEY_MIN)
+        return "is shorter than 8 bytes: not an API key, and too short to be redacted reliably";
+    return NULL;
+}
+
+int ir_header_value_ok(const char *v, size_t n)
+{
+    size_t i;
+    for (i = 0; i < n; i++) {
+        unsigned char c = (unsigned char)v[i];
+        if ((c < 0x20 && c != '\t') || c == 0x7f) return 0;
+    }
+    return 1;
+}
+
+/* RFC 9110 token characters (a header name) */
+static int header_name_ok(const char *s, size_t n)
+{
+    size_t i;
+    if (!n) return 0;
+    for (i = 0; i < n; i++) {
+        unsigned char c = (unsigned char)s[i];
+        if (!(isalnum(c) || (c && strchr("!#$%&'*+-.^_`|~", c)))) return 0;
+    }
+    return 1;
+}
+
+static int route_gc(lua_State *L)
+{
+    ir_route_block *rb = (ir_route_block *)luaL_checkudata(L, 1, IR_ROUTE_MT);
+    if (rb->key) {
+        volatile char *p = rb->key; /* wipe before the memory is returned */
+        size_t i;
+        for (i = 0; i < rb->keylen; i++) p[i] = 0;
+        free(rb->key);
+        rb->key = NULL;
+        rb->keylen = 0;
+    }
+    return 0;
+}
 
 int ir_is_loopback_host(const char *host)
 {
@@ -314,13 +381,42 @@ static int l_route(lua_State *L)
     if (opt_string(L, cfg, out, "model", NULL) < 0) FAIL("model", "route field 'model' must be a string");
     if (opt_string(L, cfg, out, "image_model", NULL) < 0) FAIL("image_model", "route field 'image_model' must be a string");
 
-    if (opt_string(L, cfg, out, "api_key_env", "OPENAI_API_KEY") < 0)
-        FAIL("api_key_env", "route field 'api_key_env' must be a string");
-    lua_getfield(L, out, "api_key_env");
-    s = lua_tostring(L, -1);
-    if (!valid_env_name(s))
-        FAIL("api_key_env", "route field 'api_key_env' must be the NAME of an environment variable "
-             "(e.g. OPENAI_API_KEY), never the key itself");
+    /* api_key (the key, or a function returning it) or api_key_env (a variable's name), not both */
+    {
+        int kt = lua_getfield(L, cfg, "api_key");
+        lua_pop(L, 1);
+        if (kt != LUA_TNIL) {
+            size_t kn;
+            const char *k, *why;
+            if (kt != LUA_TSTRING && kt != LUA_TFUNCTION)
+                FAIL("api_key", "route field 'api_key' must be the key (a string) or a function returning it");
+            lua_getfield(L, cfg, "api_key_env");
+            if (!lua_isnil(L, -1))
+                FAIL("api_key", "give either api_key or api_key_env, not both");
+            lua_pop(L, 1);
+            if (kt == LUA_TSTRING) {
+                lua_getfield(L, cfg, "api_key");
+                k = lua_tolstring(L, -1, &kn);
+                if (kn == 5 && memcmp(k, "<set>", 5) == 0)
+                    FAIL("api_key", "api_key \"<set>\" is what route:config() shows in place of the key: "
+                         "pass the key itself (or a function returning it)");
+                lua_getfield(L, out, "host");
+                why = kn ? ir_key_problem(k, kn, ir_is_loopback_host(lua_tostring(L, -1))) : "is empty";
+                if (why) FAIL("api_key", "route field 'api_key' %s", why);
+                lua_pop(L, 2);
+            }
+            lua_pushliteral(L, "<set>");
+            lua_setfield(L, out, "api_key");
+        }
+        if (opt_string(L, cfg, out, "api_key_env", kt == LUA_TNIL ? "OPENAI_API_KEY" : NULL) < 0)
+            FAIL("api_key_env", "route field 'api_key_env' must be a string");
+    }
+    if (lua_getfield(L, out, "api_key_env") != LUA_TNIL) {
+        s = lua_tostring(L, -1);
+        if (!valid_env_name(s))
+            FAIL("api_key_env", "route field 'api_key_env' must be the NAME of an environment variable "
+                 "(e.g. OPENAI_API_KEY), never the key itself");
+    }
     lua_pop(L, 1);
 
     {
@@ -390,11 +486,19 @@ static int l_route(lua_State *L)
         while (lua_next(L, h)) {
             if (lua_type(L, -2) != LUA_TSTRING || lua_type(L, -1) != LUA_TSTRING)
                 FAIL("headers", "route field 'headers' must map header names to string values");
-            s = lua_tostring(L, -2);
-            if (strpbrk(s, ":\r\n ") || strpbrk(lua_tostring(L, -1), "\r\n"))
-                FAIL("headers", "header '%s' has a character not allowed in a header", s);
+            {
+                size_t nn, vn;
+                const char *v;
+                s = lua_tolstring(L, -2, &nn);
+                v = lua_tolstring(L, -1, &vn);
+                if (!header_name_ok(s, nn))
+                    FAIL("headers", "a header name in route field 'headers' is not a valid name (a token: no space, "
+                         "colon, CR, LF or NUL)");
+                if (!ir_header_value_ok(v, vn))
+                    FAIL("headers", "the value of header '%s' holds a CR, LF, NUL or another control byte", s);
+            }
             if (strcasecmp(s, "authorization") == 0)
-                FAIL("headers", "the Authorization header comes from api_key_env; do not put a key in headers");
+                FAIL("headers", "the Authorization header comes from api_key_env (or api_key); do not put a key in headers");
             lua_pushvalue(L, -2);
             lua_insert(L, -2);
             lua_settable(L, -4);
@@ -444,10 +548,22 @@ static int l_route(lua_State *L)
     lua_setfield(L, out, "log");
 
     {
-        lua_newuserdatauv(L, 1, 1);
+        ir_route_block *rb = (ir_route_block *)lua_newuserdatauv(L, sizeof *rb, 2);
+        memset(rb, 0, sizeof *rb);
         luaL_setmetatable(L, IR_ROUTE_MT);
         lua_pushvalue(L, out);
         lua_setiuservalue(L, -2, 1);
+        if (lua_getfield(L, cfg, "api_key") == LUA_TSTRING) { /* the key: C memory only */
+            size_t kn;
+            const char *k = lua_tolstring(L, -1, &kn);
+            rb->key = (char *)malloc(kn + 1);
+            if (!rb->key) FAIL("api_key", "out of memory");
+            memcpy(rb->key, k, kn + 1);
+            rb->keylen = kn;
+            lua_pop(L, 1);
+        } else {
+            lua_setiuservalue(L, -2, 2); /* the key function, or nil */
+        }
     }
     return 1;
 }
@@ -495,7 +611,8 @@ static int route_newindex(lua_State *L)
     return luaL_error(L, "routes are immutable: build a new one with imageroute.route{...}");
 }
 
-/* tostring(route): name, lane, provider, shape, model; never the key (the route never holds it). */
+/* tostring(route): name, lane, provider, shape, model; never the key (a key given as api_key is in
+ * C memory that neither tostring, route.FIELD nor route:config() reads: they show "<set>"). */
 static int route_tostring(lua_State *L)
 {
     ir_check_route(L, 1);
@@ -553,6 +670,7 @@ void ir_route_open(lua_State *L)
     static const luaL_Reg meta[] = {
         {"__index", route_index},
         {"__newindex", route_newindex},
+        {"__gc", route_gc},
         {"__tostring", route_tostring},
         {NULL, NULL}
     };

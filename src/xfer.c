@@ -208,6 +208,19 @@ static void free_headers(ir_xfer *x)
     x->hdrs = NULL;
 }
 
+/* Wipes and frees the copy of the key kept for the redaction in finish. */
+static void wipe_key(ir_xfer *x)
+{
+    if (x->key) {
+        volatile char *p = x->key;
+        size_t i;
+        for (i = 0; i < x->keylen; i++) p[i] = 0;
+        free(x->key);
+    }
+    x->key = NULL;
+    x->keylen = 0;
+}
+
 static void reset_attempt(ir_xfer *x)
 {
     x->resp.n = 0;
@@ -236,6 +249,7 @@ void ir_xfer_release(ir_xfer *x)
     if (x->mime) { curl_mime_free(x->mime); x->mime = NULL; }
     free_headers(x);
     if (x->resolve) { curl_slist_free_all(x->resolve); x->resolve = NULL; }
+    wipe_key(x);
     ir_buf_free(&x->body);
     ir_buf_free(&x->resp);
     ir_extract_free(&x->ex);
@@ -255,28 +269,95 @@ void ir_xfer_uv(lua_State *L, int idx)
     lua_getiuservalue(L, idx, 1);
 }
 
-/* Adds "Name: value" to the header list; -1 on out of memory. */
+/* Adds "Name: value" to the header list; -1 on out of memory, -2 when the value holds a CR, LF,
+ * NUL or other control byte (the callers check first and name the field; this is the last guard:
+ * nothing that could inject a header is ever appended). */
 static int add_header(ir_xfer *x, const char *name, const char *value)
 {
-    char line[1024];
+    size_t nn = strlen(name), vn = strlen(value);
+    char *line;
     struct curl_slist *t;
-    if (snprintf(line, sizeof line, "%s: %s", name, value) >= (int)sizeof line) return 0;
+    if (!ir_header_value_ok(name, nn) || strchr(name, ':') || !ir_header_value_ok(value, vn)) return -2;
+    line = (char *)malloc(nn + vn + 3);
+    if (!line) return -1;
+    memcpy(line, name, nn);
+    memcpy(line + nn, ": ", 2);
+    memcpy(line + nn + 2, value, vn + 1);
     t = curl_slist_append(x->hdrs, line);
-    memset(line, 0, sizeof line);
+    memset(line, 0, nn + vn + 2);
+    free(line);
     if (!t) return -1;
     x->hdrs = t;
     return 0;
 }
 
-/* Reads the key named by the route at call time. Returns NULL when unset or empty. */
-const char *ir_route_key(lua_State *L, int route)
+/* Pushes a validation error naming the field (never the value). */
+static void push_key_error(lua_State *L, const char *field, const char *fmt, const char *a, const char *b)
 {
-    const char *env, *key;
-    ir_route_get(L, route, "api_key_env");
-    env = lua_tostring(L, -1);
-    key = env ? getenv(env) : NULL;
+    ir_push_error(L, "validation", fmt, a, b);
+    lua_pushstring(L, field);
+    lua_setfield(L, -2, "field");
+}
+
+int ir_route_key(lua_State *L, int route, int call_fn, const char **key, size_t *len)
+{
+    const char *k, *why;
+    int loopback;
+    route = lua_absindex(L, route);
+    *key = NULL;
+    *len = 0;
+    k = ir_route_secret(L, route, len); /* api_key = "..." (checked when the route was built) */
+    if (k) {
+        *key = k;
+        lua_pushnil(L);
+        return 1;
+    }
+    ir_route_get(L, route, "host");
+    loopback = ir_is_loopback_host(lua_tostring(L, -1));
     lua_pop(L, 1);
-    return key && *key ? key : NULL;
+    if (lua_getiuservalue(L, route, 2) == LUA_TFUNCTION) { /* api_key = function(route) ... end */
+        int t;
+        if (!call_fn) { lua_pop(L, 1); lua_pushnil(L); return 1; }
+        lua_pushvalue(L, route);
+        if (lua_pcall(L, 1, 1, 0) != LUA_OK) {
+            const char *m = lua_type(L, -1) == LUA_TSTRING ? lua_tostring(L, -1) : "(an error value that is not a string)";
+            push_key_error(L, "api_key", "the route's api_key function failed: %s%s", m, "");
+            lua_remove(L, -2);
+            return 0;
+        }
+        t = lua_type(L, -1);
+        if (t != LUA_TSTRING || lua_rawlen(L, -1) == 0) { /* numbers are refused too: never converted */
+            lua_pop(L, 1);
+            push_key_error(L, "api_key", "the route's api_key function returned %s%s, not a key (a non-empty string)",
+                           t == LUA_TSTRING ? "an empty string" : "a ", t == LUA_TSTRING ? "" : lua_typename(L, t));
+            return 0;
+        }
+        k = lua_tolstring(L, -1, len);
+        why = ir_key_problem(k, *len, loopback);
+        if (why) {
+            lua_pop(L, 1);
+            *len = 0;
+            push_key_error(L, "api_key", "the key the route's api_key function returned %s%s", why, "");
+            return 0;
+        }
+        *key = k;
+        return 1;
+    }
+    lua_pop(L, 1);
+    ir_route_get(L, route, "api_key_env"); /* the anchor: a name, which is no secret */
+    k = lua_tostring(L, -1) ? getenv(lua_tostring(L, -1)) : NULL;
+    if (!k || !*k) return 1;
+    *len = strlen(k);
+    why = ir_key_problem(k, *len, loopback);
+    if (why) {
+        const char *env = lua_tostring(L, -1);
+        *len = 0;
+        push_key_error(L, "api_key_env", "the key in the environment variable %s %s", env, why);
+        lua_remove(L, -2);
+        return 0;
+    }
+    *key = k;
+    return 1;
 }
 
 /* OPENAI_ORG_ID / OPENAI_PROJECT_ID are sent on official-lane routes, and on a route that asks
@@ -380,35 +461,58 @@ int ir_xfer_setup_api(lua_State *L, ir_xfer *x, int route, int opts, const char 
     loopback = ir_is_loopback_host(host);
     lua_pop(L, 1);
 
-    key = ir_route_key(L, route);
-    if (!key && !loopback) {
-        ir_route_get(L, route, "api_key_env");
-        ir_push_error(L, "validation", "the environment variable %s is not set (it holds the API key for this route)",
-                      lua_tostring(L, -1));
-        lua_remove(L, -2);
-        lua_pushliteral(L, "api_key_env");
-        lua_setfield(L, -2, "field");
-        return 0;
+    {
+        size_t klen = 0;
+        if (!ir_route_key(L, route, 1, &key, &klen)) return 0; /* the one key path: sending and redaction */
+        if (!key && !loopback) {
+            lua_pop(L, 1);
+            if (ir_route_get(L, route, "api_key_env") == LUA_TNIL) {
+                push_key_error(L, "api_key", "the route has no API key (its api_key gave none)%s%s", "", "");
+            } else {
+                push_key_error(L, "api_key_env", "the environment variable %s is not set (it holds the API key for this "
+                               "route)%s", lua_tostring(L, -1), "");
+                lua_remove(L, -2);
+            }
+            return 0;
+        }
+        if (key) {
+            char *auth = (char *)malloc(klen + 32);
+            struct curl_slist *t;
+            wipe_key(x);
+            x->key = (char *)malloc(klen + 1);
+            if (!auth || !x->key) { free(auth); lua_pop(L, 1); ir_push_error(L, "validation", "out of memory"); return 0; }
+            memcpy(x->key, key, klen);
+            x->key[klen] = '\0';
+            x->keylen = klen;
+            memcpy(auth, "Authorization: Bearer ", 22);
+            memcpy(auth + 22, key, klen);
+            auth[22 + klen] = '\0';
+            t = curl_slist_append(x->hdrs, auth);
+            memset(auth, 0, klen + 22);
+            free(auth);
+            if (!t) { lua_pop(L, 1); ir_push_error(L, "validation", "out of memory"); return 0; }
+            x->hdrs = t;
+        }
+        lua_pop(L, 1); /* the key's anchor: no Lua reference to a function's result is kept */
     }
     x->endpoint = path;
-    if (key) {
-        size_t klen = strlen(key);
-        char *auth = (char *)malloc(klen + 32);
-        struct curl_slist *t;
-        if (!auth) { ir_push_error(L, "validation", "out of memory"); return 0; }
-        memcpy(auth, "Authorization: Bearer ", 22);
-        memcpy(auth + 22, key, klen + 1);
-        t = curl_slist_append(x->hdrs, auth);
-        memset(auth, 0, klen + 22);
-        free(auth);
-        if (!t) { ir_push_error(L, "validation", "out of memory"); return 0; }
-        x->hdrs = t;
-    }
     {
         char ua[128];
         curl_version_info_data *vi = curl_version_info(CURLVERSION_NOW);
         snprintf(ua, sizeof ua, "imageroute/%s (Lua 5.4; libcurl/%s)", IR_VERSION, vi->version);
         add_header(x, "User-Agent", ua);
+    }
+    {
+        static const char *const ENV[][2] = {{"OPENAI_ORG_ID", "OpenAI-Organization"}, {"OPENAI_PROJECT_ID", "OpenAI-Project"}};
+        int e;
+        for (e = 0; e < 2; e++) { /* checked here, at call time: the environment can change */
+            const char *v = getenv(ENV[e][0]);
+            if (v && *v && !ir_header_value_ok(v, strlen(v))) {
+                push_key_error(L, ENV[e][0], "the environment variable %s holds a CR, LF, NUL or another control byte, "
+                               "which would inject a header: nothing was sent%s", ENV[e][0], "");
+                return 0;
+            }
+        }
     }
     if (send_ids(L, route)) { /* the organization and project ids go to official routes only */
     if (getenv("OPENAI_ORG_ID") && *getenv("OPENAI_ORG_ID")) add_header(x, "OpenAI-Organization", getenv("OPENAI_ORG_ID"));
@@ -420,7 +524,13 @@ int ir_xfer_setup_api(lua_State *L, ir_xfer *x, int route, int opts, const char 
     if (ir_route_get(L, route, "headers") == LUA_TTABLE) {
         lua_pushnil(L);
         while (lua_next(L, -2)) {
-            if (add_header(x, lua_tostring(L, -2), lua_tostring(L, -1))) { lua_pop(L, 3); goto oom; }
+            int hr = add_header(x, lua_tostring(L, -2), lua_tostring(L, -1));
+            if (hr == -2) {
+                lua_pop(L, 3);
+                push_key_error(L, "headers", "a route header holds a CR, LF, NUL or another control byte%s%s", "", "");
+                return 0;
+            }
+            if (hr) { lua_pop(L, 3); goto oom; }
             lua_pop(L, 1);
         }
     }
@@ -622,31 +732,14 @@ static void log_attempt(lua_State *L, int xi, ir_xfer *x, CURLcode cc, const cha
     lua_pop(L, 2);
 }
 
-/* Replaces every occurrence of the route's key in the string on top of the stack. */
-static void redact_top(lua_State *L, const char *key)
-{
-    if (!key || strlen(key) < 4 || !strstr(lua_tostring(L, -1), key)) return;
-    luaL_gsub(L, lua_tostring(L, -1), key, "[redacted]");
-    lua_remove(L, -2);
-}
-
 /* Pushes the error value for a finished, failed transfer and adds the common fields. */
 void ir_xfer_fail_fields(lua_State *L, int xi, ir_xfer *x)
 {
-    const char *key;
     ir_xfer_uv(L, xi);
     lua_getfield(L, -1, "route");
-    key = ir_route_key(L, -1);
     ir_route_get(L, -1, "name");
     lua_setfield(L, -4, "route");
-    lua_pop(L, 1);
-    lua_getfield(L, -2, "message");
-    if (lua_isstring(L, -1)) {
-        redact_top(L, key);
-        lua_setfield(L, -3, "message");
-    } else {
-        lua_pop(L, 1);
-    }
+    lua_pop(L, 1); /* every field is redacted in finish, with the key that was sent */
     lua_getfield(L, -1, "attempt_log");
     lua_setfield(L, -3, "attempt_log");
     lua_getfield(L, -1, "images");
@@ -666,9 +759,18 @@ void ir_xfer_fail_fields(lua_State *L, int xi, ir_xfer *x)
     ir_setfield_str(L, "endpoint", x->endpoint);
 }
 
-/* Stores the value on top of the stack as the transfer's outcome and releases libcurl. */
+/* Stores the value on top of the stack as the transfer's outcome and releases libcurl. The
+ * outcome (every string in it, nested tables, images' fields) and the partial images not yet taken
+ * go through the redaction step with the key that was sent, which is then wiped. */
 static void finish(lua_State *L, int xi, ir_xfer *x, int ok)
 {
+    if (x->key) {
+        ir_redact(L, -1, x->key, x->keylen);
+        ir_xfer_uv(L, xi);
+        if (lua_getfield(L, -1, "partials") == LUA_TTABLE) ir_redact(L, -1, x->key, x->keylen);
+        lua_pop(L, 2);
+    }
+    wipe_key(x);
     ir_xfer_uv(L, xi);
     lua_insert(L, -2);
     lua_setfield(L, -2, ok ? "result" : "error");
@@ -1295,6 +1397,10 @@ static int x_take_partials(lua_State *L)
     if (lua_getfield(L, -1, "partials") != LUA_TTABLE || lua_rawlen(L, -1) == 0) {
         lua_newtable(L);
         return 1;
+    }
+    {
+        ir_xfer *x = check_xfer(L, 1);
+        if (x->key) ir_redact(L, -1, x->key, x->keylen); /* their event fields came from the server */
     }
     lua_newtable(L);
     lua_setfield(L, -3, "partials");

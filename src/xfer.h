@@ -78,6 +78,8 @@ struct ir_xfer {
     int dl_refused;           /* the open-socket veto refused an address of this download */
     int redirects;            /* redirects followed by this download */
     struct curl_slist *resolve; /* the route's resolve entries, as CURLOPT_CONNECT_TO entries */
+    char *key;                /* the key sent (malloc), for the redaction in finish; wiped there */
+    size_t keylen;
 };
 
 ir_loop *ir_get_loop(lua_State *L);
@@ -96,7 +98,12 @@ int  ir_xfer_push_outcome(lua_State *L, int xi);
 void ir_fetch_next(lua_State *L, int xi, ir_xfer *x);
 void ir_fetch_done(lua_State *L, int xi, ir_xfer *x);
 int  ir_loop_step(lua_State *L, ir_loop *lp, double timeout);
-const char *ir_route_key(lua_State *L, int route);
+/* The key for a request on the route at idx: key and len get the route's own key (api_key), the
+ * result of its key function (called only when call_fn is set: when a request is set up), or the
+ * variable named by api_key_env; *key is NULL when there is none. Pushes exactly one value (what
+ * keeps *key alive, or nil); returns 1, or 0 with that value being a validation error (the key
+ * function failed, or gave something that cannot be sent: the message never holds it). */
+int ir_route_key(lua_State *L, int route, int call_fn, const char **key, size_t *len);
 
 /* sse.c */
 int  ir_sse_feed(ir_xfer *x, const char *p, size_t n);

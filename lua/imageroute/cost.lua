@@ -18,6 +18,12 @@
 -- of the requested model, size, quality and n), `"unknown"` leaves `amount` nil (never a silent 0)
 -- with `max_amount` the price it may have cost. Every retried attempt is priced the same way, so a
 -- retried call that bills twice shows it. A call refused before sending costs 0 (`not_sent`).
+--
+-- Numbers from a reply are untrusted: a token count is used only when it is a finite number from 0
+-- to `MAX_TOKENS`, a reported `usage.cost` only from 0 to `MAX_REPORTED`; anything else (`1e400` is
+-- `inf` once decoded, `1e308`, a negative count) is ignored with a `note` saying which field, and the
+-- call is priced on the next basis, or left with `amount = nil` and a `reason`. No amount is ever
+-- `inf` or `nan`: a part whose amount is not finite becomes unknown, with a reason.
 -- @module imageroute.cost
 
 local prices = require "imageroute.prices"
@@ -28,7 +34,22 @@ local type, ipairs, pairs, tostring = type, ipairs, pairs, tostring
 
 local M = {}
 
-local function num(v) return type(v) == "number" and v or nil end
+local huge = math.huge
+
+--- The largest token count of one call taken from a reply (larger is treated as garbage).
+M.MAX_TOKENS = 1e9
+--- The largest `usage.cost` of one call taken from a reply (in the route's currency).
+M.MAX_REPORTED = 1e6
+
+local function finite(v) return type(v) == "number" and v == v and v ~= huge and v ~= -huge end
+local function num(v) return finite(v) and v or nil end
+
+-- A token count from a reply: the number, or nil and why it is not usable (nil, nil: absent).
+local function count(v, name)
+  if v == nil then return nil, nil end
+  if finite(v) and v >= 0 and v <= M.MAX_TOKENS then return v end
+  return nil, ("usage.%s ignored: %s is not a token count from 0 to %g"):format(name, tostring(v), M.MAX_TOKENS)
+end
 
 -- Effective image options of the call (flat params, params.tool, or the route's image model).
 local function asked(kind, route, params)
@@ -58,21 +79,31 @@ end
 function M.tokens(usage, model)
   local row = prices.token_row(model)
   if not row then return nil, "no per-token price row for " .. tostring(model) end
-  if type(usage) ~= "table" or not num(usage.output_tokens) then return nil, "no usage" end
+  if type(usage) ~= "table" or usage.output_tokens == nil then return nil, "no usage" end
+  local bad
+  local function tok(v, name)
+    local n, why = count(v, name)
+    if why then bad = bad or why end
+    return n
+  end
+  local out_tokens = tok(usage.output_tokens, "output_tokens")
   local d = {row = row}
   local ind = type(usage.input_tokens_details) == "table" and usage.input_tokens_details or nil
   if ind then
-    d.text_in, d.image_in = num(ind.text_tokens) or 0, num(ind.image_tokens) or 0
+    d.text_in = tok(ind.text_tokens, "input_tokens_details.text_tokens") or 0
+    d.image_in = tok(ind.image_tokens, "input_tokens_details.image_tokens") or 0
   else
-    d.text_in, d.image_in = num(usage.input_tokens) or 0, 0
+    d.text_in, d.image_in = tok(usage.input_tokens, "input_tokens") or 0, 0
     d.note = "input_tokens_details missing: every input token priced as text"
   end
   local outd = type(usage.output_tokens_details) == "table" and usage.output_tokens_details or nil
   if outd then
-    d.image_out, d.text_out = num(outd.image_tokens) or 0, num(outd.text_tokens) or 0
+    d.image_out = tok(outd.image_tokens, "output_tokens_details.image_tokens") or 0
+    d.text_out = tok(outd.text_tokens, "output_tokens_details.text_tokens") or 0
   else
-    d.image_out, d.text_out = usage.output_tokens, 0
+    d.image_out, d.text_out = out_tokens or 0, 0
   end
+  if bad then return nil, bad end
   local total = 0
   for _, k in ipairs{"text_in", "image_in", "image_out", "text_out"} do
     if d[k] > 0 then
@@ -117,20 +148,33 @@ function M.call_price(kind, route, params)
 end
 
 -- The cost of an answered call (a result, or an error after a 2xx): r has usage, images, size, ...
+local answered_inner
+
 local function answered(kind, route, params, r)
+  local p, note = answered_inner(kind, route, params, r)
+  if note then p.note = p.note and (p.note .. "; " .. note) or note end
+  return p
+end
+
+answered_inner = function(kind, route, params, r)
   local usage = type(r.usage) == "table" and r.usage or nil
   local images = type(r.images) == "table" and #r.images or 0
   local b = provider_billing(route)
-  if usage and num(usage.cost) then
-    return priced(usage.cost, "reported", b and b.unit or "call", "provider usage.cost", nil, {estimated = false})
+  local note
+  if usage and usage.cost ~= nil then
+    local c = usage.cost
+    if finite(c) and c >= 0 and c <= M.MAX_REPORTED then
+      return priced(c, "reported", b and b.unit or "call", "provider usage.cost", nil, {estimated = false})
+    end
+    note = ("usage.cost ignored: %s is not an amount from 0 to %g"):format(tostring(c), M.MAX_REPORTED)
   end
   if b then
     local src = b.source or "route billing (" .. tostring(route.name) .. ")"
-    if b.unit == "call" then return priced(b.price, "provider", "call", src, b.date) end
-    if b.unit == "image" then return priced(b.price * images, "provider", "image", src, b.date) end
-    local t = usage and num(usage.total_tokens)
-    if t then return priced(b.price * t, "provider", "token", src, b.date) end
-    return priced(nil, "provider", "token", src, b.date, {reason = "no usage.total_tokens to price"})
+    if b.unit == "call" then return priced(b.price, "provider", "call", src, b.date), note end
+    if b.unit == "image" then return priced(b.price * images, "provider", "image", src, b.date), note end
+    local t, why = count(usage and usage.total_tokens, "total_tokens")
+    if t then return priced(b.price * t, "provider", "token", src, b.date), note end
+    return priced(nil, "provider", "token", src, b.date, {reason = why or "no usage.total_tokens to price"}), note
   end
   local a = asked(kind, route, params)
   if kind == "respond" or route.shape == "responses" then
@@ -139,20 +183,20 @@ local function answered(kind, route, params, r)
     local extra = {excludes = usage and ("the tokens of the top-level model " .. tostring(r.model or route.model)
       .. " (no price row)") or nil}
     local list = type(r.images) == "table" and r.images or {}
-    if #list == 0 and usage and num(usage.total_tokens) and usage.total_tokens > 0 then
+    if #list == 0 and usage and (count(usage.total_tokens, "total_tokens") or 0) > 0 then
       extra.reason = "no image: only tokens of " .. tostring(r.model or route.model) .. ", which have no price row"
-      return priced(nil, "usage", "token", nil, nil, extra)
+      return priced(nil, "usage", "token", nil, nil, extra), note
     end
     local total = 0
     for _, img in ipairs(list) do
       local p, why = prices.image_price(model, img.size or a.size, img.quality or a.quality)
       if not p then
         extra.reason = why
-        return priced(nil, "per_image", "image", row and row.source, row and row.date, extra)
+        return priced(nil, "per_image", "image", row and row.source, row and row.date, extra), note
       end
       total = total + p
     end
-    return priced(total, "per_image", "image", row and row.source, row and row.date, extra)
+    return priced(total, "per_image", "image", row and row.source, row and row.date, extra), note
   end
   local model = r.model or a.model
   if usage then
@@ -160,13 +204,15 @@ local function answered(kind, route, params, r)
     if amount then
       return priced(amount, "usage", "token", d.row.source, d.row.date,
         {tokens = {text_in = d.text_in, image_in = d.image_in, image_out = d.image_out, text_out = d.text_out},
-          note = d.note})
+          note = d.note}), note
     end
+    if type(d) == "string" and d:find("ignored", 1, true) then note = note and (note .. "; " .. d) or d end
   end
   local size, quality = r.size or a.size, r.quality or a.quality
   local p, row = prices.image_price(model, size, quality)
-  if p then return priced(p * images, "per_image", "image", row.source, row.date) end
-  return priced(nil, usage and "usage" or "per_image", usage and "token" or "image", nil, nil, {reason = row})
+  if p then return priced(p * images, "per_image", "image", row.source, row.date), note end
+  return priced(nil, usage and "usage" or "per_image", usage and "token" or "image", nil, nil,
+    {reason = note or row}), note
 end
 
 --- The failure outcome of an attempt, for `failed_calls_billed`.
@@ -263,6 +309,12 @@ function M.of(kind, route, params, res, err)
       end
     end
     p.attempt, p.phase = e.attempt, e.phase or "request"
+    for _, k in ipairs{"amount", "max_amount"} do -- the last guard: never inf or nan
+      if p[k] ~= nil and not finite(p[k]) then
+        p.reason = p.reason or ("the %s computed was not a finite number (%s)"):format(k, tostring(p[k]))
+        p[k] = nil
+      end
+    end
     parts[i] = p
   end
   local last = parts[final]

@@ -40,8 +40,29 @@ local M = {
 --   model-level path such as `/v1beta/models/...:generateContent`.
 -- * `model` (string): the model label sent when a call does not name one.
 -- * `api_key_env` (string): the NAME of the environment variable holding the key, read at call
---   time; default `"OPENAI_API_KEY"`. The route never holds the key.
--- * `headers` (table): extra request headers, name = value (never `Authorization`).
+--   time; default `"OPENAI_API_KEY"` (when `api_key` is not given).
+-- * `api_key` (string or function): the key itself, or a function `api_key(route) -> key` called
+--   once per call when its request is set up (never inside a transfer callback), for keys held in a
+--   secret store or a config file. Give `api_key` or `api_key_env`, not both (`field = "api_key"`).
+--   A string is copied into the route's C memory: `route.api_key`, `route:config()` and
+--   `tostring(route)` show `"<set>"`, never the key (and `"<set>"` handed back is refused). A
+--   function's result is used for that call's Authorization header and its redaction, then
+--   dropped: never stored on the route, printed or logged. When the function raises, or returns
+--   anything but a usable key, the call is a `validation` error with `field = "api_key"` whose
+--   message never holds what it returned. Every key, from any source, is refused (`validation`,
+--   naming the field or the variable, never the value) when it holds a CR, LF, NUL, another control
+--   byte or a space, and, to a non-loopback host, when it is shorter than 8 bytes. Example:
+--
+--        local vault = require "my.vault"
+--        local route = imageroute.route{name = "official", model = "gpt-image-1",
+--          api_key = function(r) return vault.read("openai/" .. r.name) end}
+--
+--   No string that leaves a call (an error's fields at any depth, `tostring(err)`, a result's
+--   fields, headers echoed back, SSE error events, body excerpts, the call log) holds the key: the
+--   C core redacts each call's whole outcome with the key it sent (`core.redact`).
+-- * `headers` (table): extra request headers, name = value (never `Authorization`); a name must be
+--   a token and a value must not hold CR, LF, NUL or other control bytes (tab allowed), checked here.
+--   `OPENAI_ORG_ID` / `OPENAI_PROJECT_ID` are checked the same way at call time.
 -- * `timeout` (number, seconds): total time per attempt, default 600.
 -- * `connect_timeout` (number, seconds): default 5.
 -- * `max_retries` (integer): retries after the first attempt, default 2.

@@ -20,17 +20,28 @@
 --
 -- Saving an image of a logged call appends `event = "save"` with `path`, `bytes`, `sha256`.
 --
--- Never logged: the API key (scrubbed from every line as a last guard), base64 (long base64-like
--- runs are elided from messages), a prompt longer than the limit. Each call's lines are appended with
--- one `write(2)` on an `O_APPEND` descriptor (`core.append`), so several processes can share a file.
+-- Never logged: the API key, base64 (long base64-like runs are elided from messages), a prompt longer
+-- than the limit. The key: a call's outcome was redacted by the C core with the key that was sent
+-- (`core.redact`, every string at any depth); as a last guard the records are redacted again here,
+-- as Lua values BEFORE they are JSON-encoded (so a key holding `/`, which cjson writes as `\/`, is
+-- still found), with the route's key found as for sending (`api_key` or `api_key_env`; a key
+-- function is not called again: it runs once per call, when the request is set up).
+--
+-- The line is always written: numbers that are not finite (an `inf` from a reply's `1e400`) are
+-- dropped from the record and their paths listed in `non_finite`; values JSON cannot hold
+-- (functions, userdata, tables nested deeper than 16, keys that are neither strings nor numbers)
+-- become short markers; and when a record still cannot be encoded, or cannot even be built, a
+-- minimal line (`v`, `event`, `time`, `call_id`, `kind`, `route`, `ok`, `final`, `log_error`) takes
+-- its place. Each call's lines are appended with one `write(2)` on an `O_APPEND` descriptor
+-- (`core.append`), so several processes can share a file.
 -- @module imageroute.log
 
 local core = require "imageroute.core"
 
-local type, pairs, ipairs, tostring, tonumber, getmetatable, pcall =
-  type, pairs, ipairs, tostring, tonumber, getmetatable, pcall
+local type, pairs, ipairs, tostring, tonumber, getmetatable, pcall, next =
+  type, pairs, ipairs, tostring, tonumber, getmetatable, pcall, next
 local concat, sort, floor, ceil = table.concat, table.sort, math.floor, math.ceil
-local io_open, os_date, os_time, os_getenv = io.open, os.date, os.time, os.getenv
+local io_open, os_date, os_time = io.open, os.date, os.time
 
 local M = {}
 
@@ -104,19 +115,6 @@ function M.path_for(route, opts)
     if type(r.path) == "string" then return r.path, settings end
   end
   return default_path, settings
-end
-
-local function plain_replace(s, needle, repl)
-  local out, i = {}, 1
-  while true do
-    local a, b = s:find(needle, i, true)
-    if not a then break end
-    out[#out + 1] = s:sub(i, a - 1)
-    out[#out + 1] = repl
-    i = b + 1
-  end
-  out[#out + 1] = s:sub(i)
-  return concat(out)
 end
 
 --- Shortens a message for the log: long base64-like runs elided, at most `message_limit` characters.
@@ -281,22 +279,86 @@ function M.records(kind, route, params, opts, res, err, settings)
   return out
 end
 
-local function encode_lines(records, key)
+local MAX_DEPTH = 16
+local huge = math.huge
+
+-- A copy of v that JSON can hold: non-finite numbers dropped (their paths added to `dropped`),
+-- functions/userdata/threads as markers, depth bounded, keys strings or numbers only, cycles cut.
+local function json_safe(v, path, dropped, depth, seen)
+  local t = type(v)
+  if t == "number" then
+    if v ~= v or v == huge or v == -huge then
+      dropped[#dropped + 1] = path
+      return nil
+    end
+    return v
+  elseif t == "string" or t == "boolean" then
+    return v
+  elseif t == "table" then
+    if seen[v] then return "<cycle>" end
+    if depth >= MAX_DEPTH then return "<nested too deep>" end
+    seen[v] = true
+    local out = {}
+    for k, x in next, v do
+      local kt = type(k)
+      if kt == "string" or (kt == "number" and k == k and k ~= huge and k ~= -huge) then
+        out[k] = json_safe(x, path == "" and tostring(k) or (path .. "." .. tostring(k)), dropped, depth + 1, seen)
+      end
+    end
+    seen[v] = nil
+    return out
+  elseif t == "nil" then
+    return nil
+  end
+  return "<" .. t .. ">"
+end
+
+--- A record made safe for JSON: see the module doc (non-finite numbers dropped and listed in
+-- `non_finite`, markers for what JSON cannot hold).
+-- @tparam table rec
+-- @treturn table a new table
+function M.json_safe(rec)
+  local dropped = {}
+  local out = json_safe(rec, "", dropped, 0, {})
+  if type(out) ~= "table" then out = {value = out} end
+  if #dropped > 0 then
+    sort(dropped)
+    out.non_finite = dropped
+  end
+  return out
+end
+
+-- The line that stands in for a record that could not be encoded (or built).
+local function fallback(rec, why)
+  rec = type(rec) == "table" and rec or {}
+  local function str(v) return type(v) == "string" and v or nil end
+  local out = {v = 1, event = str(rec.event) or "attempt", time = str(rec.time) or iso_time(gettime()),
+    call_id = str(rec.call_id), kind = str(rec.kind), route = str(rec.route), final = rec.final == true or nil,
+    ok = type(rec.ok) == "boolean" and rec.ok or nil, log_error = M.scrub(tostring(why))}
+  local s = core.json_encode(out)
+  return s or '{"v":1,"event":"attempt","log_error":"the record could not be encoded"}'
+end
+
+-- One JSON line per record, the key redacted from every value before encoding (route: its key is
+-- found as for sending; see core.redact).
+local function encode_lines(records, route)
   local lines = {}
   for i, rec in ipairs(records) do
-    local s, e = core.json_encode(rec)
-    if not s then return nil, e end
-    if key then s = plain_replace(s, key, "[redacted]") end
+    local ok, safe = pcall(M.json_safe, rec)
+    local s, e
+    if ok then
+      if route then pcall(core.redact, safe, route) end
+      s, e = core.json_encode(safe)
+    else
+      e = safe
+    end
+    if not s then
+      s = fallback(rec, "cannot encode the log record: " .. tostring(e))
+      if route then s = core.redact(s, route) end
+    end
     lines[i] = s .. "\n"
   end
   return concat(lines)
-end
-
-local function route_key(route)
-  local env = route.api_key_env
-  local key = type(env) == "string" and os_getenv(env) or nil
-  if key and #key >= 8 then return key end
-  return nil
 end
 
 --- Appends one call's lines (one per attempt) to its log file, in one write.
@@ -315,8 +377,19 @@ function M.write(kind, route, params, opts, res, err, settings)
   if settings then
     for k, v in pairs(settings) do s[k] = v end
   end
-  local text, e = encode_lines(M.records(kind, route, params, opts, res, err, s), route_key(route))
-  if not text then return nil, core.error("io", "cannot encode the log line: " .. tostring(e), {path = path}) end
+  local okr, records = pcall(M.records, kind, route, params, opts, res, err, s)
+  if not okr then -- never lose the line: a minimal record says what happened
+    local r = res or err
+    local function field(t, k) -- raw: the outcome just failed to be read normally
+      local v = type(t) == "table" and rawget(t, k) or nil
+      return type(v) == "string" and v or nil
+    end
+    records = {{v = 1, event = "attempt", time = iso_time(gettime()), call_id = s.call_id, kind = kind,
+      route = route.name, final = true, ok = err == nil and res ~= nil,
+      error_kind = field(err, "kind"), request_id = field(r, "request_id"),
+      log_error = "cannot build the log record: " .. M.scrub(tostring(records))}}
+  end
+  local text = encode_lines(records, route)
   local ok, aerr = core.append(path, text)
   if not ok then return nil, aerr end
   return true, path
@@ -340,9 +413,7 @@ function M.saved(log_path, route, image, file_path, bytes, extra)
   end)
   if not ok then rec.sha256 = nil end
   for k, v in pairs(extra or {}) do rec[k] = v end
-  local text, e = encode_lines({rec}, route_key(route))
-  if not text then return nil, core.error("io", "cannot encode the log line: " .. tostring(e)) end
-  return core.append(log_path, text)
+  return core.append(log_path, encode_lines({rec}, route))
 end
 
 --- Makes every image of a call log its saves: `image:save(...)` works as before and, when it

@@ -65,7 +65,15 @@ function M.after(kind, route, params, opts, res, err)
   local target = res or err
   if type(target) ~= "table" or not core.is_route(route) then return res, err end
   local ok, c = pcall(cost.of, kind, route, params, res, err)
-  if ok then target.cost = c else target.cost_error = tostring(c) end
+  if ok then
+    target.cost = c
+  else -- never a missing cost: an unknown one, with the reason
+    target.cost_error = tostring(c)
+    local b = route.billing
+    target.cost = {amount = nil, currency = type(b) == "table" and b.currency or "USD", basis = "unknown",
+      estimated = true,
+      reason = "the cost could not be computed: " .. target.cost_error}
+  end
   local reason = M.reason(route)
   if reason then target.contract_reason = reason end
   local okp, path = pcall(log.path_for, route, opts)

@@ -5,6 +5,13 @@
 -- configs are what `imageroute.route{...}` takes (see `examples/routes.lua`). The chunk runs with
 -- an environment holding only `os.getenv`, so it is data, not a program.
 --
+-- Loading is bounded: a file larger than `MAX_FILE_BYTES` is refused unread, and the chunk runs in
+-- its own coroutine under an instruction-count hook that stops it after `MAX_INSTRUCTIONS` VM
+-- instructions, `MAX_SECONDS` of wall-clock time, or when the Lua heap has grown by more than
+-- `MAX_MEMORY_KB` (checked every `HOOK_EVERY` instructions: a single C call such as `string.rep`
+-- cannot be interrupted), with a validation error naming the file. An `api_key` function declared in
+-- the file runs under the same bounds whenever it is called.
+--
 --    local routes = require "imageroute.routes"
 --    local gateway = assert(routes.get("config/routes.lua", "acme-chat"))
 --
@@ -14,9 +21,66 @@
 local core = require "imageroute.core"
 local contract = require "imageroute.contract"
 
-local type, pairs, ipairs, tostring, pcall, loadfile, sort = type, pairs, ipairs, tostring, pcall, loadfile, table.sort
+local type, pairs, ipairs, tostring, load, sort = type, pairs, ipairs, tostring, load, table.sort
+local co_create, co_resume, co_status, sethook = coroutine.create, coroutine.resume, coroutine.status, debug.sethook
 
 local M = {}
+
+--- Largest routes file read (bytes).
+M.MAX_FILE_BYTES = 1024 * 1024
+--- Most VM instructions a routes file (or one call of an `api_key` function from it) may run.
+M.MAX_INSTRUCTIONS = 10000000
+--- Longest wall-clock time a routes file (or one call of its `api_key` function) may run (seconds).
+M.MAX_SECONDS = 2
+--- Most the Lua heap may grow while a routes file runs (KiB).
+M.MAX_MEMORY_KB = 256 * 1024
+--- How often the hook checks (instructions).
+M.HOOK_EVERY = 1000
+
+local clock = os.clock
+do
+  local ok, socket = pcall(require, "socket")
+  if ok and type(socket) == "table" and socket.gettime then clock = socket.gettime end
+end
+
+-- Runs fn(...) in a new coroutine under the bounds; returns true, value | false, message.
+local function bounded(what, fn, ...)
+  local co = co_create(fn)
+  local steps, t0, m0 = 0, clock(), collectgarbage("count")
+  local limit = M.MAX_INSTRUCTIONS
+  sethook(co, function()
+    steps = steps + M.HOOK_EVERY
+    if steps > limit then
+      error(("%s ran more than %d instructions (an endless loop?)"):format(what, limit), 0)
+    end
+    if clock() - t0 > M.MAX_SECONDS then
+      error(("%s ran longer than %g s (an endless loop?)"):format(what, M.MAX_SECONDS), 0)
+    end
+    if collectgarbage("count") - m0 > M.MAX_MEMORY_KB then
+      error(("%s grew the heap by more than %d KiB"):format(what, M.MAX_MEMORY_KB), 0)
+    end
+  end, "", M.HOOK_EVERY)
+  local ok, v = co_resume(co, ...)
+  if ok and co_status(co) ~= "dead" then ok, v = false, what .. " yielded" end
+  return ok, v
+end
+
+-- Reads at most MAX_FILE_BYTES of a file: text | nil, error kind, message.
+local function read_bounded(path)
+  local f, msg = io.open(path, "rb")
+  if not f then return nil, "io", "cannot open " .. tostring(msg) end
+  local size = f:seek("end")
+  if not size then f:close(); return nil, "io", "cannot read it (not a regular file?)" end
+  if size > M.MAX_FILE_BYTES then
+    f:close()
+    return nil, "validation", ("is %d bytes, larger than the %d a routes file may be"):format(size, M.MAX_FILE_BYTES)
+  end
+  f:seek("set")
+  local text = f:read(M.MAX_FILE_BYTES + 1) or ""
+  f:close()
+  if #text > M.MAX_FILE_BYTES then return nil, "validation", "is larger than a routes file may be" end
+  return text
+end
 
 local function fail(path, name, field, msg)
   return nil, core.error("validation", ("routes file %s%s: %s"):format(path,
@@ -32,12 +96,13 @@ end
 function M.load(path)
   if type(path) ~= "string" then error("routes.load: path must be a string", 2) end
   local env = {os = {getenv = os.getenv}}
-  local chunk, msg = loadfile(path, "t", env)
+  local text, rkind, rmsg = read_bounded(path)
+  if not text then return nil, core.error(rkind, ("routes file %s: %s"):format(path, rmsg), {path = path}) end
+  local chunk, msg = load(text, "@" .. path, "t", env)
   if not chunk then
-    local kind = msg and msg:find("cannot open", 1, true) and "io" or "validation"
-    return nil, core.error(kind, ("routes file %s: %s"):format(path, tostring(msg)), {path = path})
+    return nil, core.error("validation", ("routes file %s: %s"):format(path, tostring(msg)), {path = path})
   end
-  local ok, decl = pcall(chunk)
+  local ok, decl = bounded("the file", chunk)
   if not ok then return fail(path, nil, nil, "error while loading: " .. tostring(decl)) end
   if type(decl) ~= "table" then return fail(path, nil, nil, "must return a table of routes") end
   local entries = {}
@@ -74,6 +139,14 @@ function M.load(path)
     local cfg = {}
     for k, v in pairs(e.cfg) do cfg[k] = v end
     cfg.name = e.name
+    if type(cfg.api_key) == "function" then -- it runs at call time: under the same bounds
+      local f, what = cfg.api_key, ("it (route '%s' of routes file %s)"):format(e.name, path)
+      cfg.api_key = function(...)
+        local okf, v = bounded(what, f, ...)
+        if not okf then error(v, 0) end
+        return v
+      end
+    end
     local okc, cmsg, cfield = contract.validate(cfg.contract)
     if not okc then return fail(path, e.name, cfield, cmsg) end
     local route, err = core.route(cfg)
