@@ -88,7 +88,7 @@ contract: deps build
 	scripts/contract.sh
 
 rock:
-	scripts/rock.sh
+	@scripts/rock.sh
 
 rock-check: deps
 	scripts/rock-check.sh

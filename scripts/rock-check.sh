@@ -1,22 +1,84 @@
-#!/bin/sh
-# Installs the rock into a scratch tree with `luarocks make` and loads it from there, outside the
-# source tree, the way a user's project would.
-set -eu
+#!/bin/bash
+# make rock-check: the LuaRocks installs as a user makes them, with no extra variables, then a real
+# call from each installed tree against the bundled local server (loopback, started and stopped by
+# its pid), then `luarocks test`:
+#   1. make rock: build/rock/imageroute-scm-1.src.rock from this tree;
+#   2. `luarocks --lua-version 5.4 make --tree T --deps-mode=none rockspec/imageroute-scm-1.rockspec`
+#      in the files the rock ships (its archive unpacked in a scratch directory);
+#   3. `luarocks --lua-version 5.3 install --tree T53 --deps-mode=none imageroute-scm-1.src.rock`;
+#   4. for each tree: its own imageroute-localserver, then scripts/rock-call.lua under that Lua with
+#      `luarocks path --tree` (generate n = 2, save, read back, check the request the server got);
+#   5. `luarocks --lua-version 5.4 test` in the unpacked files (the whole suite; ROCK_CHECK_TEST=0
+#      skips it, ROCK_CHECK_TEST_ARGS are passed to busted, e.g. a spec file).
+# The dependencies come from Debian (lua-cjson, lua-socket, lua-argparse): Debian's luarocks
+# defaults to Lua 5.1 and no rock server is reachable, hence --lua-version and --deps-mode=none.
+set -euo pipefail
 cd "$(dirname "$0")/.."
-tree=$(mktemp -d)
-work=$(mktemp -d)
-trap 'rm -rf "$tree" "$work"' EXIT
-# build from a copy: the builtin backend leaves objects beside the sources
-cp -r src lua bin rockspec "$work"/
-cd "$work"
-# Debian puts curl/curl.h under the multiarch include directory
-curl_inc=/usr/include
-ma=$(cc -print-multiarch 2>/dev/null || true)
-[ -n "$ma" ] && [ -f "/usr/include/$ma/curl/curl.h" ] && curl_inc="/usr/include/$ma"
-luarocks --lua-version 5.4 make --tree "$tree" --deps-mode=none rockspec/imageroute-scm-1.rockspec \
-  CURL_INCDIR="$curl_inc" >"$tree.log" 2>&1 \
-  || { cat "$tree.log"; rm -f "$tree.log"; exit 1; }
-rm -f "$tree.log"
-eval "$(luarocks --lua-version 5.4 --tree "$tree" path)"
-cd /
-lua5.4 -e 'local ir = require "imageroute"; assert(package.searchpath("imageroute.core", package.cpath):find("'"$tree"'", 1, true), "core not from the tree"); print("rock-check: imageroute " .. ir._VERSION .. " loads from " .. package.searchpath("imageroute", package.path))'
+root=$(pwd)
+name=imageroute-scm-1
+scratch=$(mktemp -d)
+server=""
+cleanup() {
+  if [ -n "$server" ]; then kill "$server" 2>/dev/null || true; fi
+  rm -rf "$scratch"
+}
+trap cleanup EXIT INT TERM
+t0=$SECONDS
+step() { echo "rock-check: $* ($((SECONDS - t0)) s)"; }
+quiet() { # runs "$@" with its output kept in a log, shown only when it fails
+  local log="$scratch/log"
+  if ! "$@" >"$log" 2>&1; then cat "$log"; echo "rock-check: FAILED: $*" >&2; exit 1; fi
+}
+
+scripts/rock.sh
+rock="$root/build/rock/$name.src.rock"
+mkdir -p "$scratch/src" "$scratch/out-5.4" "$scratch/out-5.3"
+tar -xzf "build/rock/$name.tar.gz" -C "$scratch/src"
+src="$scratch/src/$name"
+
+# no CURL_INCDIR or any other variable: the rockspec checks libraries and the compiler finds headers
+step "luarocks --lua-version 5.4 make --tree T --deps-mode=none rockspec/$name.rockspec"
+(cd "$src" && quiet luarocks --lua-version 5.4 make --tree "$scratch/T" --deps-mode=none "rockspec/$name.rockspec")
+rm -f "$src"/src/*.o "$src"/imageroute/core.so   # the builtin backend builds beside the sources
+step "luarocks --lua-version 5.3 install --tree T53 --deps-mode=none $name.src.rock"
+(cd "$scratch" && quiet luarocks --lua-version 5.3 install --tree "$scratch/T53" --deps-mode=none "$rock")
+
+call_from() { # call_from LUAVERSION TREE
+  local v=$1 tree=$2 portfile="$scratch/port-$1"
+  (
+    eval "$(luarocks --lua-version "$v" --tree "$tree" path)"
+    export ROCK_CHECK_KEY="sk-rock-check-0123456789"
+    cd "$scratch"
+    # the installed server, on loopback; --owner-pid: it also exits if this script dies first
+    "$tree/bin/imageroute-localserver" --host 127.0.0.1 --port 0 --port-file "$portfile" --owner-pid $$ \
+      --quiet </dev/null >"$scratch/server-$v.log" 2>&1 &
+    server=$!
+    trap 'kill $server 2>/dev/null || true' EXIT
+    i=0
+    until [ -s "$portfile" ]; do
+      i=$((i + 1))
+      if [ $i -gt 200 ] || ! kill -0 "$server" 2>/dev/null; then
+        echo "rock-check: the installed local server did not start:"; cat "$scratch/server-$v.log"; exit 1
+      fi
+      sleep 0.05
+    done
+    "lua$v" "$root/scripts/rock-call.lua" "$tree" "http://127.0.0.1:$(cat "$portfile")/v1" "$scratch/out-$v"
+    kill "$server"
+    wait "$server" 2>/dev/null || true
+  )
+}
+step "a call from T (Lua 5.4)"
+call_from 5.4 "$scratch/T"
+step "a call from T53 (Lua 5.3)"
+call_from 5.3 "$scratch/T53"
+
+if [ "${ROCK_CHECK_TEST:-1}" != 0 ]; then
+  step "luarocks --lua-version 5.4 test ${ROCK_CHECK_TEST_ARGS:-}"
+  # shellcheck disable=SC2086
+  if (cd "$src" && luarocks --lua-version 5.4 test -- ${ROCK_CHECK_TEST_ARGS:-}) >"$scratch/test.log" 2>&1; then
+    grep -a '^spec:' "$scratch/test.log"
+  else
+    tail -n 80 "$scratch/test.log"; echo "rock-check: FAILED: luarocks test" >&2; exit 1
+  fi
+fi
+step "every check passed"
