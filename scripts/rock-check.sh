@@ -5,6 +5,8 @@
 #   1. make rock: build/rock/imageroute-scm-1.src.rock from this tree;
 #   2. `luarocks --lua-version 5.4 make --tree T --deps-mode=none rockspec/imageroute-scm-1.rockspec`
 #      in the files the rock ships (its archive unpacked in a scratch directory);
+#      and again where curl/curl.h is in the default path /usr/include (a private mount namespace
+#      moves it there from Debian's /usr/include/<multiarch>; skipped unless root);
 #   3. `luarocks --lua-version 5.3 install --tree T53 --deps-mode=none imageroute-scm-1.src.rock`;
 #   4. for each tree: its own imageroute-localserver, then scripts/rock-call.lua under that Lua with
 #      `luarocks path --tree` (generate n = 2, save, read back, check the request the server got);
@@ -40,6 +42,28 @@ src="$scratch/src/$name"
 step "luarocks --lua-version 5.4 make --tree T --deps-mode=none rockspec/$name.rockspec"
 (cd "$src" && quiet luarocks --lua-version 5.4 make --tree "$scratch/T" --deps-mode=none "rockspec/$name.rockspec")
 rm -f "$src"/src/*.o "$src"/imageroute/core.so   # the builtin backend builds beside the sources
+# the same on a system whose curl header is in the default path (/usr/include/curl, as outside
+# Debian): in a private mount namespace, /usr/include gets curl/ and loses its multiarch copy
+ma=$(cc -print-multiarch 2>/dev/null || true)
+if [ -n "$ma" ] && [ -f "/usr/include/$ma/curl/curl.h" ] && [ "$(id -u)" = 0 ] && command -v unshare >/dev/null; then
+  step "luarocks --lua-version 5.4 make with curl/curl.h in /usr/include instead of /usr/include/$ma"
+  ovl="$scratch/ovl"
+  mkdir -p "$ovl/upper/curl" "$ovl/work" "$ovl/empty"
+  cp "/usr/include/$ma/curl/"*.h "$ovl/upper/curl/"
+  # shellcheck disable=SC2016
+  (cd "$src" && quiet unshare -m bash -c 'set -e
+    mount -t overlay overlay -o "lowerdir=/usr/include,upperdir=$1/upper,workdir=$1/work" /usr/include
+    mount --bind "$1/empty" "/usr/include/$2/curl"
+    test -f /usr/include/curl/curl.h && test ! -e "/usr/include/$2/curl/curl.h"
+    echo "#include <curl/curl.h>" | cc -E -x c - | grep -q ""/usr/include/curl/curl.h""
+    luarocks --lua-version 5.4 make --tree "$3" --deps-mode=none rockspec/imageroute-scm-1.rockspec' \
+    _ "$ovl" "$ma" "$scratch/T-default")
+  rm -f "$src"/src/*.o "$src"/imageroute/core.so
+  LUA_CPATH="$scratch/T-default/lib/lua/5.4/?.so;;" lua5.4 -e 'require "imageroute.core"' \
+    || { echo "rock-check: FAILED: the core built with the header in /usr/include does not load" >&2; exit 1; }
+else
+  step "SKIPPED: the build with curl/curl.h in /usr/include (needs root, unshare and Debian's multiarch header)"
+fi
 step "luarocks --lua-version 5.3 install --tree T53 --deps-mode=none $name.src.rock"
 (cd "$scratch" && quiet luarocks --lua-version 5.3 install --tree "$scratch/T53" --deps-mode=none "$rock")
 
