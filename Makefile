@@ -87,7 +87,7 @@ demo-live: deps
 contract: deps build
 	scripts/contract.sh
 
-rock:
+rock: deps
 	@scripts/rock.sh
 
 rock-check: deps
