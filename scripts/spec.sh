@@ -47,7 +47,7 @@ cpath=()
 # shellcheck disable=SC2086
 ${SPEC_RUNNER:-} "$lua" /usr/bin/busted --ignore-lua "${cpath[@]}" "$@" 2>&1 | tee "$out"
 status=${PIPESTATUS[0]}
-line=$(grep -aE '^[0-9]+ successes? / [0-9]+ failures? / [0-9]+ errors? / [0-9]+ pending' "$out" | tail -n 1)
+line=$(grep -aE '^[0-9]+ success(es)? / [0-9]+ failures? / [0-9]+ errors? / [0-9]+ pending' "$out" | tail -n 1)
 rm -f "$out"
 if [ -z "$line" ]; then echo "spec: busted printed no summary"; exit 1; fi
 ok=$(echo "$line" | sed -E 's/^([0-9]+) success.*/\1/')
