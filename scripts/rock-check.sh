@@ -9,7 +9,8 @@
 #      moves it there from Debian's /usr/include/<multiarch>; skipped unless root);
 #   3. `luarocks --lua-version 5.3 install --tree T53 --deps-mode=none imageroute-scm-1.src.rock`;
 #   4. for each tree: its own imageroute-localserver, then scripts/rock-call.lua under that Lua with
-#      `luarocks path --tree` (generate n = 2, save, read back, check the request the server got);
+#      `luarocks path --tree` (generate n = 2, save, read back, check the request the server got),
+#      and the installed `imageroute --version`;
 #   5. `luarocks --lua-version 5.4 test` in the unpacked files (the whole suite; ROCK_CHECK_TEST=0
 #      skips it, ROCK_CHECK_TEST_ARGS are passed to busted, e.g. a spec file).
 # The dependencies come from Debian (lua-cjson, lua-socket, lua-argparse): Debian's luarocks
@@ -87,6 +88,10 @@ call_from() { # call_from LUAVERSION TREE
       sleep 0.05
     done
     "lua$v" "$root/scripts/rock-call.lua" "$tree" "http://127.0.0.1:$(cat "$portfile")/v1" "$scratch/out-$v"
+    # the installed command (LuaRocks' wrapper runs it with this Lua)
+    cli=$("$tree/bin/imageroute" --version 2>&1) || { echo "rock-check: FAILED: imageroute --version: $cli"; exit 1; }
+    case "$cli" in imageroute\ [0-9]*) echo "rock-check: $tree/bin/imageroute --version: $cli" ;;
+      *) echo "rock-check: FAILED: imageroute --version printed: $cli"; exit 1 ;; esac
     kill "$server"
     wait "$server" 2>/dev/null || true
   )
