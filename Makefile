@@ -1,6 +1,9 @@
 # imageroute: build, test, demo. `make help` lists the targets.
+# LUA picks the Lua the core is built for and the specs run under: lua5.4 (default, into build/) or
+# lua5.3 (into build-5.3/; `make test-5.3` = `make spec LUA=lua5.3`: that core and the whole suite under lua5.3)
 LUA        ?= lua5.4
-LUA_INC    ?= /usr/include/lua5.4
+LUA_V      := $(patsubst lua%,%,$(notdir $(LUA)))
+LUA_INC    ?= /usr/include/lua$(LUA_V)
 CURL_CFLAGS := $(shell pkg-config --cflags libcurl 2>/dev/null)
 CURL_LIBS   := $(shell pkg-config --libs libcurl 2>/dev/null || echo -lcurl)
 CC         ?= cc
@@ -10,7 +13,11 @@ CFLAGS     ?= -O2 -g
 ALL_CFLAGS  = $(CFLAGS) $(WARN) -fPIC -I$(LUA_INC) $(CURL_CFLAGS)
 LDFLAGS    ?=
 LIBS        = $(CURL_LIBS) -lb64 -lcrypto
+ifeq ($(LUA_V),5.4)
 BUILD      ?= build
+else
+BUILD      ?= build-$(LUA_V)
+endif
 SRCS        = $(wildcard src/*.c)
 OBJS        = $(SRCS:src/%.c=$(BUILD)/obj/%.o)
 CORE        = $(BUILD)/imageroute/core.so
@@ -18,14 +25,18 @@ CORE        = $(BUILD)/imageroute/core.so
 export LUA_PATH  := $(CURDIR)/lua/?.lua;$(CURDIR)/lua/?/init.lua;;
 export LUA_CPATH := $(CURDIR)/$(BUILD)/?.so;;
 
-.PHONY: all deps build test lint spec demo demo-live contract rock-check clean help bench check-valgrind check-asan fuzz soak doc
+.PHONY: all deps build test test-5.3 lint spec demo demo-live contract rock rock-check clean help bench check-valgrind \
+        check-asan fuzz soak doc
 
 all: build
 
 help:
 	@echo "make demo   - install missing deps, build, run the examples against the local server (files in ./out/)"
 	@echo "make test   - install missing deps, luacheck, build with -Werror, run all busted specs"
+	@echo "make test-5.3 - build the core for Lua 5.3 (build-5.3/) and run all specs under lua5.3"
 	@echo "make contract - run the contract suite against Steady serving the official OpenAPI spec"
+	@echo "make rock   - a source rock of this tree: build/rock/imageroute-scm-1.src.rock"
+	@echo "make rock-check - luarocks make into a scratch tree, a call from it, the rock installed, luarocks test"
 	@echo "make demo-live - the quickstart against the real API (needs OPENAI_API_KEY)"
 	@echo "make check-valgrind - all specs under valgrind memcheck"
 	@echo "make check-asan - all specs against the core built with AddressSanitizer and UBSan"
@@ -49,16 +60,22 @@ $(CORE): $(OBJS)
 lint:
 	luacheck --no-color -q lua spec examples bin/imageroute bin/imageroute-localserver scripts/*.lua $(wildcard bench/*.lua)
 
+# SPEC_ARGS: extra busted arguments (a spec file, --filter=...)
 spec: build
-	scripts/spec.sh
+	SPEC_LUA=$(LUA) SPEC_BUILD=$(BUILD) scripts/spec.sh $(SPEC_ARGS)
+
+test-5.3: deps
+	$(MAKE) spec LUA=lua5.3
 
 test: deps
 	$(MAKE) lint
 	$(MAKE) build
 	$(MAKE) spec
 
+# the Lua 5.3 core too: the demo runs the pandoc filter (pandoc embeds Lua 5.3)
 demo: deps
 	$(MAKE) build
+	$(MAKE) build LUA=lua5.3
 	scripts/demo.sh
 
 demo-live: deps
@@ -69,6 +86,9 @@ demo-live: deps
 
 contract: deps build
 	scripts/contract.sh
+
+rock: deps
+	@scripts/rock.sh
 
 rock-check: deps
 	scripts/rock-check.sh
@@ -96,4 +116,4 @@ soak: deps build
 	$(LUA) scripts/soak.lua $(SOAK_CALLS)
 
 clean:
-	rm -rf $(BUILD) out
+	rm -rf build build-5.3 out

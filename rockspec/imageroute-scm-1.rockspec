@@ -1,28 +1,44 @@
 rockspec_format = "3.0"
 package = "imageroute"
 version = "scm-1"
+-- There is no public repository yet, so no URL to fetch from: `luarocks make` builds the tree itself,
+-- and `make rock` packs the tree as this archive, with this rockspec, into imageroute-scm-1.src.rock,
+-- which `luarocks install imageroute-scm-1.src.rock` builds with no rock server and no download.
+-- (A plain `luarocks pack` of this rockspec cannot find the archive: use `make rock`.)
 source = {
-  url = "git+file:///dev/null", -- replaced by the repository URL when published
+  url = "imageroute-scm-1.tar.gz",
+  dir = "imageroute-scm-1",
 }
 description = {
-  summary = "Image generation and editing through OpenAI's image APIs and provider gateways, with routes as first-class objects",
+  summary = "Image generation and editing for Lua 5.3 and 5.4 through OpenAI's image APIs and gateways",
   detailed = [[
-A Lua 5.4 C module (libcurl, lua-cjson, libb64) with a Lua layer: generate, edit and respond on
-the Images, Responses and Chat Completions request shapes, with routes that record lane, provider,
-model label, billing and contract.]],
+imageroute generates and edits images through OpenAI's Images, Responses and Chat Completions
+request shapes and through OpenAI-compatible provider gateways. The route (lane, provider, model
+label, billing, contract) is a first-class object: a provider route is refused until its contract is
+written down and accepted, and every call is logged with who was called, under which contract, what
+it cost and where the image went. A C core (libcurl, lua-cjson, libb64) runs many transfers on one
+thread and decodes base64 images as they stream in; Lua modules on top do the policy. Includes a
+command line (`imageroute`), an OpenAI-compatible local server for demos and tests
+(`imageroute-localserver`), and a pandoc Lua filter example (examples/pandoc-images.lua).
+Lua 5.3 and 5.4.]],
+  -- no homepage: there is no public repository or site yet
   license = "MIT",
-  labels = {"openai", "images", "http", "curl"},
+  maintainer = "the imageroute authors",
+  labels = {"openai", "image-generation", "images", "http", "curl", "pandoc"},
 }
 dependencies = {
-  "lua >= 5.4, < 5.5",
+  "lua >= 5.3, < 5.5",
   "lua-cjson >= 2.1",
-  "argparse >= 0.7",
-  "luasocket >= 3.0", -- the bundled local server (imageroute.localserver, imageroute --local)
+  "argparse >= 0.7",   -- the command line
+  "luasocket >= 3.0",  -- the bundled local server (imageroute.localserver, imageroute --local)
 }
+-- Checked by library, not header: Debian keeps curl/curl.h under /usr/include/<multiarch>, where
+-- LuaRocks looks for libraries but not for headers; the compiler finds the header by itself there,
+-- and where it lives in the default path (or under CURL_DIR/include) as well.
 external_dependencies = {
-  CURL = {header = "curl/curl.h"},
-  B64 = {header = "b64/cdecode.h"},
-  CRYPTO = {header = "openssl/evp.h"},
+  CURL = {library = "curl"},
+  B64 = {library = "b64"},
+  CRYPTO = {library = "crypto"},
 }
 build = {
   type = "builtin",
@@ -53,6 +69,9 @@ build = {
       libdirs = {"$(CURL_LIBDIR)", "$(B64_LIBDIR)", "$(CRYPTO_LIBDIR)"},
     },
   },
+  -- into the rock's directory of the tree (luarocks show imageroute): the examples, among them the
+  -- pandoc filter
+  copy_directories = {"examples"},
   install = {
     bin = {
       ["imageroute"] = "bin/imageroute",
@@ -60,6 +79,11 @@ build = {
     },
   },
 }
+-- `luarocks test`: builds the core for the Lua of --lua-version (LuaRocks runs the script with that
+-- interpreter) and runs the whole busted suite under it against the bundled local server
+-- (`make spec LUA=luaX.Y`); arguments after `--` go to busted. It uses the system's busted (Debian's
+-- lua-busted): a test_dependencies entry would make LuaRocks download busted as a rock.
 test = {
-  type = "busted",
+  type = "command",
+  script = "scripts/rock-test.lua",
 }

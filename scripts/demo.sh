@@ -1,6 +1,7 @@
 #!/bin/sh
 # The main job: start the bundled local server, run the examples against it, stop the server.
-# Images land in ./out/. Called by `make demo` after the build.
+# Images land in ./out/. Called by `make demo` after the build (of the Lua 5.4 and 5.3 cores).
+# DEMO_EXAMPLES: the Lua examples to run; DEMO_PANDOC=0 skips the pandoc filter (out/pandoc-notes.html).
 set -eu
 cd "$(dirname "$0")/.."
 root=$(pwd)
@@ -24,5 +25,15 @@ for ex in ${DEMO_EXAMPLES:-quickstart assistant_flow provider_chat compare}; do
   echo "== examples/$ex.lua"
   lua5.4 "examples/$ex.lua"
 done
+# the pandoc filter (pandoc embeds Lua 5.3, so the 5.3 core: `make demo` builds it), run from out/
+if [ "${DEMO_PANDOC:-1}" = 1 ]; then
+  echo "== examples/pandoc-images.lua (pandoc $(pandoc --version | head -n 1 | cut -d' ' -f2), Lua 5.3)"
+  [ -e "$root/build-5.3/imageroute/core.so" ] || { echo "demo: no Lua 5.3 core (make build LUA=lua5.3)" >&2; exit 1; }
+  rm -rf out/pandoc-images   # its names hash the route, whose base_url (the port) changes every run
+  (cd out && LUA_CPATH="$root/build-5.3/?.so;;" IMAGEROUTE_IMAGE_DIR=pandoc-images \
+    pandoc --standalone --lua-filter "$root/examples/pandoc-images.lua" "$root/examples/pandoc-notes.md" \
+    -o pandoc-notes.html)
+  echo "demo: out/pandoc-notes.html shows $(grep -o 'src="pandoc-images/[^"]*\.png"' out/pandoc-notes.html | wc -l) generated images"
+fi
 echo "demo: files in ./out/:"
 ls -l out

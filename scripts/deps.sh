@@ -9,6 +9,10 @@ PKGS="liblua5.4-dev lua5.4 libcurl4-openssl-dev libssl-dev libb64-dev lua-cjson 
 # chromium (the comparison report is opened in a headless browser), valgrind (make check-valgrind),
 # clang with its runtime (make check-asan, make fuzz: AddressSanitizer, UBSan, libFuzzer)
 PKGS="$PKGS lua-busted lua-check lua-ldoc lua-discount openssl chromium valgrind clang libclang-rt-14-dev"
+# Lua 5.3 (make test-5.3: the core built against 5.3, the whole suite under lua5.3; Debian's lua-cjson,
+# lua-socket, lua-argparse and busted install for 5.3 too) and pandoc, whose embedded Lua is 5.3
+# (make pandoc-example: examples/pandoc-images.lua)
+PKGS="$PKGS liblua5.3-dev lua5.3 pandoc"
 missing=""
 for p in $PKGS; do
   if ! dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed"; then

@@ -15,6 +15,42 @@
 
 #define IR_VERSION "0.1.0"
 
+/* ---- Lua 5.3 and 5.4 ----
+ * The core is written against Lua 5.4; built against Lua 5.3 (LUA_VERSION_NUM 503, e.g. for
+ * Debian's pandoc, which embeds 5.3) the three 5.4-only uservalue calls map onto 5.3's single
+ * uservalue, with 5.4's semantics for a userdata created with one user value: index 1 is that value,
+ * any other index does not exist (get pushes nil and returns LUA_TNONE; set pops the value and
+ * returns 0). So no userdata of the core may use more than one user value (keep a table in it
+ * instead); lua_newuserdatauv with a constant count above 1 fails to compile against 5.3. */
+#if !defined(LUA_VERSION_NUM) || LUA_VERSION_NUM < 503 || LUA_VERSION_NUM > 504
+#error "imageroute.core needs Lua 5.3 or 5.4"
+#endif
+#if LUA_VERSION_NUM == 503
+static inline void *ir_compat_newuserdatauv(lua_State *L, size_t size, int nuvalue)
+{
+    (void)nuvalue; /* 5.3: one user value, nil until set */
+    return lua_newuserdata(L, size);
+}
+static inline int ir_compat_setiuservalue(lua_State *L, int idx, int n)
+{
+    if (n != 1) { lua_pop(L, 1); return 0; }
+    lua_setuservalue(L, idx);   /* void in 5.3 */
+    return 1;
+}
+static inline int ir_compat_getiuservalue(lua_State *L, int idx, int n)
+{
+    if (n != 1) { lua_pushnil(L); return LUA_TNONE; }
+    return lua_getuservalue(L, idx);   /* returns the type in 5.3 too */
+}
+/* a constant nuv > 1 does not compile here (negative array size): 5.3 cannot hold a second value */
+#define lua_newuserdatauv(L, size, nuv) \
+    ((void)sizeof(char[1 - 2 * ((nuv) > 1)]), ir_compat_newuserdatauv((L), (size), (nuv)))
+#define lua_setiuservalue(L, idx, n)    ir_compat_setiuservalue((L), (idx), (n))
+#define lua_getiuservalue(L, idx, n)    ir_compat_getiuservalue((L), (idx), (n))
+#endif
+/* "5.4" or "5.3": the Lua the core was built against (the User-Agent names it) */
+#define IR_LUA_VERSION LUA_VERSION_MAJOR "." LUA_VERSION_MINOR
+
 /* registry / metatable names */
 #define IR_ROUTE_MT    "imageroute.Route"
 #define IR_IMAGE_MT    "imageroute.Image"

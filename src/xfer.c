@@ -499,7 +499,7 @@ int ir_xfer_setup_api(lua_State *L, ir_xfer *x, int route, int opts, const char 
     {
         char ua[128];
         curl_version_info_data *vi = curl_version_info(CURLVERSION_NOW);
-        snprintf(ua, sizeof ua, "imageroute/%s (Lua 5.4; libcurl/%s)", IR_VERSION, vi->version);
+        snprintf(ua, sizeof ua, "imageroute/%s (Lua " IR_LUA_VERSION "; libcurl/%s)", IR_VERSION, vi->version);
         add_header(x, "User-Agent", ua);
     }
     {
