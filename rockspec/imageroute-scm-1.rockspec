@@ -60,7 +60,7 @@ build = {
     ["imageroute.compare"] = "lua/imageroute/compare.lua",
     ["imageroute.core"] = {
       sources = {
-        "src/api.c", "src/b64.c", "src/buf.c", "src/chat.c", "src/core.c", "src/error.c", "src/extract.c",
+        "src/addr.c", "src/api.c", "src/b64.c", "src/buf.c", "src/chat.c", "src/core.c", "src/error.c", "src/extract.c",
         "src/image.c", "src/input.c", "src/json.c", "src/respond.c", "src/route.c", "src/sniff.c", "src/sse.c",
         "src/util.c", "src/xfer.c",
       },
