@@ -9,11 +9,26 @@
 
 typedef struct ir_xfer ir_xfer;
 
+/* A socket libcurl wants watched, or a change of one queued for a host loop. */
+typedef struct {
+    curl_socket_t fd;
+    int what;                 /* CURL_POLL_IN | CURL_POLL_OUT | CURL_POLL_INOUT | CURL_POLL_REMOVE */
+} ir_sock;
+
 typedef struct {
     ir_xfer *head;            /* transfers that are waiting or running */
     int live;
     CURLM *multi;
     unsigned long seed;
+    /* loop.c: libcurl driven by curl_multi_socket_action */
+    ir_sock *socks;           /* the sockets libcurl watches now */
+    size_t nsocks, capsocks;
+    ir_sock *changes;         /* socket changes not yet taken by the host (when host is set) */
+    size_t nchanges, capchanges;
+    int host;                 /* a host loop watches the sockets: queue changes for it */
+    int oom;                  /* a socket table could not grow */
+    double curl_due;          /* when libcurl's timer fires (monotonic seconds), < 0: none */
+    double reported_due;      /* the due time last told to the host, < 0: none, -2: unknown */
 } ir_loop;
 
 /* One request shape: what to do with a 2xx API response, and when every download is done. */
@@ -83,6 +98,13 @@ int  ir_xfer_push_outcome(lua_State *L, int xi);
 void ir_fetch_next(lua_State *L, int xi, ir_xfer *x);
 void ir_fetch_done(lua_State *L, int xi, ir_xfer *x);
 int  ir_loop_step(lua_State *L, ir_loop *lp, double timeout);
+/* loop.c */
+void ir_loop_init_multi(ir_loop *lp);
+void ir_loop_free(ir_loop *lp);
+void ir_loop_open(lua_State *L);
+/* xfer.c, for loop.c */
+void ir_loop_activate(ir_loop *lp, double now);
+int  ir_loop_settle(lua_State *L, ir_loop *lp);
 const char *ir_route_key(lua_State *L, int route);
 
 /* sse.c */
