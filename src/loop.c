@@ -20,6 +20,7 @@
 #include <string.h>
 #include <time.h>
 #include <poll.h>
+#include <unistd.h>
 #include "ir.h"
 #include "xfer.h"
 
@@ -84,6 +85,29 @@ static int timer_cb(CURLM *multi, long timeout_ms, void *clientp)
     return 0;
 }
 
+/* libcurl: close a socket. While a host loop watches, the close waits until the host has been
+ * told to stop watching it (core.close_removed), so a host never polls a closed descriptor or a
+ * reused number. */
+static int closesocket_cb(void *clientp, curl_socket_t fd)
+{
+    ir_loop *lp = (ir_loop *)clientp;
+    if (lp->host && sock_push(&lp->closed, &lp->nclosed, &lp->capclosed, fd, CURL_POLL_REMOVE) == 0) return 0;
+    return close(fd);
+}
+
+static void close_deferred(ir_loop *lp)
+{
+    size_t i;
+    for (i = 0; i < lp->nclosed; i++) close(lp->closed[i].fd);
+    lp->nclosed = 0;
+}
+
+void ir_loop_easy_opts(ir_loop *lp, CURL *easy)
+{
+    curl_easy_setopt(easy, CURLOPT_CLOSESOCKETFUNCTION, closesocket_cb);
+    curl_easy_setopt(easy, CURLOPT_CLOSESOCKETDATA, (void *)lp);
+}
+
 void ir_loop_init_multi(ir_loop *lp)
 {
     lp->curl_due = -1;
@@ -96,10 +120,18 @@ void ir_loop_init_multi(ir_loop *lp)
 
 void ir_loop_free(ir_loop *lp)
 {
+    close_deferred(lp);
     free(lp->socks);
     free(lp->changes);
-    lp->socks = lp->changes = NULL;
-    lp->nsocks = lp->capsocks = lp->nchanges = lp->capchanges = 0;
+    free(lp->closed);
+    lp->socks = lp->changes = lp->closed = NULL;
+    lp->nsocks = lp->capsocks = lp->nchanges = lp->capchanges = lp->nclosed = lp->capclosed = 0;
+}
+
+void ir_loop_unwatch(ir_loop *lp)
+{
+    lp->host = 0;
+    close_deferred(lp);
 }
 
 /* ------------------------------------------------------------------------------------------ */
@@ -247,6 +279,7 @@ static int l_watch(lua_State *L)
     lp->nchanges = 0;
     lp->host = on;
     lp->reported_due = -2;
+    if (!on) close_deferred(lp);
     if (on) {
         size_t i;
         for (i = 0; i < lp->nsocks; i++) queue_change(lp, lp->socks[i].fd, lp->socks[i].what);
@@ -289,6 +322,14 @@ static int l_events(lua_State *L)
     return 3;
 }
 
+/* core.close_removed() : closes the sockets libcurl let go of, once the host has stopped watching
+ * them (after the "remove" changes of events() were handed over). */
+static int l_close_removed(lua_State *L)
+{
+    close_deferred(ir_get_loop(L));
+    return 0;
+}
+
 /* core.socket_action(fd, what) -> live : socket fd is ready ("in" | "out" | "inout" | "err", or
  * nil to let libcurl check it); moves its bytes and handles what finished. */
 static int l_socket_action(lua_State *L)
@@ -324,6 +365,7 @@ void ir_loop_open(lua_State *L)
         {"fds", l_fds},
         {"watch", l_watch},
         {"events", l_events},
+        {"close_removed", l_close_removed},
         {"socket_action", l_socket_action},
         {"timer_action", l_timer_action},
         {NULL, NULL}

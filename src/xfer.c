@@ -25,6 +25,7 @@ static int loop_gc(lua_State *L)
 {
     ir_loop *lp = (ir_loop *)lua_touserdata(L, 1);
     if (lp->multi) {
+        ir_loop_unwatch(lp);
         curl_multi_cleanup(lp->multi);
         lp->multi = NULL;
     }
@@ -359,6 +360,7 @@ oom:
 void ir_xfer_common_opts(ir_xfer *x)
 {
     curl_easy_setopt(x->easy, CURLOPT_PRIVATE, (void *)x);
+    ir_loop_easy_opts(x->loop, x->easy);
     curl_easy_setopt(x->easy, CURLOPT_WRITEFUNCTION, write_cb);
     curl_easy_setopt(x->easy, CURLOPT_WRITEDATA, (void *)x);
     curl_easy_setopt(x->easy, CURLOPT_HEADERFUNCTION, header_cb);

@@ -25,6 +25,8 @@ typedef struct {
     size_t nsocks, capsocks;
     ir_sock *changes;         /* socket changes not yet taken by the host (when host is set) */
     size_t nchanges, capchanges;
+    ir_sock *closed;          /* sockets libcurl closed while a host watched: closed after it is told */
+    size_t nclosed, capclosed;
     int host;                 /* a host loop watches the sockets: queue changes for it */
     int oom;                  /* a socket table could not grow */
     double curl_due;          /* when libcurl's timer fires (monotonic seconds), < 0: none */
@@ -101,6 +103,8 @@ int  ir_loop_step(lua_State *L, ir_loop *lp, double timeout);
 /* loop.c */
 void ir_loop_init_multi(ir_loop *lp);
 void ir_loop_free(ir_loop *lp);
+void ir_loop_unwatch(ir_loop *lp);                 /* before curl_multi_cleanup */
+void ir_loop_easy_opts(ir_loop *lp, CURL *easy);   /* every easy handle of the loop */
 void ir_loop_open(lua_State *L);
 /* xfer.c, for loop.c */
 void ir_loop_activate(ir_loop *lp, double now);

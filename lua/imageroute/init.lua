@@ -78,10 +78,14 @@ end
 -- The scheduler: every transfer runs on the C core's one libcurl multi loop. Calls made inside
 -- coroutines started by `run`, `spawn` or `batch` yield to it; calls made elsewhere step the
 -- loop until their transfer is done (and meanwhile the scheduler's coroutines progress too).
+-- With a host loop attached (`imageroute.loop.*`, or `on_socket`/`on_timer`), calls made from the
+-- host's own coroutines wait through the host instead (see `imageroute.hostloop`).
+
+local hostloop = require "imageroute.hostloop"
 
 local YIELD = setmetatable({}, {__tostring = function() return "imageroute.yield" end})
 local owned = setmetatable({}, {__mode = "k"}) -- coroutine -> its completion function
-local waiting = {}                               -- {co =, xfer =, opts =} waiting on a transfer
+local waiting = {}                               -- {co =, ready = fn} waiting on a condition
 local ready = {}                                 -- coroutines that yielded for a tick
 local last_bytes = setmetatable({}, {__mode = "k"})
 
@@ -103,23 +107,28 @@ end
 
 local resume
 
---- Resumes co with the given values and files it by what it does next.
+--- Resumes co with the given values and files it by what it does next. A yield that is not the
+-- scheduler's own (a host scheduler's, such as cqueues.sleep) is passed up to the coroutine we
+-- run in, when there is one, and its answer handed back; on the main thread it counts as a tick.
 resume = function(co, ...)
-  local ok, a, b, c = coroutine.resume(co, ...)
+  local r = table.pack(coroutine.resume(co, ...))
+  while r[1] and r[2] ~= YIELD and coroutine.status(co) == "suspended" and coroutine.isyieldable() do
+    r = table.pack(coroutine.resume(co, coroutine.yield(table.unpack(r, 2, r.n))))
+  end
   if coroutine.status(co) == "dead" then
     local done = owned[co]
     owned[co] = nil
-    if done then done(ok, a, b, c) end
+    if done then done(table.unpack(r, 1, r.n)) end
     return
   end
-  if ok and a == YIELD then
-    waiting[#waiting + 1] = {co = co, xfer = b, opts = c}
+  if r[1] and r[2] == YIELD then
+    waiting[#waiting + 1] = {co = co, ready = r[3]}
   else
     ready[#ready + 1] = co -- a yield of the caller's own: resumed at the next tick
   end
 end
 
---- One pass over the waiting coroutines: deliver callbacks, resume the finished.
+--- One pass over the waiting coroutines: deliver callbacks, resume the ones whose wait is over.
 local function tick()
   local now_ready = ready
   ready = {}
@@ -127,29 +136,42 @@ local function tick()
   local i = 1
   while i <= #waiting do
     local w = waiting[i]
-    deliver(w.xfer, w.opts)
-    if w.xfer:done() then
+    local done, a, b = w.ready()
+    if done then
       table.remove(waiting, i)
-      resume(w.co, w.xfer:result())
+      resume(w.co, a, b)
       core.step(0) -- send what the coroutine just started, before resuming the next one
     else
       i = i + 1
     end
   end
 end
+hostloop.set_settle(tick)
 
---- Waits for a transfer: yields inside the scheduler's coroutines, steps the loop otherwise.
-local function await(xfer, err, opts)
-  if not xfer then return nil, err end
-  local co = coroutine.running()
-  if owned[co] then return coroutine.yield(YIELD, xfer, opts) end
-  while not xfer:done() do
+--- Blocks the calling code until `is_ready()` returns true (then returns what follows its true):
+-- yields inside the scheduler's coroutines, waits through the host inside a host's coroutine when
+-- a host loop is attached, and steps the loop otherwise.
+local function wait_until(is_ready)
+  local co, main = coroutine.running()
+  if owned[co] then return coroutine.yield(YIELD, is_ready) end
+  if not main and hostloop.can_wait() then return hostloop.wait(is_ready) end
+  while true do
+    local done, a, b = is_ready()
+    if done then return a, b end
     core.step(0.5)
-    deliver(xfer, opts)
     tick()
   end
-  deliver(xfer, opts)
-  return xfer:result()
+end
+
+--- Waits for a transfer, delivering its callbacks meanwhile.
+local function await(xfer, err, opts)
+  if not xfer then return nil, err end
+  hostloop.flush() -- a host loop learns the new transfer's timer now
+  return wait_until(function()
+    deliver(xfer, opts)
+    if xfer:done() then return true, xfer:result() end
+    return false
+  end)
 end
 
 --- Runs the loop once: moves bytes, waits at most `timeout` seconds for activity, delivers
@@ -160,15 +182,18 @@ end
 function M.step(timeout)
   local live = core.step(timeout or 0)
   tick()
+  hostloop.flush()
   return live + #waiting + #ready
 end
 
---- What to wait on when embedding: the sockets libcurl watches and the longest wait.
--- Wait until one of the descriptors is ready or `timeout` passes, then call `imageroute.step(0)`.
+--- What to wait on when embedding in a loop built on select/poll: the sockets libcurl watches (any
+-- descriptor number) and the longest wait. Wait until one of the descriptors is ready or
+-- `timeout` passes, then call `imageroute.step(0)`. Loops that take callbacks (cqueues, luv) are
+-- better served by `on_socket`/`on_timer` or the ready adapters in `imageroute.loop`.
 --
 --    while imageroute.pending() > 0 do
 --      local r, w, timeout = imageroute.fds()
---      my_loop_wait(r, w, timeout)   -- e.g. socket.select or poll in your event loop
+--      my_loop_wait(r, w, timeout)   -- e.g. poll in your event loop
 --      imageroute.step(0)
 --    end
 --
@@ -185,16 +210,27 @@ function M.pending()
   return core.pending() + #waiting + #ready
 end
 
+M.on_socket = hostloop.on_socket
+M.on_timer = hostloop.on_timer
+M.socket_action = hostloop.socket_action
+M.timer_action = hostloop.timer_action
+
 --- Starts `fn(...)` as a scheduler coroutine without waiting for it; its imageroute calls yield
--- to the loop. Drive it with `step` (or any blocking imageroute call, or `run`).
+-- to the loop. Drive it with `step` (or any blocking imageroute call, or `run`), or with a host
+-- loop attached. With a host adapter that runs coroutines itself (cqueues), `fn` runs as one of
+-- the host's coroutines.
 -- @tparam function fn
 -- @tparam[opt] function on_done called as `on_done(ok, ...)` with fn's results or its error
 -- @return the coroutine
 function M.spawn(fn, on_done, ...)
   assert(type(fn) == "function", "spawn: function expected")
+  on_done = on_done or function(ok, e) if not ok then error(e, 0) end end
+  local hosted = hostloop.spawn(fn, on_done, ...)
+  if hosted then return hosted end
   local co = coroutine.create(fn)
-  owned[co] = on_done or function(ok, e) if not ok then error(e, 0) end end
+  owned[co] = on_done
   resume(co, ...)
+  hostloop.flush()
   return co
 end
 
@@ -213,7 +249,7 @@ function M.run(...)
       if ok then results[i] = v elseif first_err == nil then first_err = v end
     end)
   end
-  while pending > 0 do M.step(0.5) end
+  wait_until(function() return pending == 0 end) -- inside a flow: yields instead of blocking
   if first_err ~= nil then error(first_err, 0) end
   return table.unpack(results, 1, fns.n)
 end
