@@ -43,9 +43,9 @@ ir_image *ir_image_push(lua_State *L, ir_buf *buf)
     }
     lua_newtable(L);
     lua_setiuservalue(L, -2, 1);
-    /* the bytes are C memory the collector cannot see: a step of work sized by them keeps old
-     * images from piling up between collections */
-    if (im->n >= 64 * 1024) lua_gc(L, LUA_GCSTEP, (int)(im->n / 1024));
+    /* the bytes are C memory the collector cannot see: collector work sized by them (done a
+     * bounded slice per loop step, see loop.c) keeps old images from piling up */
+    ir_gc_debt(L, im->n);
     return im;
 }
 

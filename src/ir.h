@@ -122,6 +122,9 @@ typedef struct {
 /* Pushes a new Image userdata that takes ownership of buf->p (buf is emptied). The image
  * user value is a table for extra fields. */
 ir_image *ir_image_push(lua_State *L, ir_buf *buf);
+/* loop.c: n bytes of C memory were handed to a Lua value; the collector is told in bounded
+ * slices, one per loop step, instead of one long step now. */
+void ir_gc_debt(lua_State *L, size_t n);
 
 /* ---- route.c ---- */
 /* Returns the Route at idx (raises when it is not one) and pushes nothing. */

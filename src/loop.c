@@ -137,11 +137,72 @@ void ir_loop_unwatch(ir_loop *lp)
 /* ------------------------------------------------------------------------------------------ */
 /* driving libcurl                                                                             */
 
+/* Body bytes one step (step, socket_action, timer_action) takes in across all transfers. Decoding
+ * runs as the bytes arrive (base64 to image bytes, JSON, SSE), so this bounds the time one step
+ * can hold the host's loop: a fast link can deliver a whole 4 MB image in one read otherwise. */
+#define IR_STEP_BYTES (32 * 1024)
+
+int ir_loop_over_budget(ir_loop *lp, size_t n)
+{
+    if (lp->budget == 0) return 1;
+    lp->budget = n >= lp->budget ? 0 : lp->budget - n; /* one callback's data is taken whole */
+    return 0;
+}
+
+/* A new step: a fresh byte budget (bounded for the steps of a host loop; unbounded for a blocking
+ * wait, where nothing else waits on the thread and fewer, larger steps cost less CPU), and the
+ * transfers paused by the last one resume (libcurl hands their held data to the write callback
+ * from inside curl_easy_pause). */
+static void begin_step(lua_State *L, ir_loop *lp, int bounded)
+{
+    ir_xfer *x;
+    ir_loop_gc_slice(L, lp, bounded);
+    lp->budget = bounded ? IR_STEP_BYTES : (size_t)-1;
+    for (x = lp->head; x; x = x->next) {
+        if (x->paused && x->easy) {
+            x->paused = 0;
+            curl_easy_pause(x->easy, CURLPAUSE_CONT);
+        }
+    }
+}
+
+/* Collector work per step, in KB of allocation it stands for (LUA_GCSTEP's unit). */
+#define IR_GC_SLICE_KB 128
+
+void ir_gc_debt(lua_State *L, size_t n)
+{
+    ir_loop *lp;
+    if (n < 64 * 1024) return;
+    lp = ir_get_loop(L);
+    lp->gc_debt += n;
+    if (lp->live == 0) ir_loop_gc_slice(L, lp, 0); /* no loop stepping soon: pay it now */
+}
+
+/* Pays the collector's debt: a bounded slice in a host loop's step, all of it otherwise (the
+ * images of a blocking caller are collected as promptly as before, which costs less overall). */
+void ir_loop_gc_slice(lua_State *L, ir_loop *lp, int bounded)
+{
+    size_t kb = lp->gc_debt / 1024;
+    if (kb == 0) return;
+    if (bounded && kb > IR_GC_SLICE_KB) kb = IR_GC_SLICE_KB;
+    lp->gc_debt -= kb * 1024;
+    lua_gc(L, LUA_GCSTEP, (int)kb);
+}
+
+static int any_paused(ir_loop *lp)
+{
+    ir_xfer *x;
+    for (x = lp->head; x; x = x->next)
+        if (x->paused) return 1;
+    return 0;
+}
+
 /* The earliest of libcurl's timer and the next retry that is due; < 0 when neither. */
 static double next_due(ir_loop *lp)
 {
     double due = lp->curl_due;
     ir_xfer *x;
+    if (any_paused(lp)) return ir_now(); /* paused by the byte budget: the next step is due now */
     for (x = lp->head; x; x = x->next)
         if (x->state == X_WAIT && (due < 0 || x->due < due)) due = x->due;
     return due;
@@ -170,11 +231,13 @@ static int mask_of(const char *what)
 }
 
 /* One step: start due attempts, move bytes, wait at most `timeout` seconds for activity, handle
- * what finished. Returns the number of live transfers. */
+ * what finished. A step with timeout 0 (a host loop polling) takes in at most IR_STEP_BYTES.
+ * Returns the number of live transfers. */
 int ir_loop_step(lua_State *L, ir_loop *lp, double timeout)
 {
     double now, due, wait;
     int running;
+    begin_step(L, lp, timeout <= 0);
     run_timers(lp);
     if (ir_loop_settle(L, lp)) return lp->live; /* partial images and finished calls first */
     if (!lp->live) return 0;
@@ -337,6 +400,7 @@ static int l_socket_action(lua_State *L)
     ir_loop *lp = ir_get_loop(L);
     lua_Integer fd = luaL_checkinteger(L, 1);
     int running, mask = mask_of(luaL_optstring(L, 2, NULL));
+    begin_step(L, lp, 1);
     run_timers(lp);
     curl_multi_socket_action(lp->multi, (curl_socket_t)fd, mask, &running);
     run_timers(lp);
@@ -350,6 +414,7 @@ static int l_socket_action(lua_State *L)
 static int l_timer_action(lua_State *L)
 {
     ir_loop *lp = ir_get_loop(L);
+    begin_step(L, lp, 1);
     run_timers(lp);
     ir_loop_settle(L, lp);
     lp->reported_due = -2;

@@ -126,6 +126,10 @@ static size_t write_cb(char *p, size_t sz, size_t nm, void *ud)
 {
     ir_xfer *x = (ir_xfer *)ud;
     size_t n = sz * nm;
+    if (ir_loop_over_budget(x->loop, n)) { /* bounded work per step: the rest waits for the next */
+        x->paused = 1;
+        return CURL_WRITEFUNC_PAUSE;
+    }
     if (x->mode == M_UNSET) {
         long st = 0;
         curl_easy_getinfo(x->easy, CURLINFO_RESPONSE_CODE, &st);

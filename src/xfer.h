@@ -31,6 +31,8 @@ typedef struct {
     int oom;                  /* a socket table could not grow */
     double curl_due;          /* when libcurl's timer fires (monotonic seconds), < 0: none */
     double reported_due;      /* the due time last told to the host, < 0: none, -2: unknown */
+    size_t budget;            /* body bytes a step may still take in (IR_STEP_BYTES per step) */
+    size_t gc_debt;           /* bytes of images made since the collector was told (KB steps) */
 } ir_loop;
 
 /* One request shape: what to do with a 2xx API response, and when every download is done. */
@@ -82,6 +84,7 @@ struct ir_xfer {
     double delay_initial, delay_max, retry_after_max, timeout, connect_timeout;
     double t0, t_attempt, t_done, due;
     int ref;                  /* registry reference while the loop owns it */
+    int paused;               /* its write callback paused it: the step's byte budget was spent */
 };
 
 ir_loop *ir_get_loop(lua_State *L);
@@ -105,7 +108,10 @@ void ir_loop_init_multi(ir_loop *lp);
 void ir_loop_free(ir_loop *lp);
 void ir_loop_unwatch(ir_loop *lp);                 /* before curl_multi_cleanup */
 void ir_loop_easy_opts(ir_loop *lp, CURL *easy);   /* every easy handle of the loop */
+/* In write callbacks: 1 when this step's byte budget is spent (pause; the next step resumes). */
+int  ir_loop_over_budget(ir_loop *lp, size_t n);
 void ir_loop_open(lua_State *L);
+void ir_loop_gc_slice(lua_State *L, ir_loop *lp, int bounded); /* pays the collector's debt */
 /* xfer.c, for loop.c */
 void ir_loop_activate(ir_loop *lp, double now);
 int  ir_loop_settle(lua_State *L, ir_loop *lp);

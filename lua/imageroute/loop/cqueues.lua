@@ -59,7 +59,11 @@ function M.attach(cq)
     end
   end, function(fn, on_done, ...)
     local args = table.pack(...)
-    local co = coroutine.create(function() on_done(pcall(fn, unpack(args, 1, args.n))) end)
+    local co = coroutine.create(function()
+      local r = table.pack(pcall(fn, unpack(args, 1, args.n)))
+      settled:signal() -- whoever waits on this function's end (run, batch) checks again
+      on_done(unpack(r, 1, r.n))
+    end)
     cq:attach(co)
     return co
   end)
