@@ -94,12 +94,13 @@ describe("Image", function()
     assert.truthy(err.errno > 0)
   end)
 
-  it("closes: the bytes are released", function()
+  it("closes: the bytes are released, the length kept", function()
     local img = imageroute.image(PNG_1x1)
     do
       local i <close> = img -- luacheck: ignore
     end
-    assert.equal(0, #img)
+    assert.is_true(img.released)
+    assert.equal(#PNG_1x1, #img)
     assert.has_error(function() img:save(os.tmpname()) end)
   end)
 end)

@@ -49,12 +49,30 @@ ir_image *ir_image_push(lua_State *L, ir_buf *buf)
     return im;
 }
 
-static int image_release(lua_State *L)
+static int image_gc(lua_State *L)
 {
     ir_image *im = check_image(L, 1);
     free(im->p);
     im->p = NULL;
-    im->n = 0;
+    return 0;
+}
+
+/* image:release() : frees the bytes now (the C buffer and the cached Lua string, if any), keeping
+ * length, sha256, format, mime, width, height and the user fields (path, index, ...); reading
+ * image.bytes or saving afterwards raises "image was released". Also image:__close(). */
+static int image_release(lua_State *L)
+{
+    ir_image *im = check_image(L, 1);
+    if (im->released) return 0;
+    ir_sha256_hex(im->p ? im->p : (const unsigned char *)"", im->n, im->sha256);
+    ir_dimensions(im->p, im->n, &im->width, &im->height);
+    free(im->p);
+    im->p = NULL;
+    im->released = 1;
+    lua_getiuservalue(L, 1, 1);
+    lua_pushnil(L);
+    lua_setfield(L, -2, "bytes");
+    lua_pop(L, 1);
     return 0;
 }
 
@@ -67,8 +85,8 @@ static int image_len(lua_State *L)
 static int image_tostring(lua_State *L)
 {
     ir_image *im = check_image(L, 1);
-    long w, h;
-    ir_dimensions(im->p, im->n, &w, &h);
+    long w = im->width, h = im->height;
+    if (!im->released) ir_dimensions(im->p, im->n, &w, &h);
     lua_pushfstring(L, "imageroute.Image(%s, %I bytes, %dx%d)", im->format[0] ? im->format : "unknown",
                     (lua_Integer)im->n, (int)w, (int)h);
     return 1;
@@ -112,7 +130,7 @@ static int image_save(lua_State *L)
         durable = lua_toboolean(L, -1);
         lua_pop(L, 2);
     }
-    if (!im->p) return luaL_error(L, "image was released");
+    if (im->released) return luaL_error(L, "image was released (image:release())");
     tmp = (char *)lua_newuserdatauv(L, plen + 16, 0); /* freed by the GC, even if a raise happens */
     memcpy(tmp, path, plen);
     memcpy(tmp + plen, ".tmp-XXXXXX", 12);
@@ -137,6 +155,10 @@ static int image_save(lua_State *L)
         unlink(tmp);
         goto fail;
     }
+    lua_getiuservalue(L, 1, 1); /* image.path: where it was saved last */
+    lua_pushstring(L, path);
+    lua_setfield(L, -2, "path");
+    lua_pop(L, 1);
     lua_pushstring(L, path);
     lua_pushinteger(L, (lua_Integer)im->n);
     return 2;
@@ -169,6 +191,16 @@ static int image_index(lua_State *L)
     if (lua_rawget(L, -2) != LUA_TNIL) return 1;
     lua_pop(L, 3);
     if (!k) return 0;
+    if (strcmp(k, "released") == 0) { lua_pushboolean(L, im->released); return 1; }
+    if (im->released) {
+        if (strcmp(k, "bytes") == 0) return luaL_error(L, "image was released (image:release())");
+        if (strcmp(k, "sha256") == 0) { lua_pushstring(L, im->sha256); return 1; }
+        if (strcmp(k, "width") == 0 || strcmp(k, "height") == 0) {
+            if (im->width <= 0) return 0;
+            lua_pushinteger(L, k[0] == 'w' ? im->width : im->height);
+            return 1;
+        }
+    }
     if (strcmp(k, "bytes") == 0) {
         lua_pushlstring(L, im->p ? (const char *)im->p : "", im->n);
         lua_getiuservalue(L, 1, 1);
@@ -219,7 +251,7 @@ static int l_image(lua_State *L)
 void ir_image_open(lua_State *L)
 {
     static const luaL_Reg meta[] = {
-        {"__gc", image_release},
+        {"__gc", image_gc},
         {"__close", image_release},
         {"__len", image_len},
         {"__tostring", image_tostring},
@@ -229,6 +261,7 @@ void ir_image_open(lua_State *L)
     };
     static const luaL_Reg methods[] = {
         {"save", image_save},
+        {"release", image_release},
         {NULL, NULL}
     };
     static const luaL_Reg fns[] = {

@@ -113,10 +113,13 @@ void ir_push_excerpt(lua_State *L, const char *s, size_t n, size_t max);
 
 /* ---- image.c ---- */
 typedef struct {
-    unsigned char *p;       /* decoded bytes (malloc) */
+    unsigned char *p;       /* decoded bytes (malloc); NULL once released */
     size_t n;
     char mime[24];
     char format[8];
+    int released;           /* image:release() freed the bytes; what follows was kept */
+    char sha256[65];
+    long width, height;
 } ir_image;
 
 /* Pushes a new Image userdata that takes ownership of buf->p (buf is emptied). The image

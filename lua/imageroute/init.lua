@@ -260,8 +260,9 @@ end
 --   params =, opts =}`
 -- @tparam[opt] table opts `max_in_flight` (integer, default 4), `on_done(i, result, err)`,
 --   `on_progress(i, bytes, elapsed_seconds)`, `on_partial(i, image, index)`, `keep_results`
---   (default true; false drops each result after `on_done`, so a long batch holds only the images
---   in flight: save them in `on_done`)
+--   (default true; false drops each result after `on_done` and releases its images, see
+--   `Image:release`, so a long batch holds only the images in flight: save them in `on_done`;
+--   an image kept beyond `on_done` keeps its `path`, `sha256`, `length`, `format`, but not its bytes)
 -- @treturn {table,...} one `{ok = boolean, result = table|nil, error = table|nil}` per job
 function M.batch(jobs, opts)
   assert(type(jobs) == "table", "batch: a list of jobs expected")
@@ -287,6 +288,10 @@ function M.batch(jobs, opts)
         if not ok then res, err = nil, core.error("validation", tostring(res), {field = "job"}) end
       end
       if opts.on_done then opts.on_done(i, res, err) end
+      if opts.keep_results == false then
+        -- the result is dropped: its images' bytes are freed now, not at some later collection
+        for _, img in ipairs(res and res.images or err and err.images or {}) do img:release() end
+      end
       results[i] = {ok = res ~= nil, result = opts.keep_results ~= false and res or nil, error = err}
     end
   end
