@@ -49,11 +49,67 @@ ir_image *ir_image_push(lua_State *L, ir_buf *buf)
     return im;
 }
 
+ir_image *ir_image_push_file(lua_State *L, const char *path, size_t n, const unsigned char *head, size_t headn,
+                             const char *sha256)
+{
+    const char *fmt = NULL, *mime;
+    size_t plen = strlen(path);
+    ir_image *im = (ir_image *)lua_newuserdatauv(L, sizeof *im, 1);
+    memset(im, 0, sizeof *im);
+    luaL_setmetatable(L, IR_IMAGE_MT);
+    im->n = n;
+    im->file = (char *)malloc(plen + 1);
+    if (im->file) memcpy(im->file, path, plen + 1);
+    mime = ir_sniff(head, headn, &fmt);
+    if (mime) {
+        strncpy(im->mime, mime, sizeof im->mime - 1);
+        strncpy(im->format, fmt, sizeof im->format - 1);
+    }
+    ir_dimensions(head, headn, &im->width, &im->height);
+    strncpy(im->sha256, sha256, sizeof im->sha256 - 1);
+    lua_newtable(L);
+    lua_pushstring(L, path);
+    lua_setfield(L, -2, "path");
+    lua_setiuservalue(L, -2, 1);
+    return im;
+}
+
+/* The bytes of a file-backed image, read now into a Lua string (pushed); 0 with a message pushed
+ * when the file cannot be read whole. */
+static int push_file_bytes(lua_State *L, ir_image *im)
+{
+    luaL_Buffer b;
+    FILE *f = im->file ? fopen(im->file, "rb") : NULL;
+    size_t got = 0, r;
+    if (!f) {
+        lua_pushfstring(L, "cannot read %s: %s", im->file ? im->file : "?", strerror(errno));
+        return 0;
+    }
+    luaL_buffinit(L, &b);
+    do {
+        char *dst = luaL_prepbuffer(&b);
+        r = fread(dst, 1, LUAL_BUFFERSIZE, f);
+        luaL_addsize(&b, r);
+        got += r;
+    } while (r == LUAL_BUFFERSIZE);
+    fclose(f);
+    luaL_pushresult(&b);
+    if (got != im->n) {
+        lua_pop(L, 1);
+        lua_pushfstring(L, "%s changed since it was written (%I bytes, expected %I)", im->file, (lua_Integer)got,
+                        (lua_Integer)im->n);
+        return 0;
+    }
+    return 1;
+}
+
 static int image_gc(lua_State *L)
 {
     ir_image *im = check_image(L, 1);
     free(im->p);
     im->p = NULL;
+    free(im->file);
+    im->file = NULL;
     return 0;
 }
 
@@ -64,6 +120,10 @@ static int image_release(lua_State *L)
 {
     ir_image *im = check_image(L, 1);
     if (im->released) return 0;
+    if (im->file) { /* nothing held in memory: only reading its bytes is refused from now on */
+        im->released = 1;
+        return 0;
+    }
     ir_sha256_hex(im->p ? im->p : (const unsigned char *)"", im->n, im->sha256);
     ir_dimensions(im->p, im->n, &im->width, &im->height);
     free(im->p);
@@ -86,7 +146,7 @@ static int image_tostring(lua_State *L)
 {
     ir_image *im = check_image(L, 1);
     long w = im->width, h = im->height;
-    if (!im->released) ir_dimensions(im->p, im->n, &w, &h);
+    if (!im->released && !im->file) ir_dimensions(im->p, im->n, &w, &h);
     lua_pushfstring(L, "imageroute.Image(%s, %I bytes, %dx%d)", im->format[0] ? im->format : "unknown",
                     (lua_Integer)im->n, (int)w, (int)h);
     return 1;
@@ -122,6 +182,7 @@ static int image_save(lua_State *L)
     int overwrite = 0, durable = 0, fd, e;
     char *tmp;
     size_t plen = strlen(path);
+    const unsigned char *data = im->p;
     if (!lua_isnoneornil(L, 3)) {
         luaL_checktype(L, 3, LUA_TTABLE);
         lua_getfield(L, 3, "overwrite");
@@ -131,6 +192,10 @@ static int image_save(lua_State *L)
         lua_pop(L, 2);
     }
     if (im->released) return luaL_error(L, "image was released (image:release())");
+    if (im->file) { /* file-backed: its bytes are read for this save only */
+        if (!push_file_bytes(L, im)) return lua_error(L);
+        data = (const unsigned char *)lua_tostring(L, -1);
+    }
     tmp = (char *)lua_newuserdatauv(L, plen + 16, 0); /* freed by the GC, even if a raise happens */
     memcpy(tmp, path, plen);
     memcpy(tmp + plen, ".tmp-XXXXXX", 12);
@@ -139,7 +204,7 @@ static int image_save(lua_State *L)
         e = errno;
         goto fail;
     }
-    e = write_all(fd, im->p, im->n);
+    e = write_all(fd, data, im->n);
     if (!e && durable && fsync(fd) != 0) e = errno;
     if (close(fd) != 0 && !e) e = errno;
     if (!e) (void)chmod(tmp, 0644);
@@ -192,8 +257,12 @@ static int image_index(lua_State *L)
     lua_pop(L, 3);
     if (!k) return 0;
     if (strcmp(k, "released") == 0) { lua_pushboolean(L, im->released); return 1; }
-    if (im->released) {
-        if (strcmp(k, "bytes") == 0) return luaL_error(L, "image was released (image:release())");
+    if (im->released || im->file) {
+        if (strcmp(k, "bytes") == 0 && im->released) return luaL_error(L, "image was released (image:release())");
+        if (strcmp(k, "bytes") == 0) { /* file-backed: read on each access, never kept */
+            if (!push_file_bytes(L, im)) return lua_error(L);
+            return 1;
+        }
         if (strcmp(k, "sha256") == 0) { lua_pushstring(L, im->sha256); return 1; }
         if (strcmp(k, "width") == 0 || strcmp(k, "height") == 0) {
             if (im->width <= 0) return 0;

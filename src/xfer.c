@@ -188,6 +188,7 @@ static void reset_attempt(ir_xfer *x)
     if (x->resp.p) x->resp.p[0] = '\0';
     ir_extract_free(&x->ex);
     ir_extract_init(&x->ex, &x->resp);
+    x->ex.save_to = x->save_to;
     ir_sse_reset(x);
     memset(&x->h, 0, sizeof x->h);
     x->mode = M_UNSET;
@@ -198,6 +199,10 @@ static void reset_attempt(ir_xfer *x)
 
 void ir_xfer_release(ir_xfer *x)
 {
+    ir_extract_free(&x->ex); /* before save_to goes: it may remove temporary files */
+    free(x->save_to);
+    x->save_to = NULL;
+    x->ex.save_to = NULL;
     if (x->easy) {
         if (x->in_multi && x->loop && x->loop->multi) curl_multi_remove_handle(x->loop->multi, x->easy);
         curl_easy_cleanup(x->easy);
@@ -398,6 +403,14 @@ ir_xfer *ir_xfer_new(lua_State *L, int op, int route, int opts)
     x->loop = ir_get_loop(L);
     x->ref = LUA_NOREF;
     ir_extract_init(&x->ex, &x->resp);
+    if (opts && lua_getfield(L, opts, "save_to") == LUA_TSTRING) { /* checked by the Lua layer */
+        size_t n;
+        const char *s = lua_tolstring(L, -1, &n);
+        x->save_to = (char *)malloc(n + 1);
+        if (x->save_to) memcpy(x->save_to, s, n + 1);
+        x->ex.save_to = x->save_to;
+    }
+    if (opts) lua_pop(L, 1);
     lua_createtable(L, 0, 8);
     lua_pushvalue(L, route);
     lua_setfield(L, -2, "route");

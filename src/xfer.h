@@ -85,6 +85,7 @@ struct ir_xfer {
     double t0, t_attempt, t_done, due;
     int ref;                  /* registry reference while the loop owns it */
     int paused;               /* its write callback paused it: the step's byte budget was spent */
+    char *save_to;            /* opts.save_to (malloc): final images decoded into files */
 };
 
 ir_loop *ir_get_loop(lua_State *L);

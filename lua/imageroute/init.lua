@@ -301,12 +301,72 @@ function M.batch(jobs, opts)
   return results
 end
 
+--- The name of image i of count for a save_to target: the target itself for one image, else
+-- "<stem>-i<.ext>" (the same rule as the C core's).
+local function numbered(target, i, count)
+  if count <= 1 then return target end
+  local stem, ext = target:match("^(.-)(%.[^./]+)$")
+  if not stem or stem == "" or stem:sub(-1) == "/" then stem, ext = target, "" end
+  return ("%s-%d%s"):format(stem, i, ext)
+end
+
+local function exists(path)
+  local f = io.open(path, "rb")
+  if f then f:close() end
+  return f ~= nil
+end
+
+--- Checks opts.save_to before anything is sent: a file path whose names are free (or overwrite).
+local function check_save_to(params, opts)
+  local to = opts and opts.save_to
+  if to == nil then return true end
+  local function refuse(msg)
+    return nil, core.error("validation", msg, {field = "save_to", fix = "pass opts.save_to = \"dir/name.png\""})
+  end
+  if type(to) ~= "string" or to == "" or to:sub(-1) == "/" or to:find("\0", 1, true) then
+    return refuse("opts.save_to must be a file path such as out/fox.png")
+  end
+  local dir = to:match("^(.*)/[^/]*$") or "."
+  if dir ~= "" and not exists(dir) then return refuse("opts.save_to: the directory " .. dir .. " does not exist") end
+  local n = type(params) == "table" and math.tointeger(params.n) or 1
+  if not opts.overwrite then
+    for i = 1, math.max(1, math.min(n, 16)) do
+      local name = numbered(to, i, n)
+      if exists(name) then
+        return nil, core.error("validation", ("opts.save_to: %s exists (pass opts.overwrite = true to replace it)")
+          :format(name), {field = "save_to", path = name})
+      end
+    end
+  end
+  return true
+end
+
+--- After a call with save_to: the images the core could not decode into files as they arrived
+-- (streamed events, downloaded links) are saved now, under the same names.
+local function save_rest(res, opts)
+  local count = #res.images
+  for i, img in ipairs(res.images) do
+    if not img.path then
+      local p, err = img:save(numbered(opts.save_to, i, count), {overwrite = true})
+      if not p then
+        err.images = res.images
+        return nil, err
+      end
+    end
+  end
+  return res
+end
+
 --- The raw call of one shape: start its transfer on the loop, then wait for it (yielding inside
 -- the scheduler's coroutines).
 local function raw_call(start)
   return function(route, params, opts)
+    local ok, serr = check_save_to(params, opts)
+    if not ok then return nil, serr end
     local x, err = start(route, params, opts)
-    return await(x, err, opts)
+    local res, e = await(x, err, opts)
+    if res and opts and opts.save_to then return save_rest(res, opts) end
+    return res, e
   end
 end
 
@@ -333,7 +393,13 @@ local raw_generate = raw_call(core.start_generate)
 --   `log` (a log path for this call, or false), `allow_preview`, `skip_rules` (see imageroute.rules),
 --   `on_partial(image, index)` (with `params.stream = true` and `params.partial_images`: each
 --   partial image as its event arrives, index 0-based; `image.event` holds the event's other fields),
---   `on_progress(bytes, elapsed_seconds)`
+--   `on_progress(bytes, elapsed_seconds)`, `save_to` (a file path: each final image is decoded
+--   straight into a temporary file in that directory as its base64 arrives and renamed to the
+--   path at the end, with n > 1 to `name-1.ext`, `name-2.ext`, ...; nothing is left behind on
+--   failure; the result's Images carry `path` and read their bytes from the file only when asked;
+--   images that arrive otherwise, streamed events or downloaded links, are saved at the end under
+--   the same names), `overwrite` (with `save_to`: replace existing files; without it a call whose
+--   target exists is refused before sending)
 -- @treturn table result:
 --
 -- * `images` (list of Image): decoded bytes (`image.bytes`, `image.length` in bytes), `mime`,
