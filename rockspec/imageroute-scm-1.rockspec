@@ -58,10 +58,13 @@ build = {
     ["imageroute.routes"] = "lua/imageroute/routes.lua",
     ["imageroute.cli"] = "lua/imageroute/cli.lua",
     ["imageroute.compare"] = "lua/imageroute/compare.lua",
+    ["imageroute.hostloop"] = "lua/imageroute/hostloop.lua",
+    ["imageroute.loop.cqueues"] = "lua/imageroute/loop/cqueues.lua",
+    ["imageroute.loop.luv"] = "lua/imageroute/loop/luv.lua",
     ["imageroute.core"] = {
       sources = {
         "src/addr.c", "src/api.c", "src/b64.c", "src/buf.c", "src/chat.c", "src/core.c", "src/error.c", "src/extract.c",
-        "src/image.c", "src/input.c", "src/json.c", "src/respond.c", "src/route.c", "src/sniff.c", "src/sse.c",
+        "src/image.c", "src/input.c", "src/json.c", "src/loop.c", "src/respond.c", "src/route.c", "src/savefile.c", "src/sniff.c", "src/sse.c",
         "src/util.c", "src/xfer.c",
       },
       libraries = {"curl", "b64", "crypto"},

@@ -4,7 +4,8 @@
  *   b64.c    base64 through libb64          sniff.c   image type and size from magic bytes
  *   json.c   the private lua-cjson instance  error.c   structured error values
  *   image.c  the Image userdata, save        route.c   the Route userdata
- *   xfer.c   the libcurl multi loop          api.c     request shapes (generate, edit, ...)
+ *   xfer.c   transfers, retries, downloads   api.c     request shapes (generate, edit, ...)
+ *   loop.c   driving libcurl by sockets and timers (step, fds, socket_action, timer_action)
  *   extract.c, sse.c  reading responses as they stream in
  */
 #include "ir.h"
@@ -22,6 +23,7 @@ LUALIB_API int luaopen_imageroute_core(lua_State *L)
     ir_image_open(L);
     ir_route_open(L);
     ir_xfer_open(L);
+    ir_loop_open(L);
     ir_api_open(L);
     ir_input_open(L);
     ir_respond_open(L);

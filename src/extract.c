@@ -24,7 +24,10 @@ void ir_extract_init(ir_extract *e, ir_buf *json)
 void ir_extract_free(ir_extract *e)
 {
     size_t i;
-    for (i = 0; i < e->nimgs; i++) ir_buf_free(&e->imgs[i].data);
+    for (i = 0; i < e->nimgs; i++) {
+        ir_buf_free(&e->imgs[i].data);
+        ir_spill_discard(e->imgs[i].spill); /* an image not taken: its temporary file goes */
+    }
     free(e->imgs);
     e->imgs = NULL;
     e->nimgs = e->capimgs = 0;
@@ -50,6 +53,14 @@ static int begin_image(ir_extract *e)
     }
     memset(&e->imgs[e->nimgs], 0, sizeof e->imgs[0]);
     e->nimgs++;
+    /* a final image (not a partial) of a call with save_to is decoded into its file */
+    if (e->save_to && !e->discard &&
+        !(e->keylen == sizeof "partial_image_b64" - 1 && memcmp(e->key, "partial_image_b64", e->keylen) == 0)) {
+        ir_ximg *im = &e->imgs[e->nimgs - 1];
+        im->spill = ir_spill_open(e->save_to);
+        im->spill_no = ++e->nspills;
+        if (!im->spill) im->bad = "the save_to file cannot be created";
+    }
     ir_b64dec_init(&e->dec);
     e->npre = 0;
     e->prefix = 0;
@@ -89,6 +100,8 @@ static int div_feed(ir_extract *e, const char *p, size_t n)
         e->npre = 0;
     }
     if (n && ir_b64dec_feed(&e->dec, p, n, &im->data)) return -1;
+    if (im->spill && im->data.n >= IR_SPILL_CHUNK && ir_spill_write(im->spill, &im->data) && !im->bad)
+        im->bad = "writing the save_to file failed";
     return 0;
 }
 
@@ -107,6 +120,7 @@ static int end_image(ir_extract *e)
     }
     if (e->prefix == 1 && !im->bad) im->bad = "a data: URL without a comma";
     if (ir_b64dec_finish(&e->dec, &im->data, &why) && !im->bad) im->bad = why;
+    if (im->spill && ir_spill_write(im->spill, &im->data) && !im->bad) im->bad = "writing the save_to file failed";
     snprintf(ph, sizeof ph, IR_IMG_PLACEHOLDER "%u\"", (unsigned)(e->nimgs - 1));
     return ir_buf_addstr(e->json, ph);
 }

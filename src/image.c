@@ -44,18 +44,96 @@ ir_image *ir_image_push(lua_State *L, ir_buf *buf)
     }
     lua_newtable(L);
     lua_setiuservalue(L, -2, 1);
-    /* the bytes are C memory the collector cannot see: a step of work sized by them keeps old
-     * images from piling up between collections */
-    if (im->n >= 64 * 1024) lua_gc(L, LUA_GCSTEP, (int)(im->n / 1024));
+    /* the bytes are C memory the collector cannot see: collector work sized by them (done a
+     * bounded slice per loop step, see loop.c) keeps old images from piling up */
+    ir_gc_debt(L, im->n);
     return im;
 }
 
-static int image_release(lua_State *L)
+ir_image *ir_image_push_file(lua_State *L, const char *path, size_t n, const unsigned char *head, size_t headn,
+                             const char *sha256)
+{
+    const char *fmt = NULL, *mime;
+    size_t plen = strlen(path);
+    ir_image *im = (ir_image *)lua_newuserdatauv(L, sizeof *im, 1);
+    memset(im, 0, sizeof *im);
+    luaL_setmetatable(L, IR_IMAGE_MT);
+    im->n = n;
+    im->file = (char *)malloc(plen + 1);
+    if (im->file) memcpy(im->file, path, plen + 1);
+    mime = ir_sniff(head, headn, &fmt);
+    if (mime) {
+        strncpy(im->mime, mime, sizeof im->mime - 1);
+        strncpy(im->format, fmt, sizeof im->format - 1);
+    }
+    ir_dimensions(head, headn, &im->width, &im->height);
+    strncpy(im->sha256, sha256, sizeof im->sha256 - 1);
+    lua_newtable(L);
+    lua_pushstring(L, path);
+    lua_setfield(L, -2, "path");
+    lua_setiuservalue(L, -2, 1);
+    return im;
+}
+
+/* The bytes of a file-backed image, read now into a Lua string (pushed); 0 with a message pushed
+ * when the file cannot be read whole. */
+static int push_file_bytes(lua_State *L, ir_image *im)
+{
+    luaL_Buffer b;
+    FILE *f = im->file ? fopen(im->file, "rb") : NULL;
+    size_t got = 0, r;
+    if (!f) {
+        lua_pushfstring(L, "cannot read %s: %s", im->file ? im->file : "?", strerror(errno));
+        return 0;
+    }
+    luaL_buffinit(L, &b);
+    do {
+        char *dst = luaL_prepbuffer(&b);
+        r = fread(dst, 1, LUAL_BUFFERSIZE, f);
+        luaL_addsize(&b, r);
+        got += r;
+    } while (r == LUAL_BUFFERSIZE);
+    fclose(f);
+    luaL_pushresult(&b);
+    if (got != im->n) {
+        lua_pop(L, 1);
+        lua_pushfstring(L, "%s changed since it was written (%I bytes, expected %I)", im->file, (lua_Integer)got,
+                        (lua_Integer)im->n);
+        return 0;
+    }
+    return 1;
+}
+
+static int image_gc(lua_State *L)
 {
     ir_image *im = check_image(L, 1);
     free(im->p);
     im->p = NULL;
-    im->n = 0;
+    free(im->file);
+    im->file = NULL;
+    return 0;
+}
+
+/* image:release() : frees the bytes now (the C buffer and the cached Lua string, if any), keeping
+ * length, sha256, format, mime, width, height and the user fields (path, index, ...); reading
+ * image.bytes or saving afterwards raises "image was released". Also image:__close(). */
+static int image_release(lua_State *L)
+{
+    ir_image *im = check_image(L, 1);
+    if (im->released) return 0;
+    if (im->file) { /* nothing held in memory: only reading its bytes is refused from now on */
+        im->released = 1;
+        return 0;
+    }
+    ir_sha256_hex(im->p ? im->p : (const unsigned char *)"", im->n, im->sha256);
+    ir_dimensions(im->p, im->n, &im->width, &im->height);
+    free(im->p);
+    im->p = NULL;
+    im->released = 1;
+    lua_getiuservalue(L, 1, 1);
+    lua_pushnil(L);
+    lua_setfield(L, -2, "bytes");
+    lua_pop(L, 1);
     return 0;
 }
 
@@ -68,8 +146,8 @@ static int image_len(lua_State *L)
 static int image_tostring(lua_State *L)
 {
     ir_image *im = check_image(L, 1);
-    long w, h;
-    ir_dimensions(im->p, im->n, &w, &h);
+    long w = im->width, h = im->height;
+    if (!im->released && !im->file) ir_dimensions(im->p, im->n, &w, &h);
     lua_pushfstring(L, "imageroute.Image(%s, %I bytes, %dx%d)", im->format[0] ? im->format : "unknown",
                     (lua_Integer)im->n, (int)w, (int)h);
     return 1;
@@ -134,6 +212,7 @@ static int image_save(lua_State *L)
     int overwrite = 0, durable = 0, fd, e;
     char *tmp;
     size_t plen = strlen(path);
+    const unsigned char *data = im->p;
     if (!lua_isnoneornil(L, 3)) {
         luaL_checktype(L, 3, LUA_TTABLE);
         lua_getfield(L, 3, "overwrite");
@@ -142,14 +221,18 @@ static int image_save(lua_State *L)
         durable = lua_toboolean(L, -1);
         lua_pop(L, 2);
     }
-    if (!im->p) return luaL_error(L, "image was released");
+    if (im->released) return luaL_error(L, "image was released (image:release())");
+    if (im->file) { /* file-backed: its bytes are read for this save only */
+        if (!push_file_bytes(L, im)) return lua_error(L);
+        data = (const unsigned char *)lua_tostring(L, -1);
+    }
     tmp = (char *)lua_newuserdatauv(L, plen + 16, 0); /* freed by the GC, even if a raise happens */
     fd = create_temp(path, tmp);
     if (fd < 0) {
         e = errno;
         goto fail;
     }
-    e = write_all(fd, im->p, im->n);
+    e = write_all(fd, data, im->n);
     if (!e && durable && fsync(fd) != 0) e = errno;
     if (close(fd) != 0 && !e) e = errno;
     if (!e) {
@@ -164,6 +247,10 @@ static int image_save(lua_State *L)
         unlink(tmp);
         goto fail;
     }
+    lua_getiuservalue(L, 1, 1); /* image.path: where it was saved last */
+    lua_pushstring(L, path);
+    lua_setfield(L, -2, "path");
+    lua_pop(L, 1);
     lua_pushstring(L, path);
     lua_pushinteger(L, (lua_Integer)im->n);
     return 2;
@@ -196,6 +283,20 @@ static int image_index(lua_State *L)
     if (lua_rawget(L, -2) != LUA_TNIL) return 1;
     lua_pop(L, 3);
     if (!k) return 0;
+    if (strcmp(k, "released") == 0) { lua_pushboolean(L, im->released); return 1; }
+    if (im->released || im->file) {
+        if (strcmp(k, "bytes") == 0 && im->released) return luaL_error(L, "image was released (image:release())");
+        if (strcmp(k, "bytes") == 0) { /* file-backed: read on each access, never kept */
+            if (!push_file_bytes(L, im)) return lua_error(L);
+            return 1;
+        }
+        if (strcmp(k, "sha256") == 0) { lua_pushstring(L, im->sha256); return 1; }
+        if (strcmp(k, "width") == 0 || strcmp(k, "height") == 0) {
+            if (im->width <= 0) return 0;
+            lua_pushinteger(L, k[0] == 'w' ? im->width : im->height);
+            return 1;
+        }
+    }
     if (strcmp(k, "bytes") == 0) {
         lua_pushlstring(L, im->p ? (const char *)im->p : "", im->n);
         lua_getiuservalue(L, 1, 1);
@@ -246,7 +347,7 @@ static int l_image(lua_State *L)
 void ir_image_open(lua_State *L)
 {
     static const luaL_Reg meta[] = {
-        {"__gc", image_release},
+        {"__gc", image_gc},
         {"__close", image_release},
         {"__len", image_len},
         {"__tostring", image_tostring},
@@ -256,6 +357,7 @@ void ir_image_open(lua_State *L)
     };
     static const luaL_Reg methods[] = {
         {"save", image_save},
+        {"release", image_release},
         {NULL, NULL}
     };
     static const luaL_Reg fns[] = {

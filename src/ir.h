@@ -102,10 +102,14 @@ int  ir_b64_encode(const char *p, size_t n, ir_buf *out);
  * ("@imageroute-image:N") instead, so a 4 MB response becomes a few hundred bytes of JSON plus
  * the decoded image, and no copy of the base64 text is ever made. */
 #define IR_IMG_PLACEHOLDER "@imageroute-image:"
+typedef struct ir_spill ir_spill; /* savefile.c: an image decoded straight into its file */
+
 typedef struct {
-    ir_buf data;              /* decoded bytes */
+    ir_buf data;              /* decoded bytes (when spilled: the bytes not yet written) */
     char dataurl_mime[64];    /* the MIME type of a data: URL prefix, "" if none */
     const char *bad;          /* why the base64 was invalid, or NULL */
+    ir_spill *spill;          /* the file it goes to (opts.save_to), or NULL */
+    int spill_no;             /* 1-based among the reply's images that go to files */
 } ir_ximg;
 
 typedef struct {
@@ -124,12 +128,29 @@ typedef struct {
     size_t nimgs, capimgs;
     int oom;
     int discard;              /* skip image strings without decoding them (a copy we do not need) */
+    const char *save_to;      /* final images go to files next to this path (not owned), or NULL */
+    int nspills;              /* images that went to files */
 } ir_extract;
 
 void ir_extract_init(ir_extract *e, ir_buf *json);
 /* 0, or -1 when out of memory */
 int  ir_extract_feed(ir_extract *e, const char *p, size_t n);
 void ir_extract_free(ir_extract *e);   /* frees the images still owned by e (not e->json) */
+
+/* ---- savefile.c: images decoded straight into files (the per-call option save_to) ---- */
+#define IR_SPILL_CHUNK (256 * 1024) /* decoded bytes held before they are written */
+/* A temporary file in the directory of target; NULL when it cannot be created. */
+ir_spill *ir_spill_open(const char *target);
+/* Writes data's bytes to the file (keeping the first bytes for sniffing) and empties data. 0 / -1. */
+int  ir_spill_write(ir_spill *s, ir_buf *data);
+/* Closes and removes the temporary file. */
+void ir_spill_discard(ir_spill *s);
+/* Moves the file to path and pushes a file-backed Image; 0 with an error pushed on failure (the
+ * temporary file is removed either way). */
+int  ir_spill_take(lua_State *L, ir_spill *s, const char *path, const char *field);
+/* Pushes the name of image k (1-based) of count for target: target itself when count is 1,
+ * else "<stem>-k<.ext>". */
+void ir_push_numbered_path(lua_State *L, const char *target, int k, int count);
 
 /* ---- json.c: the private lua-cjson instance ---- */
 /* Encodes the value at idx; on success pushes the string and returns 1; on failure pushes an
@@ -155,15 +176,25 @@ void ir_redact(lua_State *L, int idx, const char *key, size_t n);
 
 /* ---- image.c ---- */
 typedef struct {
-    unsigned char *p;       /* decoded bytes (malloc) */
+    unsigned char *p;       /* decoded bytes (malloc); NULL once released */
     size_t n;
     char mime[24];
     char format[8];
+    int released;           /* image:release() freed the bytes; what follows was kept */
+    char *file;             /* a file-backed image (save_to): its bytes are read from here */
+    char sha256[65];
+    long width, height;
 } ir_image;
 
 /* Pushes a new Image userdata that takes ownership of buf->p (buf is emptied). The image
  * user value is a table for extra fields. */
 ir_image *ir_image_push(lua_State *L, ir_buf *buf);
+/* Pushes a file-backed Image: n bytes in the file at path, head its first bytes, sha256 its hex. */
+ir_image *ir_image_push_file(lua_State *L, const char *path, size_t n, const unsigned char *head, size_t headn,
+                             const char *sha256);
+/* loop.c: n bytes of C memory were handed to a Lua value; the collector is told in bounded
+ * slices, one per loop step, instead of one long step now. */
+void ir_gc_debt(lua_State *L, size_t n);
 
 /* ---- route.c ---- */
 /* Returns the Route at idx (raises when it is not one) and pushes nothing. */
@@ -204,5 +235,9 @@ void ir_route_open(lua_State *L);
 void ir_xfer_open(lua_State *L);
 void ir_util_open(lua_State *L);
 void ir_sha256_hex(const void *p, size_t n, char out[65]);
+/* incremental SHA-256: begin (NULL on failure), add, end (writes the hex and frees) */
+void *ir_sha256_begin(void);
+void ir_sha256_add(void *ctx, const void *p, size_t n);
+void ir_sha256_end(void *ctx, char out[65]);
 
 #endif

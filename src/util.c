@@ -46,6 +46,42 @@ static int l_append(lua_State *L)
     return 1;
 }
 
+static void hex_of(const unsigned char *md, unsigned int len, char out[65])
+{
+    static const char hex[] = "0123456789abcdef";
+    unsigned int i;
+    for (i = 0; i < len && i < 32; i++) {
+        out[2 * i] = hex[md[i] >> 4];
+        out[2 * i + 1] = hex[md[i] & 15];
+    }
+    out[64] = '\0';
+}
+
+void *ir_sha256_begin(void)
+{
+    EVP_MD_CTX *c = EVP_MD_CTX_new();
+    if (c && EVP_DigestInit_ex(c, EVP_sha256(), NULL) != 1) {
+        EVP_MD_CTX_free(c);
+        c = NULL;
+    }
+    return c;
+}
+
+void ir_sha256_add(void *ctx, const void *p, size_t n)
+{
+    if (ctx && n) EVP_DigestUpdate((EVP_MD_CTX *)ctx, p, n);
+}
+
+void ir_sha256_end(void *ctx, char out[65])
+{
+    unsigned char md[EVP_MAX_MD_SIZE];
+    unsigned int len = 0;
+    out[0] = '\0';
+    if (!ctx) return;
+    if (out && EVP_DigestFinal_ex((EVP_MD_CTX *)ctx, md, &len) == 1) hex_of(md, len, out);
+    EVP_MD_CTX_free((EVP_MD_CTX *)ctx);
+}
+
 void ir_sha256_hex(const void *p, size_t n, char out[65])
 {
     unsigned char md[EVP_MAX_MD_SIZE];

@@ -14,7 +14,6 @@
 #include <strings.h>
 #include <ctype.h>
 #include <time.h>
-#include <sys/select.h>
 #include <sys/socket.h>
 #include <unistd.h>
 #include "ir.h"
@@ -29,9 +28,11 @@ static int loop_gc(lua_State *L)
 {
     ir_loop *lp = (ir_loop *)lua_touserdata(L, 1);
     if (lp->multi) {
+        ir_loop_unwatch(lp);
         curl_multi_cleanup(lp->multi);
         lp->multi = NULL;
     }
+    ir_loop_free(lp);
     return 0;
 }
 
@@ -53,6 +54,7 @@ ir_loop *ir_get_loop(lua_State *L)
     lp->multi = curl_multi_init();
     if (!lp->multi) luaL_error(L, "curl_multi_init failed");
     curl_multi_setopt(lp->multi, CURLMOPT_MAX_TOTAL_CONNECTIONS, 0L);
+    ir_loop_init_multi(lp);
     lua_setfield(L, LUA_REGISTRYINDEX, IR_LOOP_KEY);
     lp->seed = (unsigned long)time(NULL) ^ (unsigned long)(size_t)lp;
     return lp;
@@ -127,6 +129,10 @@ static size_t write_cb(char *p, size_t sz, size_t nm, void *ud)
 {
     ir_xfer *x = (ir_xfer *)ud;
     size_t n = sz * nm;
+    if (ir_loop_over_budget(x->loop, n)) { /* bounded work per step: the rest waits for the next */
+        x->paused = 1;
+        return CURL_WRITEFUNC_PAUSE;
+    }
     if (x->mode == M_UNSET) {
         long st = 0;
         curl_easy_getinfo(x->easy, CURLINFO_RESPONSE_CODE, &st);
@@ -227,6 +233,7 @@ static void reset_attempt(ir_xfer *x)
     if (x->resp.p) x->resp.p[0] = '\0';
     ir_extract_free(&x->ex);
     ir_extract_init(&x->ex, &x->resp);
+    x->ex.save_to = x->save_to;
     ir_sse_reset(x);
     memset(&x->h, 0, sizeof x->h);
     x->mode = M_UNSET;
@@ -239,6 +246,10 @@ static void reset_attempt(ir_xfer *x)
 
 void ir_xfer_release(ir_xfer *x)
 {
+    ir_extract_free(&x->ex); /* before save_to goes: it may remove temporary files */
+    free(x->save_to);
+    x->save_to = NULL;
+    x->ex.save_to = NULL;
     if (x->easy) {
         if (x->in_multi && x->loop && x->loop->multi) curl_multi_remove_handle(x->loop->multi, x->easy);
         curl_easy_cleanup(x->easy);
@@ -587,6 +598,7 @@ oom:
 void ir_xfer_common_opts(ir_xfer *x)
 {
     curl_easy_setopt(x->easy, CURLOPT_PRIVATE, (void *)x);
+    ir_loop_easy_opts(x->loop, x->easy);
     curl_easy_setopt(x->easy, CURLOPT_WRITEFUNCTION, write_cb);
     curl_easy_setopt(x->easy, CURLOPT_WRITEDATA, (void *)x);
     curl_easy_setopt(x->easy, CURLOPT_HEADERFUNCTION, header_cb);
@@ -620,6 +632,14 @@ ir_xfer *ir_xfer_new(lua_State *L, int op, int route, int opts)
     x->loop = ir_get_loop(L);
     x->ref = LUA_NOREF;
     ir_extract_init(&x->ex, &x->resp);
+    if (opts && lua_getfield(L, opts, "save_to") == LUA_TSTRING) { /* checked by the Lua layer */
+        size_t n;
+        const char *s = lua_tolstring(L, -1, &n);
+        x->save_to = (char *)malloc(n + 1);
+        if (x->save_to) memcpy(x->save_to, s, n + 1);
+        x->ex.save_to = x->save_to;
+    }
+    if (opts) lua_pop(L, 1);
     lua_createtable(L, 0, 8);
     lua_pushvalue(L, route);
     lua_setfield(L, -2, "route");
@@ -1257,36 +1277,16 @@ static int sse_tick(lua_State *L, ir_loop *lp)
     return handled;
 }
 
-/* One step: start due attempts, move bytes, wait at most `timeout` seconds for activity, handle
- * what finished. Returns the number of live transfers. */
-int ir_loop_step(lua_State *L, ir_loop *lp, double timeout)
+/* For loop.c, which drives libcurl: start the attempts that are due, and hand what finished
+ * (and the partial images that streamed in) to Lua. ir_loop_settle returns how many were handled. */
+void ir_loop_activate(ir_loop *lp, double now)
 {
-    int running = 0, nfds = 0;
-    double now = ir_now(), next_due = -1, wait;
-    ir_xfer *x;
     activate_due(lp, now);
-    curl_multi_perform(lp->multi, &running);
-    /* partial images that arrived: hand them to Lua now rather than after the next wait */
-    if (sse_tick(L, lp) + drain(L, lp)) return lp->live;
-    if (!lp->live) return 0;
-    for (x = lp->head; x; x = x->next)
-        if (x->state == X_WAIT && (next_due < 0 || x->due < next_due)) next_due = x->due;
-    wait = timeout;
-    if (next_due >= 0 && next_due - now < wait) wait = next_due - now;
-    if (wait < 0) wait = 0;
-    if (running) {
-        curl_multi_poll(lp->multi, NULL, 0, (int)(wait * 1000 + 0.999), &nfds);
-    } else if (wait > 0) {
-        struct timespec ts;
-        ts.tv_sec = (time_t)wait;
-        ts.tv_nsec = (long)((wait - (double)ts.tv_sec) * 1e9);
-        nanosleep(&ts, NULL);
-    }
-    activate_due(lp, ir_now());
-    curl_multi_perform(lp->multi, &running);
-    sse_tick(L, lp);
-    drain(L, lp);
-    return lp->live;
+}
+
+int ir_loop_settle(lua_State *L, ir_loop *lp)
+{
+    return sse_tick(L, lp) + drain(L, lp);
 }
 
 /* Runs the loop until the transfer at idx is done (the blocking calls). */
@@ -1308,57 +1308,6 @@ int ir_xfer_push_outcome(lua_State *L, int xi)
 
 /* ------------------------------------------------------------------------------------------ */
 /* Lua API                                                                                     */
-
-/* core.step([timeout]) -> live : runs the loop once, waiting at most timeout seconds (default 0) */
-static int l_step(lua_State *L)
-{
-    double t = luaL_optnumber(L, 1, 0);
-    lua_pushinteger(L, ir_loop_step(L, ir_get_loop(L), t < 0 ? 0 : t));
-    return 1;
-}
-
-/* core.fds() -> read_fds, write_fds, timeout
- * For embedding in another event loop: the sockets libcurl wants watched (lists of integers) and
- * the longest wait in seconds before core.step(0) must run anyway (libcurl's own timers and the
- * next retry that is due); timeout is nil when nothing is pending. */
-static int l_fds(lua_State *L)
-{
-    ir_loop *lp = ir_get_loop(L);
-    fd_set r, w, e;
-    int maxfd = -1, fd, nr = 0, nw = 0;
-    long ms = -1;
-    double wait = -1, now = ir_now();
-    ir_xfer *x;
-    FD_ZERO(&r);
-    FD_ZERO(&w);
-    FD_ZERO(&e);
-    curl_multi_fdset(lp->multi, &r, &w, &e, &maxfd);
-    lua_newtable(L);
-    lua_newtable(L);
-    for (fd = 0; fd <= maxfd; fd++) {
-        if (FD_ISSET(fd, &r)) { lua_pushinteger(L, fd); lua_rawseti(L, -3, ++nr); }
-        if (FD_ISSET(fd, &w)) { lua_pushinteger(L, fd); lua_rawseti(L, -2, ++nw); }
-    }
-    curl_multi_timeout(lp->multi, &ms);
-    if (ms >= 0) wait = (double)ms / 1000.0;
-    for (x = lp->head; x; x = x->next) {
-        if (x->state == X_WAIT) {
-            double d = x->due > now ? x->due - now : 0;
-            if (wait < 0 || d < wait) wait = d;
-        }
-    }
-    if (wait < 0 && lp->live) wait = 1.0;
-    if (wait < 0) lua_pushnil(L);
-    else lua_pushnumber(L, wait);
-    return 3;
-}
-
-/* core.pending() -> number of live transfers */
-static int l_pending(lua_State *L)
-{
-    lua_pushinteger(L, ir_get_loop(L)->live);
-    return 1;
-}
 
 static ir_xfer *check_xfer(lua_State *L, int i)
 {
@@ -1442,17 +1391,10 @@ void ir_xfer_open(lua_State *L)
         {"take_partials", x_take_partials},
         {NULL, NULL}
     };
-    static const luaL_Reg fns[] = {
-        {"step", l_step},
-        {"pending", l_pending},
-        {"fds", l_fds},
-        {NULL, NULL}
-    };
     if (curl_global_init(CURL_GLOBAL_DEFAULT) != CURLE_OK) luaL_error(L, "curl_global_init failed");
     luaL_newmetatable(L, IR_XFER_MT);
     luaL_setfuncs(L, meta, 0);
     luaL_newlib(L, methods);
     lua_setfield(L, -2, "__index");
     lua_pop(L, 1);
-    luaL_setfuncs(L, fns, 0);
 }

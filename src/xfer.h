@@ -9,11 +9,30 @@
 
 typedef struct ir_xfer ir_xfer;
 
+/* A socket libcurl wants watched, or a change of one queued for a host loop. */
+typedef struct {
+    curl_socket_t fd;
+    int what;                 /* CURL_POLL_IN | CURL_POLL_OUT | CURL_POLL_INOUT | CURL_POLL_REMOVE */
+} ir_sock;
+
 typedef struct {
     ir_xfer *head;            /* transfers that are waiting or running */
     int live;
     CURLM *multi;
     unsigned long seed;
+    /* loop.c: libcurl driven by curl_multi_socket_action */
+    ir_sock *socks;           /* the sockets libcurl watches now */
+    size_t nsocks, capsocks;
+    ir_sock *changes;         /* socket changes not yet taken by the host (when host is set) */
+    size_t nchanges, capchanges;
+    ir_sock *closed;          /* sockets libcurl closed while a host watched: closed after it is told */
+    size_t nclosed, capclosed;
+    int host;                 /* a host loop watches the sockets: queue changes for it */
+    int oom;                  /* a socket table could not grow */
+    double curl_due;          /* when libcurl's timer fires (monotonic seconds), < 0: none */
+    double reported_due;      /* the due time last told to the host, < 0: none, -2: unknown */
+    size_t budget;            /* body bytes a step may still take in (IR_STEP_BYTES per step) */
+    size_t gc_debt;           /* bytes of images made since the collector was told (KB steps) */
 } ir_loop;
 
 /* One request shape: what to do with a 2xx API response, and when every download is done. */
@@ -80,6 +99,8 @@ struct ir_xfer {
     struct curl_slist *resolve; /* the route's resolve entries, as CURLOPT_CONNECT_TO entries */
     char *key;                /* the key sent (malloc), for the redaction in finish; wiped there */
     size_t keylen;
+    int paused;               /* its write callback paused it: the step's byte budget was spent */
+    char *save_to;            /* opts.save_to (malloc): final images decoded into files */
 };
 
 ir_loop *ir_get_loop(lua_State *L);
@@ -104,6 +125,18 @@ int  ir_loop_step(lua_State *L, ir_loop *lp, double timeout);
  * keeps *key alive, or nil); returns 1, or 0 with that value being a validation error (the key
  * function failed, or gave something that cannot be sent: the message never holds it). */
 int ir_route_key(lua_State *L, int route, int call_fn, const char **key, size_t *len);
+/* loop.c */
+void ir_loop_init_multi(ir_loop *lp);
+void ir_loop_free(ir_loop *lp);
+void ir_loop_unwatch(ir_loop *lp);                 /* before curl_multi_cleanup */
+void ir_loop_easy_opts(ir_loop *lp, CURL *easy);   /* every easy handle of the loop */
+/* In write callbacks: 1 when this step's byte budget is spent (pause; the next step resumes). */
+int  ir_loop_over_budget(ir_loop *lp, size_t n);
+void ir_loop_open(lua_State *L);
+void ir_loop_gc_slice(lua_State *L, ir_loop *lp, int bounded); /* pays the collector's debt */
+/* xfer.c, for loop.c */
+void ir_loop_activate(ir_loop *lp, double now);
+int  ir_loop_settle(lua_State *L, ir_loop *lp);
 
 /* sse.c */
 int  ir_sse_feed(ir_xfer *x, const char *p, size_t n);

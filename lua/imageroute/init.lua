@@ -136,10 +136,14 @@ end
 -- The scheduler: every transfer runs on the C core's one libcurl multi loop. Calls made inside
 -- coroutines started by `run`, `spawn` or `batch` yield to it; calls made elsewhere step the
 -- loop until their transfer is done (and meanwhile the scheduler's coroutines progress too).
+-- With a host loop attached (`imageroute.loop.*`, or `on_socket`/`on_timer`), calls made from the
+-- host's own coroutines wait through the host instead (see `imageroute.hostloop`).
+
+local hostloop = require "imageroute.hostloop"
 
 local YIELD = setmetatable({}, {__tostring = function() return "imageroute.yield" end})
 local owned = setmetatable({}, {__mode = "k"}) -- coroutine -> its completion function
-local waiting = {}                               -- {co =, xfer =, opts =} waiting on a transfer
+local waiting = {}                               -- {co =, ready = fn} waiting on a condition
 local ready = {}                                 -- coroutines that yielded for a tick
 local last_bytes = setmetatable({}, {__mode = "k"})
 
@@ -161,23 +165,28 @@ end
 
 local resume
 
---- Resumes co with the given values and files it by what it does next.
+--- Resumes co with the given values and files it by what it does next. A yield that is not the
+-- scheduler's own (a host scheduler's, such as cqueues.sleep) is passed up to the coroutine we
+-- run in, when there is one, and its answer handed back; on the main thread it counts as a tick.
 resume = function(co, ...)
-  local ok, a, b, c = coroutine.resume(co, ...)
+  local r = table.pack(coroutine.resume(co, ...))
+  while r[1] and r[2] ~= YIELD and coroutine.status(co) == "suspended" and coroutine.isyieldable() do
+    r = table.pack(coroutine.resume(co, coroutine.yield(table.unpack(r, 2, r.n))))
+  end
   if coroutine.status(co) == "dead" then
     local done = owned[co]
     owned[co] = nil
-    if done then done(ok, a, b, c) end
+    if done then done(table.unpack(r, 1, r.n)) end
     return
   end
-  if ok and a == YIELD then
-    waiting[#waiting + 1] = {co = co, xfer = b, opts = c}
+  if r[1] and r[2] == YIELD then
+    waiting[#waiting + 1] = {co = co, ready = r[3]}
   else
     ready[#ready + 1] = co -- a yield of the caller's own: resumed at the next tick
   end
 end
 
---- One pass over the waiting coroutines: deliver callbacks, resume the finished.
+--- One pass over the waiting coroutines: deliver callbacks, resume the ones whose wait is over.
 local function tick()
   local now_ready = ready
   ready = {}
@@ -185,29 +194,42 @@ local function tick()
   local i = 1
   while i <= #waiting do
     local w = waiting[i]
-    deliver(w.xfer, w.opts)
-    if w.xfer:done() then
+    local done, a, b = w.ready()
+    if done then
       table.remove(waiting, i)
-      resume(w.co, w.xfer:result())
+      resume(w.co, a, b)
       core.step(0) -- send what the coroutine just started, before resuming the next one
     else
       i = i + 1
     end
   end
 end
+hostloop.set_settle(tick)
 
---- Waits for a transfer: yields inside the scheduler's coroutines, steps the loop otherwise.
-local function await(xfer, err, opts)
-  if not xfer then return nil, err end
-  local co = coroutine.running()
-  if owned[co] then return coroutine.yield(YIELD, xfer, opts) end
-  while not xfer:done() do
+--- Blocks the calling code until `is_ready()` returns true (then returns what follows its true):
+-- yields inside the scheduler's coroutines, waits through the host inside a host's coroutine when
+-- a host loop is attached, and steps the loop otherwise.
+local function wait_until(is_ready)
+  local co, main = coroutine.running()
+  if owned[co] then return coroutine.yield(YIELD, is_ready) end
+  if not main and hostloop.can_wait() then return hostloop.wait(is_ready) end
+  while true do
+    local done, a, b = is_ready()
+    if done then return a, b end
     core.step(0.5)
-    deliver(xfer, opts)
     tick()
   end
-  deliver(xfer, opts)
-  return xfer:result()
+end
+
+--- Waits for a transfer, delivering its callbacks meanwhile.
+local function await(xfer, err, opts)
+  if not xfer then return nil, err end
+  hostloop.flush() -- a host loop learns the new transfer's timer now
+  return wait_until(function()
+    deliver(xfer, opts)
+    if xfer:done() then return true, xfer:result() end
+    return false
+  end)
 end
 
 --- Runs the loop once: moves bytes, waits at most `timeout` seconds for activity, delivers
@@ -218,15 +240,18 @@ end
 function M.step(timeout)
   local live = core.step(timeout or 0)
   tick()
+  hostloop.flush()
   return live + #waiting + #ready
 end
 
---- What to wait on when embedding: the sockets libcurl watches and the longest wait.
--- Wait until one of the descriptors is ready or `timeout` passes, then call `imageroute.step(0)`.
+--- What to wait on when embedding in a loop built on select/poll: the sockets libcurl watches (any
+-- descriptor number) and the longest wait. Wait until one of the descriptors is ready or
+-- `timeout` passes, then call `imageroute.step(0)`. Loops that take callbacks (cqueues, luv) are
+-- better served by `on_socket`/`on_timer` or the ready adapters in `imageroute.loop`.
 --
 --    while imageroute.pending() > 0 do
 --      local r, w, timeout = imageroute.fds()
---      my_loop_wait(r, w, timeout)   -- e.g. socket.select or poll in your event loop
+--      my_loop_wait(r, w, timeout)   -- e.g. poll in your event loop
 --      imageroute.step(0)
 --    end
 --
@@ -243,16 +268,27 @@ function M.pending()
   return core.pending() + #waiting + #ready
 end
 
+M.on_socket = hostloop.on_socket
+M.on_timer = hostloop.on_timer
+M.socket_action = hostloop.socket_action
+M.timer_action = hostloop.timer_action
+
 --- Starts `fn(...)` as a scheduler coroutine without waiting for it; its imageroute calls yield
--- to the loop. Drive it with `step` (or any blocking imageroute call, or `run`).
+-- to the loop. Drive it with `step` (or any blocking imageroute call, or `run`), or with a host
+-- loop attached. With a host adapter that runs coroutines itself (cqueues), `fn` runs as one of
+-- the host's coroutines.
 -- @tparam function fn
 -- @tparam[opt] function on_done called as `on_done(ok, ...)` with fn's results or its error
 -- @return the coroutine
 function M.spawn(fn, on_done, ...)
   assert(type(fn) == "function", "spawn: function expected")
+  on_done = on_done or function(ok, e) if not ok then error(e, 0) end end
+  local hosted = hostloop.spawn(fn, on_done, ...)
+  if hosted then return hosted end
   local co = coroutine.create(fn)
-  owned[co] = on_done or function(ok, e) if not ok then error(e, 0) end end
+  owned[co] = on_done
   resume(co, ...)
+  hostloop.flush()
   return co
 end
 
@@ -271,7 +307,7 @@ function M.run(...)
       if ok then results[i] = v elseif first_err == nil then first_err = v end
     end)
   end
-  while pending > 0 do M.step(0.5) end
+  wait_until(function() return pending == 0 end) -- inside a flow: yields instead of blocking
   if first_err ~= nil then error(first_err, 0) end
   return table.unpack(results, 1, fns.n)
 end
@@ -282,8 +318,9 @@ end
 --   params =, opts =}`
 -- @tparam[opt] table opts `max_in_flight` (integer, default 4), `on_done(i, result, err)`,
 --   `on_progress(i, bytes, elapsed_seconds)`, `on_partial(i, image, index)`, `keep_results`
---   (default true; false drops each result after `on_done`, so a long batch holds only the images
---   in flight: save them in `on_done`)
+--   (default true; false drops each result after `on_done` and releases its images, see
+--   `Image:release`, so a long batch holds only the images in flight: save them in `on_done`;
+--   an image kept beyond `on_done` keeps its `path`, `sha256`, `length`, `format`, but not its bytes)
 -- @treturn {table,...} one `{ok = boolean, result = table|nil, error = table|nil}` per job
 function M.batch(jobs, opts)
   assert(type(jobs) == "table", "batch: a list of jobs expected")
@@ -309,6 +346,10 @@ function M.batch(jobs, opts)
         if not ok then res, err = nil, core.error("validation", tostring(res), {field = "job"}) end
       end
       if opts.on_done then opts.on_done(i, res, err) end
+      if opts.keep_results == false then
+        -- the result is dropped: its images' bytes are freed now, not at some later collection
+        for _, img in ipairs(res and res.images or err and err.images or {}) do img:release() end
+      end
       results[i] = {ok = res ~= nil, result = opts.keep_results ~= false and res or nil, error = err}
     end
   end
@@ -318,12 +359,72 @@ function M.batch(jobs, opts)
   return results
 end
 
+--- The name of image i of count for a save_to target: the target itself for one image, else
+-- "<stem>-i<.ext>" (the same rule as the C core's).
+local function numbered(target, i, count)
+  if count <= 1 then return target end
+  local stem, ext = target:match("^(.-)(%.[^./]+)$")
+  if not stem or stem == "" or stem:sub(-1) == "/" then stem, ext = target, "" end
+  return ("%s-%d%s"):format(stem, i, ext)
+end
+
+local function exists(path)
+  local f = io.open(path, "rb")
+  if f then f:close() end
+  return f ~= nil
+end
+
+--- Checks opts.save_to before anything is sent: a file path whose names are free (or overwrite).
+local function check_save_to(params, opts)
+  local to = opts and opts.save_to
+  if to == nil then return true end
+  local function refuse(msg)
+    return nil, core.error("validation", msg, {field = "save_to", fix = "pass opts.save_to = \"dir/name.png\""})
+  end
+  if type(to) ~= "string" or to == "" or to:sub(-1) == "/" or to:find("\0", 1, true) then
+    return refuse("opts.save_to must be a file path such as out/fox.png")
+  end
+  local dir = to:match("^(.*)/[^/]*$") or "."
+  if dir ~= "" and not exists(dir) then return refuse("opts.save_to: the directory " .. dir .. " does not exist") end
+  local n = type(params) == "table" and math.tointeger(params.n) or 1
+  if not opts.overwrite then
+    for i = 1, math.max(1, math.min(n, 16)) do
+      local name = numbered(to, i, n)
+      if exists(name) then
+        return nil, core.error("validation", ("opts.save_to: %s exists (pass opts.overwrite = true to replace it)")
+          :format(name), {field = "save_to", path = name})
+      end
+    end
+  end
+  return true
+end
+
+--- After a call with save_to: the images the core could not decode into files as they arrived
+-- (streamed events, downloaded links) are saved now, under the same names.
+local function save_rest(res, opts)
+  local count = #res.images
+  for i, img in ipairs(res.images) do
+    if not img.path then
+      local p, err = img:save(numbered(opts.save_to, i, count), {overwrite = true})
+      if not p then
+        err.images = res.images
+        return nil, err
+      end
+    end
+  end
+  return res
+end
+
 --- The raw call of one shape: start its transfer on the loop, then wait for it (yielding inside
 -- the scheduler's coroutines).
 local function raw_call(start)
   return function(route, params, opts)
+    local ok, serr = check_save_to(params, opts)
+    if not ok then return nil, serr end
     local x, err = start(route, params, opts)
-    return await(x, err, opts)
+    local res, e = await(x, err, opts)
+    if res and opts and opts.save_to then return save_rest(res, opts) end
+    return res, e
   end
 end
 
@@ -351,7 +452,13 @@ local raw_generate = raw_call(core.start_generate)
 --   `log` (a log path for this call, or false), `allow_preview`, `skip_rules` (see imageroute.rules),
 --   `on_partial(image, index)` (with `params.stream = true` and `params.partial_images`: each
 --   partial image as its event arrives, index 0-based; `image.event` holds the event's other fields),
---   `on_progress(bytes, elapsed_seconds)`
+--   `on_progress(bytes, elapsed_seconds)`, `save_to` (a file path: each final image is decoded
+--   straight into a temporary file in that directory as its base64 arrives and renamed to the
+--   path at the end, with n > 1 to `name-1.ext`, `name-2.ext`, ...; nothing is left behind on
+--   failure; the result's Images carry `path` and read their bytes from the file only when asked;
+--   images that arrive otherwise, streamed events or downloaded links, are saved at the end under
+--   the same names), `overwrite` (with `save_to`: replace existing files; without it a call whose
+--   target exists is refused before sending)
 -- @treturn table result:
 --
 -- * `images` (list of Image): decoded bytes (`image.bytes`, `image.length` in bytes), `mime`,

@@ -87,7 +87,13 @@ function M.after(kind, route, params, opts, res, err)
     else
       target.call_id = call_id
     end
-    pcall(log.watch_saves, path, route, target.images, {call_id = call_id, request_id = target.request_id})
+    local extra = {call_id = call_id, request_id = target.request_id}
+    if opts and opts.save_to then -- the files save_to wrote while the reply streamed in
+      for _, img in ipairs(type(target.images) == "table" and target.images or {}) do
+        if img.path then pcall(log.saved, path, route, img, img.path, img.length, extra) end
+      end
+    end
+    pcall(log.watch_saves, path, route, target.images, extra)
   end
   return res, err
 end
