@@ -201,6 +201,8 @@ void ir_gc_debt(lua_State *L, size_t n);
 void ir_check_route(lua_State *L, int idx);
 /* Pushes field k of the route's config table at idx. */
 int ir_route_get(lua_State *L, int idx, const char *k);
+/* Pushes the route's api_key function (or nil) and returns its type. */
+int ir_route_keyfn(lua_State *L, int idx);
 int ir_is_loopback_host(const char *host);
 /* The key a route holds itself (route{api_key = "..."}, kept in C memory, never in a Lua table), or
  * NULL; *len gets its length. */

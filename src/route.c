@@ -314,6 +314,18 @@ static int valid_env_name(const char *s)
     return 1;
 }
 
+/* Pushes the table of key functions (api_key = function), weak in its keys, the routes: one user
+ * value per userdata keeps the core within what Lua 5.3 offers. */
+static void keyfns(lua_State *L)
+{
+    if (luaL_getsubtable(L, LUA_REGISTRYINDEX, "imageroute.route_keyfns") == 0) {
+        lua_createtable(L, 0, 1);
+        lua_pushliteral(L, "k");
+        lua_setfield(L, -2, "__mode");
+        lua_setmetatable(L, -2);
+    }
+}
+
 static int l_route(lua_State *L)
 {
     int cfg = 1, out, top;
@@ -548,7 +560,7 @@ static int l_route(lua_State *L)
     lua_setfield(L, out, "log");
 
     {
-        ir_route_block *rb = (ir_route_block *)lua_newuserdatauv(L, sizeof *rb, 2);
+        ir_route_block *rb = (ir_route_block *)lua_newuserdatauv(L, sizeof *rb, 1);
         memset(rb, 0, sizeof *rb);
         luaL_setmetatable(L, IR_ROUTE_MT);
         lua_pushvalue(L, out);
@@ -561,11 +573,27 @@ static int l_route(lua_State *L)
             memcpy(rb->key, k, kn + 1);
             rb->keylen = kn;
             lua_pop(L, 1);
+        } else if (lua_isfunction(L, -1)) {
+            keyfns(L);                  /* the key function: kept beside the route, never in it */
+            lua_pushvalue(L, -3);
+            lua_pushvalue(L, -3);
+            lua_rawset(L, -3);
+            lua_pop(L, 2);
         } else {
-            lua_setiuservalue(L, -2, 2); /* the key function, or nil */
+            lua_pop(L, 1);
         }
     }
     return 1;
+}
+
+int ir_route_keyfn(lua_State *L, int idx)
+{
+    idx = lua_absindex(L, idx);
+    keyfns(L);
+    lua_pushvalue(L, idx);
+    lua_rawget(L, -2);
+    lua_remove(L, -2);
+    return lua_type(L, -1);
 }
 
 void ir_check_route(lua_State *L, int idx)

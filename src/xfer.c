@@ -326,7 +326,7 @@ int ir_route_key(lua_State *L, int route, int call_fn, const char **key, size_t 
     ir_route_get(L, route, "host");
     loopback = ir_is_loopback_host(lua_tostring(L, -1));
     lua_pop(L, 1);
-    if (lua_getiuservalue(L, route, 2) == LUA_TFUNCTION) { /* api_key = function(route) ... end */
+    if (ir_route_keyfn(L, route) == LUA_TFUNCTION) { /* api_key = function(route) ... end */
         int t;
         if (!call_fn) { lua_pop(L, 1); lua_pushnil(L); return 1; }
         lua_pushvalue(L, route);
