@@ -13,6 +13,9 @@ PKGS="$PKGS lua-busted lua-check lua-ldoc lua-discount openssl chromium valgrind
 # lua-socket, lua-argparse and busted install for 5.3 too) and pandoc, whose embedded Lua is 5.3
 # (make pandoc-example: examples/pandoc-images.lua)
 PKGS="$PKGS liblua5.3-dev lua5.3 pandoc"
+# host event loops the adapters are tested in (imageroute.loop.cqueues with a lua-http server,
+# imageroute.loop.luv), and the network-namespace tools of the download-policy spec (ip, unshare)
+PKGS="$PKGS lua-cqueues lua-luv lua-http iproute2 util-linux"
 missing=""
 for p in $PKGS; do
   if ! dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed"; then
