@@ -10,7 +10,7 @@ CC         ?= cc
 WARN        = -std=c99 -Wall -Wextra -Werror -pedantic -Wshadow -Wpointer-arith -Wcast-qual \
               -Wwrite-strings -Wmissing-prototypes
 CFLAGS     ?= -O2 -g
-ALL_CFLAGS  = $(CFLAGS) $(WARN) -fPIC -I$(LUA_INC) $(CURL_CFLAGS)
+ALL_CFLAGS  = $(CFLAGS) $(WARN) -fPIC -fvisibility=hidden -I$(LUA_INC) $(CURL_CFLAGS)
 LDFLAGS    ?=
 LIBS        = $(CURL_LIBS) -lb64 -lcrypto
 ifeq ($(LUA_V),5.4)

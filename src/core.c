@@ -11,9 +11,9 @@
 #include "ir.h"
 #include "xfer.h"
 
-LUALIB_API int luaopen_imageroute_core(lua_State *L);
+IR_EXPORT int luaopen_imageroute_core(lua_State *L);
 
-LUALIB_API int luaopen_imageroute_core(lua_State *L)
+IR_EXPORT int luaopen_imageroute_core(lua_State *L)
 {
     lua_newtable(L);
     ir_b64_open(L);

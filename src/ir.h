@@ -15,6 +15,13 @@
 
 #define IR_VERSION "0.1.0"
 
+/* The module's one exported symbol: everything else is built with -fvisibility=hidden. */
+#if defined(__GNUC__) || defined(__clang__)
+#define IR_EXPORT extern __attribute__((visibility("default")))
+#else
+#define IR_EXPORT extern
+#endif
+
 /* ---- Lua 5.3 and 5.4 ----
  * The core is written against Lua 5.4; built against Lua 5.3 (LUA_VERSION_NUM 503, e.g. for
  * Debian's pandoc, which embeds 5.3) the three 5.4-only uservalue calls map onto 5.3's single

@@ -182,6 +182,5 @@ int ir_build_chat_edit(lua_State *L, ir_xfer *x, int xi, int route, int params, 
 void ir_api_open(lua_State *L);
 void ir_input_open(lua_State *L);
 void ir_respond_open(lua_State *L);
-void ir_chat_open(lua_State *L);
 
 #endif
