@@ -31,7 +31,7 @@ static const char *const KNOWN[] = {
     "retry_after_max", "max_response_bytes", "max_event_bytes", "low_speed_limit", "low_speed_time", "ca_file", "billing", "contract", "accepted",
     "risk_exception", "description", "log",
     "download_hosts", "allow_private_downloads", "deadline", "max_images", "max_call_bytes", "send_openai_ids",
-    "resolve", NULL
+    "resolve", "retry_policy", NULL
 };
 
 /* ---- the route's own key (api_key) ---- */
@@ -451,6 +451,13 @@ static int l_route(lua_State *L)
     if (opt_number(L, cfg, out, "timeout", 600, 0.001, NULL)) FAIL("timeout", "route field 'timeout' must be a positive number of seconds");
     if (opt_number(L, cfg, out, "connect_timeout", 5, 0.001, NULL))
         FAIL("connect_timeout", "route field 'connect_timeout' must be a positive number of seconds");
+    if (opt_string(L, cfg, out, "retry_policy", "sdk") < 0)
+        FAIL("retry_policy", "route field 'retry_policy' must be \"sdk\" or \"safe\"");
+    lua_getfield(L, out, "retry_policy");
+    if (strcmp(lua_tostring(L, -1), "sdk") != 0 && strcmp(lua_tostring(L, -1), "safe") != 0)
+        FAIL("retry_policy", "route field 'retry_policy' must be \"sdk\" (retry as the official SDKs do) or \"safe\" "
+             "(retry only what provably was not billed)");
+    lua_pop(L, 1);
     if (opt_number(L, cfg, out, "max_retries", 2, 0, &d) || d != (double)(long)d || d > 100)
         FAIL("max_retries", "route field 'max_retries' must be an integer from 0 to 100");
     if (opt_number(L, cfg, out, "retry_initial_delay", 0.5, 0, NULL))

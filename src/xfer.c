@@ -91,6 +91,14 @@ static void loop_unlink(ir_loop *lp, ir_xfer *x)
 /* ------------------------------------------------------------------------------------------ */
 /* libcurl callbacks: bytes and headers only, never Lua                                        */
 
+const char *const IR_RATE_LIMIT_HEADERS[6] = {
+    "x-ratelimit-limit-requests", "x-ratelimit-remaining-requests", "x-ratelimit-reset-requests",
+    "x-ratelimit-limit-tokens", "x-ratelimit-remaining-tokens", "x-ratelimit-reset-tokens",
+};
+const char *const IR_RATE_LIMIT_FIELDS[6] = {
+    "limit_requests", "remaining_requests", "reset_requests", "limit_tokens", "remaining_tokens", "reset_tokens",
+};
+
 static size_t header_cb(char *p, size_t sz, size_t nm, void *ud)
 {
     ir_xfer *x = (ir_xfer *)ud;
@@ -117,6 +125,15 @@ static size_t header_cb(char *p, size_t sz, size_t nm, void *ud)
     else HDR("x-should-retry", should_retry)
     else HDR("content-type", content_type)
 #undef HDR
+    if (!dst && klen > 12 && strncasecmp(p, "x-ratelimit-", 12) == 0) {
+        int i;
+        for (i = 0; i < 6; i++) {
+            if (klen == strlen(IR_RATE_LIMIT_HEADERS[i]) && strncasecmp(p, IR_RATE_LIMIT_HEADERS[i], klen) == 0) {
+                dst = x->h.rate_limit[i];
+                cap = sizeof x->h.rate_limit[i];
+            }
+        }
+    }
     if (dst) {
         if (vlen >= cap) vlen = cap - 1;
         memcpy(dst, v, vlen);
@@ -552,6 +569,9 @@ int ir_xfer_setup_api(lua_State *L, ir_xfer *x, int route, int opts, const char 
     timeout = lua_tonumber(L, -1);
     ir_route_get(L, route, "connect_timeout");
     ctimeout = lua_tonumber(L, -1);
+    ir_route_get(L, route, "retry_policy");
+    x->safe_retries = lua_isstring(L, -1) && strcmp(lua_tostring(L, -1), "safe") == 0;
+    lua_pop(L, 1);
     ir_route_get(L, route, "max_retries");
     x->max_retries = (int)lua_tointeger(L, -1);
     ir_route_get(L, route, "retry_initial_delay");
@@ -742,6 +762,8 @@ static void log_attempt(lua_State *L, int xi, ir_xfer *x, CURLcode cc, const cha
     lua_setfield(L, -2, "bytes");
     lua_pushstring(L, x->phase == PH_FETCH ? "download" : "request");
     lua_setfield(L, -2, "phase");
+    lua_pushboolean(L, x->may_have_billed);
+    lua_setfield(L, -2, "may_have_billed");
     if (retry_reason) {
         lua_pushstring(L, retry_reason);
         lua_setfield(L, -2, "retry_reason");
@@ -752,9 +774,21 @@ static void log_attempt(lua_State *L, int xi, ir_xfer *x, CURLcode cc, const cha
     lua_pop(L, 2);
 }
 
+/* Sets t.rate_limit_headers (t on top) to the API response's x-ratelimit-* values, as sent. */
+static void set_rate_limit(lua_State *L, ir_xfer *x)
+{
+    int i, any = 0;
+    for (i = 0; i < 6; i++) any = any || x->rate_limit[i][0];
+    if (!any) return;
+    lua_createtable(L, 0, 6);
+    for (i = 0; i < 6; i++) ir_setfield_str(L, IR_RATE_LIMIT_FIELDS[i], x->rate_limit[i][0] ? x->rate_limit[i] : NULL);
+    lua_setfield(L, -2, "rate_limit_headers");
+}
+
 /* Pushes the error value for a finished, failed transfer and adds the common fields. */
 void ir_xfer_fail_fields(lua_State *L, int xi, ir_xfer *x)
 {
+    set_rate_limit(L, x);
     ir_xfer_uv(L, xi);
     lua_getfield(L, -1, "route");
     ir_route_get(L, -1, "name");
@@ -876,6 +910,23 @@ static int deadline_passed(ir_xfer *x, double at)
 
 static void fetch_redirect(lua_State *L, int xi, ir_xfer *x, const char *location);
 
+/* Whether an attempt may have been billed: false only when the request provably never reached
+ * the server (no byte of it was sent: DNS, connect and TLS handshake failures) or the server said
+ * it did not process it (429, x-should-retry: true). Everything else may have made an image. */
+static int attempt_may_have_billed(ir_xfer *x, CURLcode cc, long st)
+{
+    long sent = 0;
+    if (x->phase == PH_FETCH) return 0; /* downloading a link bills nothing by itself */
+    if (cc == CURLE_COULDNT_RESOLVE_HOST || cc == CURLE_COULDNT_RESOLVE_PROXY || cc == CURLE_COULDNT_CONNECT ||
+        cc == CURLE_SSL_CONNECT_ERROR)
+        return 0;
+    if (cc != CURLE_OK && curl_easy_getinfo(x->easy, CURLINFO_REQUEST_SIZE, &sent) == CURLE_OK && sent == 0)
+        return 0;
+    if (cc == CURLE_OK && st == 429) return 0;
+    if (cc == CURLE_OK && strcasecmp(x->h.should_retry, "true") == 0) return 0;
+    return 1;
+}
+
 static void attempt_done(lua_State *L, int xi, ir_xfer *x, CURLcode cc)
 {
     const char *why = NULL;
@@ -888,6 +939,8 @@ static void attempt_done(lua_State *L, int xi, ir_xfer *x, CURLcode cc)
         x->abort_why = "the response is larger than max_response_bytes";
     if (x->phase == PH_API && x->h.request_id[0])
         memcpy(x->api_request_id, x->h.request_id, sizeof x->api_request_id);
+    if (x->phase == PH_API) memcpy(x->rate_limit, x->h.rate_limit, sizeof x->rate_limit);
+    x->may_have_billed = attempt_may_have_billed(x, cc, st);
     deadline_hit = cc == CURLE_OPERATION_TIMEDOUT && x->deadline_capped && !x->abort_why;
     if (x->phase == PH_FETCH && cc == CURLE_OK && st >= 300 && st < 400) {
         char *location = NULL;
@@ -906,6 +959,7 @@ static void attempt_done(lua_State *L, int xi, ir_xfer *x, CURLcode cc)
         else if (strcasecmp(x->h.should_retry, "false") == 0) retry = 0;
     }
     if (x->phase == PH_FETCH) retry = retry && cc != CURLE_OK; /* downloads: retry transport errors only */
+    if (x->safe_retries && x->phase == PH_API && x->may_have_billed) retry = 0; /* retry_policy = "safe" */
     if (deadline_hit || (x->phase == PH_FETCH && x->dl_refused)) retry = 0;
     if (!ok && retry && x->attempt <= x->max_retries) {
         double delay = retry_delay(x);
@@ -987,6 +1041,7 @@ void ir_xfer_fail(lua_State *L, int xi, ir_xfer *x)
 
 void ir_xfer_succeed(lua_State *L, int xi, ir_xfer *x)
 {
+    set_rate_limit(L, x);
     lua_pushinteger(L, x->attempt);
     lua_setfield(L, -2, "attempts");
     ir_xfer_uv(L, xi);

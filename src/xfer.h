@@ -52,7 +52,12 @@ typedef struct {
     char retry_after_ms[32];
     char should_retry[8];
     char content_type[128];
+    char rate_limit[6][40];   /* x-ratelimit-{limit,remaining,reset}-{requests,tokens}, as sent */
 } ir_headers;
+
+/* The x-ratelimit-* headers, in the order of ir_headers.rate_limit, and their result field names. */
+extern const char *const IR_RATE_LIMIT_HEADERS[6];
+extern const char *const IR_RATE_LIMIT_FIELDS[6];
 
 struct ir_xfer {
     ir_loop *loop;
@@ -101,6 +106,9 @@ struct ir_xfer {
     size_t keylen;
     int paused;               /* its write callback paused it: the step's byte budget was spent */
     char *save_to;            /* opts.save_to (malloc): final images decoded into files */
+    int safe_retries;         /* retry_policy = "safe": retry only what provably was not billed */
+    int may_have_billed;      /* the last attempt may have been billed (it reached the server) */
+    char rate_limit[6][40];   /* the API response's x-ratelimit-* headers */
 };
 
 ir_loop *ir_get_loop(lua_State *L);

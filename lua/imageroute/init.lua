@@ -15,6 +15,7 @@
 
 local core = require "imageroute.core"
 local policy = require "imageroute.policy" -- gates, stop rules, cost, the call log; installs route:check()
+local router = require "imageroute.router" -- explicit fallback across routes
 
 local M = {
   _VERSION = core._VERSION,
@@ -66,6 +67,10 @@ local M = {
 -- * `timeout` (number, seconds): total time per attempt, default 600.
 -- * `connect_timeout` (number, seconds): default 5.
 -- * `max_retries` (integer): retries after the first attempt, default 2.
+-- * `retry_policy` (string): `"sdk"` (default: retry as the official SDKs do) or `"safe"`: retry
+--   only an attempt that provably was not billed, one that never reached the server (DNS, connect
+--   or TLS handshake failure, nothing sent) or that the server said it did not process (429,
+--   `x-should-retry: true`). Whatever the policy, each attempt records `may_have_billed`.
 -- * `retry_initial_delay`, `retry_max_delay` (seconds): backoff `min(initial * 2^n, max)` times a
 --   random factor in [0.75, 1]; defaults 0.5 and 8.
 -- * `retry_after_max` (seconds): a server-asked delay above this is ignored; default 60.
@@ -123,6 +128,23 @@ local M = {
 -- @raise when config is not a table
 function M.route(config)
   return core.route(config)
+end
+
+--- Builds a router: an explicit fallback across routes, usable wherever a route is (see
+-- `imageroute.router`).
+-- @tparam table config `name`, `routes` (list of Route, tried in order), `fallback_on` (list of
+--   `"rate_limit"` | `"server_error"` | `"timeout"` | `"connection"`; default all four)
+-- @treturn Router|nil
+-- @treturn[2] table a `validation` error with `field`
+function M.router(config)
+  return router.new(config)
+end
+
+--- True when v is a Router.
+-- @param v any value
+-- @treturn boolean
+function M.is_router(v)
+  return router.is_router(v)
 end
 
 --- True when v is a Route.
@@ -477,6 +499,7 @@ local raw_generate = raw_call(core.start_generate)
 --   `tostring(err)` is one line and never holds the key.
 -- @raise when route is not a Route or params is not a table
 function M.generate(route, params, opts)
+  if router.is_router(route) then return router.call("generate", M.generate, route, params, opts) end
   return policy.call("generate", raw_generate, route, params, opts)
 end
 
@@ -503,6 +526,7 @@ local raw_edit = raw_call(core.start_edit)
 -- @treturn[2] table error, as for `generate`
 -- @raise when route is not a Route or params is not a table
 function M.edit(route, params, opts)
+  if router.is_router(route) then return router.call("edit", M.edit, route, params, opts) end
   return policy.call("edit", raw_edit, route, params, opts)
 end
 
@@ -539,6 +563,7 @@ local raw_respond = raw_call(core.start_respond)
 --   `output_text`, `image_calls`, and the `images` that did arrive.
 -- @raise when route is not a Route or params is not a table
 function M.respond(route, params, opts)
+  if router.is_router(route) then return router.call("respond", M.respond, route, params, opts) end
   return policy.call("respond", raw_respond, route, params, opts)
 end
 

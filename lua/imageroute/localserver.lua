@@ -1320,6 +1320,7 @@ local function handle_control(ctx)
   elseif path == "/__reset" and method == "POST" then
     state.log, state.queue, state.requests = {}, {}, 0
     state.max_in_flight = state.in_flight
+    state.rl_windows = {}
     return json_response(200, {ok = true})
   elseif path == "/__script" and method == "POST" then
     local body = ctx.json
@@ -1531,6 +1532,60 @@ local function handle_files(ctx)
   return {status = 200, body = bytes, content_type = "image/png"}
 end
 
+-- The API's rate-limit headers and 429s. Every /v1 answer carries x-ratelimit-* headers; with the
+-- behaviour `rate_limit = {requests = N, window = seconds}` the server counts the requests that
+-- carry that behaviour in a fixed window shared by all connections and answers 429 past N, like
+-- the real API: an OpenAI error body (code rate_limit_exceeded, type requests) and retry-after.
+
+local function fmt_duration(seconds)
+  if seconds < 1 then return ("%dms"):format(math.floor(seconds * 1000 + 0.5)) end
+  local m = math.floor(seconds / 60)
+  local sec = seconds - m * 60
+  if m > 0 then return ("%dm%ds"):format(m, math.floor(sec + 0.5)) end
+  return ("%.3gs"):format(sec)
+end
+
+local function rate_limit(B)
+  local cfg = field(B, "rate_limit")
+  local limit, window = 500, 60
+  if type(cfg) == "table" then
+    limit = int(field(cfg, "requests")) or limit
+    window = tonumber(field(cfg, "window")) or window
+  end
+  local key = limit .. "/" .. window
+  state.rl_windows = state.rl_windows or {} -- "N/window" -> {start =, count =}
+  local w = state.rl_windows[key]
+  local now = gettime()
+  if not w or now - w.start >= window then
+    w = {start = now, count = 0}
+    state.rl_windows[key] = w
+  end
+  local over = type(cfg) == "table" and w.count >= limit
+  if not over then w.count = w.count + 1 end
+  local reset = math.max(0, w.start + window - now)
+  local headers = {
+    ["x-ratelimit-limit-requests"] = tostring(limit),
+    ["x-ratelimit-remaining-requests"] = tostring(math.max(0, limit - w.count)),
+    ["x-ratelimit-reset-requests"] = fmt_duration(reset),
+    ["x-ratelimit-limit-tokens"] = "250000",
+    ["x-ratelimit-remaining-tokens"] = "249000",
+    ["x-ratelimit-reset-tokens"] = "240ms",
+  }
+  if not over then return headers, nil end
+  headers["retry-after"] = tostring(math.max(1, math.ceil(reset)))
+  local resp = error_response(429, format("Rate limit reached for images in organization org-local on " ..
+    "requests per min (RPM): Limit %d, Used %d, Requested 1. Please try again in %s.", limit, w.count,
+    fmt_duration(reset)), NULL, "rate_limit_exceeded", "requests")
+  return headers, resp
+end
+
+local function merged(a, b)
+  local out = {}
+  for k, v in pairs(a or {}) do out[k] = v end
+  if type(b) == "table" then for k, v in pairs(b) do out[k] = v end end
+  return out
+end
+
 local function serve_v1(conn, ctx)
   local rec = {method = ctx.method, path = ctx.path, query = ctx.query, headers = ctx.headers,
     t_start = ctx.t_start}
@@ -1577,10 +1632,11 @@ local function serve_v1(conn, ctx)
       logf("%s %s -> dropped", ctx.method, ctx.path)
       return
     end
-    resp = resp or behaviour_response(B) or route_v1(ctx, B)
+    local rl_headers, limited = rate_limit(B)
+    resp = resp or limited or behaviour_response(B) or route_v1(ctx, B)
     local status = int(field(B, "status"))
     if status and status < 400 and resp.status < 400 then resp.status = status end
-    local extra = field(B, "headers")
+    local extra = merged(rl_headers, field(B, "headers"))
     local truncate = field(B, "truncate") == true
     local reset = field(B, "reset") == true -- like truncate, then a TCP reset instead of a close
     truncate = truncate or reset
@@ -1675,7 +1731,8 @@ end
 -- `delay` (s, before answering), `drop`, `truncate`, `b64_mode` ("dataurl"|"url"), `png_bytes`,
 -- `chat_content` ({URL}, {URL2}), `refusal`, `response_status` ("failed"|"incomplete"), `pace` (s),
 -- `drip` ({bytes =, interval =}: the body a few bytes at a time), `reset` (half the body or events,
--- then a TCP reset).
+-- then a TCP reset), `rate_limit` ({requests =, window = s}: 429s like the real API past that many
+-- requests in the window; every answer carries x-ratelimit-* headers).
 -- A `status` >= 400 alone gives an OpenAI error body; a `status` < 400 only changes the status of
 -- the normal answer.
 --

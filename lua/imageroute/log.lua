@@ -214,6 +214,7 @@ function M.records(kind, route, params, opts, res, err, settings)
     stream = a.stream, partial_images = a.partial_images,
     billing_unit = (cost and cost.unit) or (billing and billing.unit),
     accepted = route.accepted, risk_exception = route.risk_exception, contract_reason = r.contract_reason,
+    router = type(opts) == "table" and opts.router or nil,
   }
   if prompt then
     base.prompt_sha256 = core.sha256(prompt)
@@ -239,6 +240,9 @@ function M.records(kind, route, params, opts, res, err, settings)
     rec.call_latency = r.latency
     rec.bytes_received = r.bytes_received
     rec.http_status = r.http_status or (err and err.status)
+    rec.rate_limit = type(r.rate_limit) == "table" and r.rate_limit or nil
+    rec.fallback_from = type(r.fallback_from) == "table" and #r.fallback_from > 0 and r.fallback_from or nil
+    rec.fallback_reason = type(opts) == "table" and opts.fallback_reason or nil
     if err then
       rec.error_kind, rec.error_code, rec.error = err.kind, err.code, M.scrub(err.message)
       rec.rule, rec.gate = err.rule, err.gate
@@ -267,6 +271,7 @@ function M.records(kind, route, params, opts, res, err, settings)
     rec.request_id = e.request_id
     rec.latency, rec.bytes = e.latency, e.bytes
     rec.retry_reason, rec.retry_delay = e.retry_reason, e.retry_delay
+    rec.may_have_billed = e.may_have_billed
     if e.error_kind then rec.error_kind, rec.error = e.error_kind, M.scrub(e.error)
     elseif type(e.status) == "number" and e.status >= 400 then rec.error_kind = "http" end
     if cost and type(cost.attempts) == "table" then rec.cost = cost_part(cost.attempts[i], currency) end

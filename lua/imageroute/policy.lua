@@ -17,6 +17,7 @@ local contract = require "imageroute.contract"
 local rules = require "imageroute.rules"
 local cost = require "imageroute.cost"
 local log = require "imageroute.log"
+local ratelimit = require "imageroute.ratelimit"
 
 local type, pcall, tostring = type, pcall, tostring
 
@@ -64,6 +65,15 @@ end
 function M.after(kind, route, params, opts, res, err)
   local target = res or err
   if type(target) ~= "table" or not core.is_route(route) then return res, err end
+  if type(target.rate_limit_headers) == "table" then
+    target.rate_limit = ratelimit.parse(target.rate_limit_headers)
+    target.rate_limit_headers = nil
+  end
+  if type(target.attempt_log) == "table" and #target.attempt_log > 0 then
+    local any = false
+    for _, e in ipairs(target.attempt_log) do any = any or (type(e) == "table" and e.may_have_billed == true) end
+    target.may_have_billed = any -- some attempt reached the server: it may have made (and billed) an image
+  end
   local ok, c = pcall(cost.of, kind, route, params, res, err)
   if ok then
     target.cost = c

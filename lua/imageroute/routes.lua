@@ -133,9 +133,14 @@ function M.load(path)
       entries[#entries + 1] = {name = k, cfg = cfg}
     end
   end
-  local out, order = {}, {}
+  local out, order, routers = {}, {}, {}
   for _, e in ipairs(entries) do
-    if out[e.name] then return fail(path, e.name, "name", "is declared twice") end
+    if out[e.name] or routers[e.name] then return fail(path, e.name, "name", "is declared twice") end
+    if e.cfg.routes ~= nil then -- a router: built below, once every route exists
+      routers[e.name] = e
+      order[#order + 1] = e.name
+      goto continue
+    end
     local cfg = {}
     for k, v in pairs(e.cfg) do cfg[k] = v end
     cfg.name = e.name
@@ -155,6 +160,21 @@ function M.load(path)
     end
     out[e.name] = route
     order[#order + 1] = e.name
+    ::continue::
+  end
+  for name, e in pairs(routers) do
+    if type(e.cfg.routes) ~= "table" then return fail(path, name, "routes", "must be a list of route names") end
+    local list = {}
+    for i, rn in ipairs(e.cfg.routes) do
+      list[i] = out[rn]
+      if not list[i] then
+        return fail(path, name, "routes", ("names '%s', which is not a route of this file"):format(tostring(rn)))
+      end
+    end
+    local r, err = require("imageroute.router").new{name = name, routes = list, fallback_on = e.cfg.fallback_on,
+      description = e.cfg.description}
+    if not r then return fail(path, name, err.field, err.message) end
+    out[name] = r
   end
   return out, order
 end
