@@ -112,6 +112,7 @@ void ir_loop_init_multi(ir_loop *lp)
 {
     lp->curl_due = -1;
     lp->reported_due = -2;
+    lp->wake_due = -1;
     curl_multi_setopt(lp->multi, CURLMOPT_SOCKETFUNCTION, socket_cb);
     curl_multi_setopt(lp->multi, CURLMOPT_SOCKETDATA, (void *)lp);
     curl_multi_setopt(lp->multi, CURLMOPT_TIMERFUNCTION, timer_cb);
@@ -202,6 +203,7 @@ static double next_due(ir_loop *lp)
 {
     double due = lp->curl_due;
     ir_xfer *x;
+    if (lp->wake_due >= 0 && (due < 0 || lp->wake_due < due)) due = lp->wake_due;
     if (any_paused(lp)) return ir_now(); /* paused by the byte budget: the next step is due now */
     for (x = lp->head; x; x = x->next)
         if (x->state == X_WAIT && (due < 0 || x->due < due)) due = x->due;
@@ -214,6 +216,7 @@ static void run_timers(ir_loop *lp)
     int running;
     double now = ir_now();
     ir_loop_activate(lp, now); /* adding a handle sets libcurl's timer (often to 0) */
+    if (lp->wake_due >= 0 && lp->wake_due <= now) lp->wake_due = -1; /* Lua's waiters check again now */
     if (lp->curl_due >= 0 && lp->curl_due <= ir_now()) {
         lp->curl_due = -1; /* libcurl sets it again from inside the call when it needs one */
         curl_multi_socket_action(lp->multi, CURL_SOCKET_TIMEOUT, 0, &running);
@@ -240,7 +243,8 @@ int ir_loop_step(lua_State *L, ir_loop *lp, double timeout)
     begin_step(L, lp, timeout <= 0);
     run_timers(lp);
     if (ir_loop_settle(L, lp)) return lp->live; /* partial images and finished calls first */
-    if (!lp->live) return 0;
+    if (lp->wake_due >= 0 && lp->wake_due <= ir_now()) lp->wake_due = -1; /* a wake-up that is due: over */
+    if (!lp->live && lp->wake_due < 0) return 0;
     now = ir_now();
     due = next_due(lp);
     wait = timeout;
@@ -324,6 +328,24 @@ static int l_fds(lua_State *L)
     if (due < 0) lua_pushnil(L);
     else lua_pushnumber(L, due > now ? due - now : 0);
     return 3;
+}
+
+/* core.wake_at(t) : the loop's timer fires no later than monotonic time t (seconds, as core.now):
+ * a blocking step sleeps until then at most, and a host loop is told the timer. For Lua-side waits
+ * (a rate limit) that have no transfer to wait on. The earliest request wins until it is due. */
+static int l_wake_at(lua_State *L)
+{
+    ir_loop *lp = ir_get_loop(L);
+    double t = luaL_checknumber(L, 1);
+    if (lp->wake_due < 0 || lp->wake_due <= ir_now() || t < lp->wake_due) lp->wake_due = t;
+    return 0;
+}
+
+/* core.now() -> monotonic seconds (the clock of wake_at and the loop) */
+static int l_now(lua_State *L)
+{
+    lua_pushnumber(L, ir_now());
+    return 1;
 }
 
 /* core.pending() -> number of live transfers */
@@ -429,6 +451,8 @@ void ir_loop_open(lua_State *L)
         {"pending", l_pending},
         {"fds", l_fds},
         {"watch", l_watch},
+        {"wake_at", l_wake_at},
+        {"now", l_now},
         {"events", l_events},
         {"close_removed", l_close_removed},
         {"socket_action", l_socket_action},

@@ -789,6 +789,7 @@ static void set_rate_limit(lua_State *L, ir_xfer *x)
 void ir_xfer_fail_fields(lua_State *L, int xi, ir_xfer *x)
 {
     set_rate_limit(L, x);
+    if (x->phase == PH_API && x->h.retry_after[0]) ir_setfield_str(L, "retry_after", x->h.retry_after);
     ir_xfer_uv(L, xi);
     lua_getfield(L, -1, "route");
     ir_route_get(L, -1, "name");

@@ -33,6 +33,7 @@ typedef struct {
     double reported_due;      /* the due time last told to the host, < 0: none, -2: unknown */
     size_t budget;            /* body bytes a step may still take in (IR_STEP_BYTES per step) */
     size_t gc_debt;           /* bytes of images made since the collector was told (KB steps) */
+    double wake_due;          /* a Lua-side wait's wake-up time (core.wake_at), < 0: none */
 } ir_loop;
 
 /* One request shape: what to do with a 2xx API response, and when every download is done. */

@@ -16,6 +16,7 @@
 local core = require "imageroute.core"
 local policy = require "imageroute.policy" -- gates, stop rules, cost, the call log; installs route:check()
 local router = require "imageroute.router" -- explicit fallback across routes
+local limits = require "imageroute.limits" -- client-side rate limits of routes
 
 local M = {
   _VERSION = core._VERSION,
@@ -67,6 +68,9 @@ local M = {
 -- * `timeout` (number, seconds): total time per attempt, default 600.
 -- * `connect_timeout` (number, seconds): default 5.
 -- * `max_retries` (integer): retries after the first attempt, default 2.
+-- * `limits` (table): client-side rate limits, `{requests_per_minute =, images_per_minute =,
+--   max_in_flight =}` or `{requests =, images =, window = seconds}`; a call over them waits
+--   (yielding to the loop) instead of being sent into a 429 (see `imageroute.limits`).
 -- * `retry_policy` (string): `"sdk"` (default: retry as the official SDKs do) or `"safe"`: retry
 --   only an attempt that provably was not billed, one that never reached the server (DNS, connect
 --   or TLS handshake failure, nothing sent) or that the server said it did not process (429,
@@ -127,6 +131,10 @@ local M = {
 -- @treturn[2] table an error with `kind = "validation"` and `field` naming the offending field
 -- @raise when config is not a table
 function M.route(config)
+  if type(config) == "table" and config.limits ~= nil then
+    local ok, msg = limits.normalise(config.limits)
+    if not ok then return nil, core.error("validation", msg, {field = "limits"}) end
+  end
   return core.route(config)
 end
 
@@ -439,18 +447,22 @@ end
 
 --- The raw call of one shape: start its transfer on the loop, then wait for it (yielding inside
 -- the scheduler's coroutines).
-local function raw_call(start)
+local function raw_call(start, kind)
   return function(route, params, opts)
     local ok, serr = check_save_to(params, opts)
     if not ok then return nil, serr end
+    local waited, release = limits.before(route, kind, params, wait_until)
     local x, err = start(route, params, opts)
     local res, e = await(x, err, opts)
-    if res and opts and opts.save_to then return save_rest(res, opts) end
+    release(res, e)
+    if res and opts and opts.save_to then res, e = save_rest(res, opts) end
+    local target = res or e
+    if waited > 0 and type(target) == "table" then target.limit_wait = waited end
     return res, e
   end
 end
 
-local raw_generate = raw_call(core.start_generate)
+local raw_generate = raw_call(core.start_generate, "generate")
 
 --- Generates images. On an `images` route: `POST {base_url}/images/generations` (JSON). On a
 -- `chat` route: `POST {base_url}/chat/completions` with the prompt as one user message; the images
@@ -503,7 +515,7 @@ function M.generate(route, params, opts)
   return policy.call("generate", raw_generate, route, params, opts)
 end
 
-local raw_edit = raw_call(core.start_edit)
+local raw_edit = raw_call(core.start_edit, "edit")
 
 --- Edits images. On an `images` route: `POST {base_url}/images/edits` (multipart,
 -- openai-openapi.yaml `CreateImageEditRequest`, L35251). On a `chat` route: one user message with
@@ -530,7 +542,7 @@ function M.edit(route, params, opts)
   return policy.call("edit", raw_edit, route, params, opts)
 end
 
-local raw_respond = raw_call(core.start_respond)
+local raw_respond = raw_call(core.start_respond, "respond")
 
 --- Calls the Responses API with the `image_generation` tool: `POST {base_url}/responses`.
 --
