@@ -7,6 +7,27 @@
 
 #include "ir.h"
 
+/* Stack-balance assertions around the reply walkers (parse, ir_sse_process, complete), active in
+ * the sanitizer and fuzz builds (-DIR_STACK_CHECK, see scripts/check-asan.sh and scripts/fuzz.sh):
+ * IR_STACK_MARK(L, name) records lua_gettop, IR_STACK_EXPECT(L, name, delta) aborts with the file
+ * and line unless the stack is exactly delta values higher. Nothing at all in the normal build. */
+#ifdef IR_STACK_CHECK
+#include <stdio.h>
+#include <stdlib.h>
+#define IR_STACK_MARK(L, name) int name = lua_gettop(L)
+#define IR_STACK_EXPECT(L, name, delta)                                                          \
+    do {                                                                                         \
+        if (lua_gettop(L) != (name) + (delta)) {                                                 \
+            fprintf(stderr, "%s:%d: Lua stack unbalanced: top %d, expected %d\n", __FILE__,       \
+                    __LINE__, lua_gettop(L), (name) + (delta));                                   \
+            abort();                                                                             \
+        }                                                                                        \
+    } while (0)
+#else
+#define IR_STACK_MARK(L, name) ((void)0)
+#define IR_STACK_EXPECT(L, name, delta) ((void)0)
+#endif
+
 typedef struct ir_xfer ir_xfer;
 
 typedef struct {

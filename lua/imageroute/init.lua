@@ -80,6 +80,7 @@ end
 -- loop until their transfer is done (and meanwhile the scheduler's coroutines progress too).
 
 local YIELD = setmetatable({}, {__tostring = function() return "imageroute.yield" end})
+local RAISE = setmetatable({}, {__tostring = function() return "imageroute.raise" end})
 local owned = setmetatable({}, {__mode = "k"}) -- coroutine -> its completion function
 local waiting = {}                               -- {co =, xfer =, opts =} waiting on a transfer
 local ready = {}                                 -- coroutines that yielded for a tick
@@ -99,6 +100,17 @@ local function deliver(x, opts)
       opts.on_progress(bytes, elapsed)
     end
   end
+end
+
+--- Delivers like `deliver`, but a callback that raises first stops the transfer at once
+-- (`transfer:cancel`: removed from the loop, its connection closed, its outcome a `cancelled`
+-- error), so nothing keeps streaming and buffering behind the caller's back. Returns true, or
+-- false and the callback's error value (to be raised by the caller).
+local function deliver_or_cancel(x, opts)
+  local ok, e = pcall(deliver, x, opts)
+  if ok then return true end
+  x:cancel("a callback raised: " .. tostring(e))
+  return false, e
 end
 
 local resume
@@ -127,8 +139,11 @@ local function tick()
   local i = 1
   while i <= #waiting do
     local w = waiting[i]
-    deliver(w.xfer, w.opts)
-    if w.xfer:done() then
+    local ok, e = deliver_or_cancel(w.xfer, w.opts)
+    if not ok then -- the callback's error is raised in the coroutine, where its call waits
+      table.remove(waiting, i)
+      resume(w.co, RAISE, e)
+    elseif w.xfer:done() then
       table.remove(waiting, i)
       resume(w.co, w.xfer:result())
       core.step(0) -- send what the coroutine just started, before resuming the next one
@@ -142,13 +157,19 @@ end
 local function await(xfer, err, opts)
   if not xfer then return nil, err end
   local co = coroutine.running()
-  if owned[co] then return coroutine.yield(YIELD, xfer, opts) end
+  if owned[co] then
+    local r = table.pack(coroutine.yield(YIELD, xfer, opts))
+    if r[1] == RAISE then error(r[2], 0) end
+    return table.unpack(r, 1, r.n)
+  end
   while not xfer:done() do
     core.step(0.5)
-    deliver(xfer, opts)
+    local ok, e = deliver_or_cancel(xfer, opts)
+    if not ok then error(e, 0) end
     tick()
   end
-  deliver(xfer, opts)
+  local ok, e = deliver_or_cancel(xfer, opts)
+  if not ok then error(e, 0) end
   return xfer:result()
 end
 
