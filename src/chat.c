@@ -378,6 +378,7 @@ static void chat_parse(lua_State *L, int xi, ir_xfer *x)
             lua_replace(L, uv);
             lua_settop(L, uv);
             fail_content(L, xi, x, "api", "refusal", "the model refused", uv);
+            lua_settop(L, uv - 1);
             return;
         }
     }
@@ -390,6 +391,7 @@ static void chat_parse(lua_State *L, int xi, ir_xfer *x)
         lua_replace(L, uv);
         lua_settop(L, uv);
         fail_content(L, xi, x, "decode", "empty_content", "the chat completion's content is empty", uv);
+        lua_settop(L, uv - 1);
         return;
     }
     /* links = require("imageroute.markdown").images(md), in protected mode */
@@ -418,6 +420,7 @@ static void chat_parse(lua_State *L, int xi, ir_xfer *x)
         lua_replace(L, uv);
         lua_settop(L, uv);
         fail_content(L, xi, x, "decode", "no_image_link", "the chat reply holds no Markdown image link", uv);
+        lua_settop(L, uv - 1);
         return;
     }
     lua_getfield(L, uv, "images");

@@ -665,6 +665,50 @@ static void fail_running(lua_State *L, int xi, ir_xfer *x)
     ir_xfer_fail(L, xi, x);
 }
 
+/* A 2xx reply has been received in full: logs its attempt, then the rest of its events, then the
+ * shape's walker (or, for a download, the image check). parse / fetch_done finish the transfer or
+ * start a download. Called by the loop, and by the fuzz harness fuzz/fuzz_walk.c. */
+void ir_xfer_reply_done(lua_State *L, int xi, ir_xfer *x)
+{
+    IR_STACK_MARK(L, top);
+    log_attempt(L, xi, x, CURLE_OK, NULL, 0);
+    IR_STACK_EXPECT(L, top, 0);
+    if (x->mode == M_SSE) {
+        int r = ir_sse_process(L, xi, x);
+        IR_STACK_EXPECT(L, top, r ? 0 : 1);
+        if (!r) {
+            note_stream_error(L, xi);
+            ir_xfer_fail(L, xi, x);
+            IR_STACK_EXPECT(L, top, 0);
+            return;
+        }
+    }
+    if (x->phase == PH_FETCH) ir_fetch_done(L, xi, x);
+    else x->ops->parse(L, xi, x);
+    IR_STACK_EXPECT(L, top, 0);
+}
+
+/* The events of a running stream that arrived so far (partial images to Lua as soon as their
+ * bytes are in); an error event or a bad event ends the transfer at once. Returns 1 when
+ * something happened (a partial image, or the end), else 0. Called by the loop's sse_tick, and by
+ * fuzz/fuzz_walk.c. */
+int ir_xfer_stream_tick(lua_State *L, int xi, ir_xfer *x)
+{
+    int before = x->partials_received, r;
+    long st = 0;
+    IR_STACK_MARK(L, top);
+    if (x->easy) curl_easy_getinfo(x->easy, CURLINFO_RESPONSE_CODE, &st);
+    if (st) x->status = st;
+    r = ir_sse_process(L, xi, x);
+    IR_STACK_EXPECT(L, top, r ? 0 : 1);
+    if (!r) {
+        fail_running(L, xi, x);
+        IR_STACK_EXPECT(L, top, 0);
+        return 1;
+    }
+    return x->partials_received != before;
+}
+
 static void attempt_done(lua_State *L, int xi, ir_xfer *x, CURLcode cc)
 {
     const char *why = NULL;
@@ -697,25 +741,11 @@ static void attempt_done(lua_State *L, int xi, ir_xfer *x, CURLcode cc)
         x->due = ir_now() + delay;
         return;
     }
-    log_attempt(L, xi, x, cc, NULL, 0);
-    if (ok && x->mode == M_SSE) {
-        int r;
-        IR_STACK_MARK(L, top);
-        r = ir_sse_process(L, xi, x);
-        IR_STACK_EXPECT(L, top, r ? 0 : 1);
-        if (!r) {
-            note_stream_error(L, xi);
-            ir_xfer_fail(L, xi, x);
-            return;
-        }
-    }
     if (ok) {
-        IR_STACK_MARK(L, top);
-        if (x->phase == PH_FETCH) ir_fetch_done(L, xi, x);
-        else x->ops->parse(L, xi, x);
-        IR_STACK_EXPECT(L, top, 0);
-        return; /* parse / fetch_done call ir_xfer_finish_* or start a download */
+        ir_xfer_reply_done(L, xi, x); /* logs the attempt too */
+        return;
     }
+    log_attempt(L, xi, x, cc, NULL, 0);
     if (cc != CURLE_OK) {
         char *u = NULL;
         curl_easy_getinfo(x->easy, CURLINFO_EFFECTIVE_URL, &u);
@@ -903,17 +933,9 @@ static int sse_tick(lua_State *L, ir_loop *lp)
     for (x = lp->head; x; x = next) {
         next = x->next;
         if (x->state == X_RUN && x->mode == M_SSE && x->sse) {
-            int top = lua_gettop(L), before = x->partials_received, r;
+            int top = lua_gettop(L);
             lua_rawgeti(L, LUA_REGISTRYINDEX, x->ref);
-            if (x->easy) curl_easy_getinfo(x->easy, CURLINFO_RESPONSE_CODE, &x->status);
-            r = ir_sse_process(L, top + 1, x);
-            IR_STACK_EXPECT(L, top + 1, r ? 0 : 1);
-            if (!r) {
-                fail_running(L, top + 1, x);
-                handled++;
-            } else if (x->partials_received != before) {
-                handled++;
-            }
+            handled += ir_xfer_stream_tick(L, top + 1, x);
             lua_settop(L, top);
         }
     }

@@ -101,6 +101,8 @@ void ir_xfer_fail_fields(lua_State *L, int xi, ir_xfer *x);
 void ir_xfer_succeed(lua_State *L, int xi, ir_xfer *x);    /* result table on top */
 void ir_xfer_wait(lua_State *L, ir_xfer *x);
 int  ir_xfer_push_outcome(lua_State *L, int xi);
+void ir_xfer_reply_done(lua_State *L, int xi, ir_xfer *x); /* a 2xx reply in full: walk it */
+int  ir_xfer_stream_tick(lua_State *L, int xi, ir_xfer *x); /* a running stream's new events */
 void ir_fetch_next(lua_State *L, int xi, ir_xfer *x);
 void ir_fetch_done(lua_State *L, int xi, ir_xfer *x);
 int  ir_loop_step(lua_State *L, ir_loop *lp, double timeout);
