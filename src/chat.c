@@ -489,6 +489,7 @@ static void chat_complete(lua_State *L, int xi, ir_xfer *x)
     lua_getfield(L, uv, "unsent");
     lua_setfield(L, res, "unsent");
     lua_getfield(L, uv, "images");
+    ir_order_images(L, -1); /* document order: data: links were decoded before the downloads */
     lua_setfield(L, res, "images");
     lua_pushliteral(L, "chat");
     lua_setfield(L, res, "shape");

@@ -137,6 +137,8 @@ int  ir_push_data_url(lua_State *L, int idx, const char *field);
 /* Decodes a data: URL holding an image into an Image pushed on the stack. */
 int  ir_image_from_data_url(lua_State *L, const char *url, size_t n, const char *field);
 int  ir_is_image_model(const char *model);
+/* Orders the Image list at idx by each image's `index` (its place in the reply). */
+void ir_order_images(lua_State *L, int idx);
 
 typedef int (*ir_builder)(lua_State *L, ir_xfer *x, int xi, int route, int params, int opts);
 int ir_start(lua_State *L, const ir_ops *ops, ir_builder build);
