@@ -267,9 +267,11 @@ describe("hostile replies", function()
       finally(function() d:stop() end)
       local route = assert(imageroute.route{name = "drip", base_url = d.base_url, model = "gpt-image-1",
         api_key_env = fx.KEY_ENV, timeout = 20, max_retries = 0})
+      local logfile = os.tmpname()
+      finally(function() os.remove(logfile) end)
       local t0 = socket.gettime()
       local ok, e = pcall(imageroute.generate, route, {prompt = "x", stream = true, partial_images = 1},
-        {on_partial = function() error("the caller had enough") end})
+        {on_partial = function() error("the caller had enough") end, log = logfile})
       local elapsed = socket.gettime() - t0
       assert.is_false(ok)
       assert.truthy(tostring(e):find("the caller had enough", 1, true))
@@ -278,6 +280,12 @@ describe("hostile replies", function()
       assert.equal("dropped", how)
       assert.is_true(after < 3)
       assert.equal(0, core.pending())
+      -- the call was still priced and logged, as a cancelled one
+      local recs = imageroute.log.read(logfile)
+      local last = recs[#recs]
+      assert.equal("cancelled", last.error_kind)
+      assert.equal("req_drip", last.request_id)
+      assert.equal(200, last.status)
     end)
 
     it("inside the scheduler, the error reaches the coroutine's caller and the transfer stops", function()

@@ -80,7 +80,6 @@ end
 -- loop until their transfer is done (and meanwhile the scheduler's coroutines progress too).
 
 local YIELD = setmetatable({}, {__tostring = function() return "imageroute.yield" end})
-local RAISE = setmetatable({}, {__tostring = function() return "imageroute.raise" end})
 local owned = setmetatable({}, {__mode = "k"}) -- coroutine -> its completion function
 local waiting = {}                               -- {co =, xfer =, opts =} waiting on a transfer
 local ready = {}                                 -- coroutines that yielded for a tick
@@ -102,15 +101,40 @@ local function deliver(x, opts)
   end
 end
 
+local raised = setmetatable({}, {__mode = "k"}) -- transfer -> the error its callback raised
+
 --- Delivers like `deliver`, but a callback that raises first stops the transfer at once
 -- (`transfer:cancel`: removed from the loop, its connection closed, its outcome a `cancelled`
--- error), so nothing keeps streaming and buffering behind the caller's back. Returns true, or
--- false and the callback's error value (to be raised by the caller).
+-- error), so nothing keeps streaming and buffering behind the caller's back; the error is kept
+-- to be raised where the call waits (see `outcome`). Returns false when a callback raised.
 local function deliver_or_cancel(x, opts)
+  if raised[x] ~= nil then return false end
   local ok, e = pcall(deliver, x, opts)
   if ok then return true end
+  raised[x] = e
   x:cancel("a callback raised: " .. tostring(e))
-  return false, e
+  return false
+end
+
+--- The outcome of a done transfer: result | nil, err. When a callback raised, the outcome (the
+-- cancelled error, or the result if it was already complete) carries the callback's error in
+-- `callback_error`, for `reraise` to raise after the call has been logged.
+local function outcome(x)
+  local res, err = x:result()
+  if raised[x] ~= nil then (res or err).callback_error = raised[x] end
+  return res, err
+end
+
+--- Raises the error of a call's callback (after policy.after logged and priced the call), or
+-- passes the outcome through.
+local function reraise(res, err)
+  local o = res or err
+  if type(o) == "table" and o.callback_error ~= nil then
+    local e = o.callback_error
+    o.callback_error = nil
+    error(e, 0)
+  end
+  return res, err
 end
 
 local resume
@@ -139,13 +163,10 @@ local function tick()
   local i = 1
   while i <= #waiting do
     local w = waiting[i]
-    local ok, e = deliver_or_cancel(w.xfer, w.opts)
-    if not ok then -- the callback's error is raised in the coroutine, where its call waits
+    deliver_or_cancel(w.xfer, w.opts) -- a callback that raises cancels the transfer: done now
+    if w.xfer:done() then
       table.remove(waiting, i)
-      resume(w.co, RAISE, e)
-    elseif w.xfer:done() then
-      table.remove(waiting, i)
-      resume(w.co, w.xfer:result())
+      resume(w.co, outcome(w.xfer))
       core.step(0) -- send what the coroutine just started, before resuming the next one
     else
       i = i + 1
@@ -157,20 +178,14 @@ end
 local function await(xfer, err, opts)
   if not xfer then return nil, err end
   local co = coroutine.running()
-  if owned[co] then
-    local r = table.pack(coroutine.yield(YIELD, xfer, opts))
-    if r[1] == RAISE then error(r[2], 0) end
-    return table.unpack(r, 1, r.n)
-  end
+  if owned[co] then return coroutine.yield(YIELD, xfer, opts) end
   while not xfer:done() do
     core.step(0.5)
-    local ok, e = deliver_or_cancel(xfer, opts)
-    if not ok then error(e, 0) end
+    deliver_or_cancel(xfer, opts)
     tick()
   end
-  local ok, e = deliver_or_cancel(xfer, opts)
-  if not ok then error(e, 0) end
-  return xfer:result()
+  deliver_or_cancel(xfer, opts)
+  return outcome(xfer)
 end
 
 --- Runs the loop once: moves bytes, waits at most `timeout` seconds for activity, delivers
@@ -295,8 +310,15 @@ local raw_generate = raw_call(core.start_generate)
 --- Generates images. On an `images` route: `POST {base_url}/images/generations` (JSON). On a
 -- `chat` route: `POST {base_url}/chat/completions` with the prompt as one user message; the images
 -- are the Markdown image links of the reply, downloaded (result `content`, `links`, and `unsent`:
--- the params a chat request has no place for). On a `responses` route: `respond` with the prompt
--- as input and the tool forced.
+-- the params a chat request has no place for); a `content` given as a list of parts gives its
+-- text parts as the text and its `image_url` parts as image links, in document order with the
+-- Markdown links (`links[i].type = "image_url"`). On a `responses` route: `respond` with the
+-- prompt as input and the tool forced.
+--
+-- On every shape, a 2xx reply without an image is a `decode` error that carries the text that came
+-- back: `err.content` (chat, code `no_image_link` or `empty_content`), `err.output_text` and
+-- `err.response_id` (responses, code `no_image`); the message quotes an excerpt. (`respond`, unlike
+-- `generate` and `edit`, may end with text or tool calls only, and then succeeds.)
 --
 -- The body holds exactly the fields the caller set in `params` (API field names: `prompt`, `n`,
 -- `size`, `quality`, `background`, `output_format`, `output_compression`, `moderation`, `user`,
@@ -313,7 +335,9 @@ local raw_generate = raw_call(core.start_generate)
 --   `log` (a log path for this call, or false), `allow_preview`, `skip_rules` (see imageroute.rules),
 --   `on_partial(image, index)` (with `params.stream = true` and `params.partial_images`: each
 --   partial image as its event arrives, index 0-based; `image.event` holds the event's other fields),
---   `on_progress(bytes, elapsed_seconds)`
+--   `on_progress(bytes, elapsed_seconds)`. A callback that raises stops the transfer at once (its
+--   connection closed, nothing more buffered); the call is priced and logged as a `cancelled` error,
+--   then the callback's error is raised to the caller (inside `run`/`spawn`/`batch` coroutines too).
 -- @treturn table result:
 --
 -- * `images` (list of Image): decoded bytes (`image.bytes`, `image.length` in bytes), `mime`,
@@ -327,12 +351,13 @@ local raw_generate = raw_call(core.start_generate)
 --   `attempts` (HTTP attempts made), `attempt_log` (one table per attempt), `bytes_received`.
 -- @treturn[2] nil
 -- @treturn[2] table error: `kind` (`"api"` | `"http"` | `"timeout"` | `"connection"` |
---   `"decode"` | `"validation"` | `"route"`), `message`, `cost`, `status`, `type`, `code`, `param`, `request_id`,
---   `attempts`, `attempt_log`, `route`, and `images` when some were received before the failure;
---   `tostring(err)` is one line and never holds the key.
+--   `"decode"` | `"validation"` | `"route"` | `"cancelled"`), `message`, `cost`, `status`, `type`,
+--   `code`, `param`, `request_id`, `response_id` (responses, when known), `attempts`, `attempt_log`,
+--   `route`, and `images` when some were received before the failure; `tostring(err)` is
+--   one line and never holds the key.
 -- @raise when route is not a Route or params is not a table
 function M.generate(route, params, opts)
-  return policy.call("generate", raw_generate, route, params, opts)
+  return reraise(policy.call("generate", raw_generate, route, params, opts))
 end
 
 local raw_edit = raw_call(core.start_edit)
@@ -358,7 +383,7 @@ local raw_edit = raw_call(core.start_edit)
 -- @treturn[2] table error, as for `generate`
 -- @raise when route is not a Route or params is not a table
 function M.edit(route, params, opts)
-  return policy.call("edit", raw_edit, route, params, opts)
+  return reraise(policy.call("edit", raw_edit, route, params, opts))
 end
 
 local raw_respond = raw_call(core.start_respond)
@@ -394,7 +419,7 @@ local raw_respond = raw_call(core.start_respond)
 --   `output_text`, `image_calls`, and the `images` that did arrive.
 -- @raise when route is not a Route or params is not a table
 function M.respond(route, params, opts)
-  return policy.call("respond", raw_respond, route, params, opts)
+  return reraise(policy.call("respond", raw_respond, route, params, opts))
 end
 
 --- Makes a file name safe to join under a directory: letters, digits, '-', '_' and '.', no
