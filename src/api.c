@@ -263,11 +263,8 @@ static void images_parse(lua_State *L, int xi, ir_xfer *x)
     lua_getfield(L, uv, "json");
     json = lua_gettop(L);
     if (lua_getfield(L, json, "data") != LUA_TTABLE || lua_rawlen(L, -1) == 0) {
-        lua_settop(L, uv - 1);
-        ir_push_error(L, "decode", "the response has no images (data is missing or empty)");
-        lua_pushinteger(L, x->status);
-        lua_setfield(L, -2, "status");
-        ir_xfer_fail(L, xi, x);
+        lua_settop(L, uv - 1); /* the error quotes what came back instead */
+        ir_fail_decode(L, xi, x, "the response has no images (data is missing or empty)");
         return;
     }
     data = lua_gettop(L);
