@@ -10,6 +10,8 @@
  *             2 generate on a responses route (an image is required), 3 generate on a chat route
  *   bit 2     the body is an event stream (text/event-stream) instead of JSON
  *   bit 3     edit instead of generate (calls 0, 2, 3)
+ *   bit 4     the caller stops the transfer after the first chunk (transfer:cancel, or with
+ *             bit 5 transfer:close), as a callback that raises does
  *
  * Each run starts the transfer with the real start function (core.start_generate, ...: the
  * request is built, the transfer handed to the loop) and never steps the loop, so nothing is ever
@@ -138,13 +140,14 @@ FZ_NOCOV static void check_outcome(int xi, ir_xfer *x, int call)
     FZ_CHECK(x->state == X_DONE, "transfer not done (state %d)", x->state);
     n = ir_xfer_push_outcome(L, xi);
     if (getenv("FZ_WALK_VERBOSE")) { /* replaying seeds by hand: what each one ended in */
+        int o = lua_gettop(L);
         lua_getglobal(L, "tostring");
-        lua_pushvalue(L, -2);
-        lua_pcall(L, 1, 1, 0);
+        lua_pushvalue(L, o);
+        if (lua_pcall(L, 1, 1, 0) != LUA_OK) lua_pushliteral(L, "?");
         fprintf(stderr, "fuzz_walk: call %d: %s", call, n == 1 ? "result" : lua_tostring(L, -1));
-        if (n == 1 && lua_getfield(L, -2, "images") == LUA_TTABLE) fprintf(stderr, ", %d images", (int)lua_rawlen(L, -1));
+        if (n == 1 && lua_getfield(L, o, "images") == LUA_TTABLE) fprintf(stderr, ", %d images", (int)lua_rawlen(L, -1));
         fputc('\n', stderr);
-        lua_settop(L, top + n);
+        lua_settop(L, o);
     }
     if (n == 1) {
         int res = lua_gettop(L), i, m;
@@ -157,6 +160,17 @@ FZ_NOCOV static void check_outcome(int xi, ir_xfer *x, int call)
             lua_pop(L, 1);
         }
         if (call != 1) FZ_CHECK(m > 0, "generate/edit succeeded with no image (call %d)", call);
+        for (i = 2; i <= m && call != 1; i++) { /* document order */
+            lua_Integer a, b;
+            lua_rawgeti(L, -1, i - 1);
+            lua_getfield(L, -1, "index");
+            a = lua_tointeger(L, -1);
+            lua_rawgeti(L, -3, i);
+            lua_getfield(L, -1, "index");
+            b = lua_tointeger(L, -1);
+            lua_pop(L, 4);
+            FZ_CHECK(a < b, "images out of order: index %d before %d", (int)a, (int)b);
+        }
         if (call == 3) {
             FZ_CHECK(lua_getfield(L, res, "links") == LUA_TTABLE, "chat result without links");
             FZ_CHECK((int)lua_rawlen(L, -1) == m, "chat: %d images for %d links", m, (int)lua_rawlen(L, -1));
@@ -186,7 +200,7 @@ FZ_NOCOV int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
     fz_chunker c;
     ir_xfer *x;
-    int top, xi, call, sse, edit, capped = 0;
+    int top, xi, call, sse, edit, stop, capped = 0;
     size_t len;
     char *chunk;
     if (!L) setup();
@@ -194,6 +208,7 @@ FZ_NOCOV int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     call = data[0] & 3;
     sse = (data[0] >> 2) & 1;
     edit = (data[0] >> 3) & 1;
+    stop = (data[0] >> 4) & 3; /* bit 4: stop it after the first chunk; bit 5: by close */
     if (fz_chunker_init(&c, data + 1, size - 1)) return 0;
     top = lua_gettop(L);
     x = start(call, edit);
@@ -220,6 +235,12 @@ FZ_NOCOV int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         }
         free(chunk);
         FZ_CHECK(lua_gettop(L) == xi, "stack moved while streaming: %d vs %d", lua_gettop(L), xi);
+        if ((stop & 1) && x->state == X_RUN) {
+            lua_getfield(L, xi, stop & 2 ? "close" : "cancel");
+            lua_pushvalue(L, xi);
+            FZ_CHECK(lua_pcall(L, 1, 0, 0) == LUA_OK, "stopping raised");
+            FZ_CHECK(x->state == X_DONE, "not done after being stopped");
+        }
     }
     if (x->state == X_RUN && !capped) {
         x->state = X_WAIT; /* attempt_done: the attempt is over */

@@ -183,6 +183,11 @@ seed_file("walk", "responses-stream", walk(6, "\13", "event: response.created\nd
   "event: response.completed\ndata: " ..
   '{"response":{"id":"resp_3","status":"completed","output":[{"type":"image_generation_call","result":"' ..
   png64 .. '"}]}}\n\n'))
+seed_file("walk", "stream-cancelled", walk(6 + 16, "\50", "event: response.created\ndata: " ..
+  '{"type":"response.created","response":{"id":"resp_4"}}\n\nevent: response.output_item.done\ndata: ' ..
+  '{"item":{"type":"image_generation_call","id":"ig_1","result":"' .. png64 .. '"}}\n\n'))
+seed_file("walk", "stream-closed", walk(4 + 16 + 32, "\40", "event: image_generation.partial_image\ndata: " ..
+  '{"type":"image_generation.partial_image","b64_json":"' .. gif64 .. '","partial_image_index":0}\n\n'))
 seed_file("walk", "chat-markdown", walk(3, "", '{"id":"c1","choices":[{"message":{"content":' ..
   '"![a](' .. dpng .. ') and ![b](http://127.0.0.1:9/b.png)"}}]}'))
 seed_file("walk", "chat-parts", walk(3, "\4\4", '{"choices":[{"message":{"content":[' ..
