@@ -184,11 +184,24 @@ describe("hostile replies", function()
       end
     end)
 
-    it("is a decode error for generate on an images route", function()
-      s:script{{body = '{"created": 1, "data": []}'}}
+    it("is a decode error for generate on an images route, quoting what came back", function()
+      s:script{{body = '{"created": 1, "data": [], "note": "no images today"}'}}
       local res, err = imageroute.generate(fx.route(s, {max_retries = 0}), {prompt = "a fox"})
       assert.is_nil(res)
       assert.equal("decode", err.kind)
+      assert.truthy(err.message:find("no images today", 1, true))
+      assert.equal(200, err.status)
+    end)
+  end)
+
+  describe("images in document order", function()
+    it("keeps data[] order when a url entry (downloaded) comes before a b64_json one", function()
+      s:script{{body = json{created = 1, data = {{url = served_url}, {b64_json = core.b64encode(PNG_1x1)}}}}}
+      local res = assert(imageroute.generate(fx.route(s), {prompt = "mixed"}))
+      assert.equal(2, #res.images)
+      assert.same({1, 2}, {res.images[1].index, res.images[2].index})
+      assert.is_true(served_png == res.images[1].bytes)
+      assert.is_true(PNG_1x1 == res.images[2].bytes)
     end)
   end)
 
