@@ -367,7 +367,8 @@ static void respond_parse(lua_State *L, int xi, ir_xfer *x)
         m = (int)lua_rawlen(L, -1);
         for (k = 1; k <= m; k++) {
             lua_rawgeti(L, -1, k);
-            lua_pushinteger(L, k);
+            /* its place in the list: a stream may have sent other image events before */
+            lua_pushinteger(L, (lua_Integer)lua_rawlen(L, images) + 1);
             lua_setfield(L, -2, "index");
             lua_rawseti(L, images, (lua_Integer)lua_rawlen(L, images) + 1);
         }
