@@ -147,6 +147,67 @@ seed_file("sse", "unfinished", sse(0, "", "event: image_generation.partial_image
   gif64:sub(1, 20)))
 seed_file("sse", "long-event-name", sse(0, "", "event: " .. ("e"):rep(120) .. "\ndata: {}\n\n"))
 
+-- walk: option byte (bits 0-1 call: 0 images generate, 1 respond, 2 responses generate, 3 chat;
+-- bit 2 event stream; bit 3 edit), then a chunked reply body
+local function walk(opt, plan, payload) return string.char(opt) .. chunked(plan, payload) end
+local dpng = "data:image/png;base64," .. png64
+seed_file("walk", "images", walk(0, "", '{"created":1,"data":[{"b64_json":"' .. png64 .. '","revised_prompt":"r"}]}'))
+seed_file("walk", "images-url", walk(8, "\7", '{"data":[{"url":"http://127.0.0.1:9/a.png"},{"b64_json":"' ..
+  png64 .. '"}]}'))
+seed_file("walk", "images-empty", walk(0, "", '{"data":[],"usage":{"total_tokens":1e400}}'))
+seed_file("walk", "images-junk", walk(0, "\3", '{"data":[7,{"b64_json":5},{"url":{}}]}'))
+seed_file("walk", "images-stream", walk(4, "\5\9", "event: image_generation.partial_image\ndata: " ..
+  '{"type":"image_generation.partial_image","b64_json":"' .. gif64 .. '","partial_image_index":0}\n\n' ..
+  "event: image_generation.completed\ndata: " ..
+  '{"type":"image_generation.completed","b64_json":"' .. png64 .. '","created_at":3}\n\n'))
+seed_file("walk", "stream-error", walk(4, "\11", "event: response.created\ndata: " ..
+  '{"type":"response.created","response":{"id":"resp_1"}}\n\nevent: error\ndata: ' ..
+  '{"type":"error","error":{"message":"boom","code":{"x":1},"type":"server_error"}}\n\n'))
+seed_file("walk", "stream-notjson", walk(6, "\2", "event: response.created\ndata: {\"response\":{\"id\":7}}\n\n" ..
+  "data: {not json\n\n"))
+local resp = '{"id":"resp_1","status":"completed","output":[{"type":"message","content":[' ..
+  '{"type":"output_text","text":"hello"},{"type":"output_text","text":5}]},' ..
+  '{"type":"image_generation_call","id":"ig_1","status":"completed","result":"' .. png64 .. '"}]}'
+seed_file("walk", "respond", walk(1, "", resp))
+seed_file("walk", "responses-generate", walk(2, "\1\2\3", resp))
+seed_file("walk", "responses-text-only", walk(2, "", '{"id":"resp_2","status":"completed","output":[' ..
+  '{"type":"message","content":[{"type":"output_text","text":"I cannot draw that."}]}]}'))
+seed_file("walk", "responses-junk", walk(1, "", '{"id":{},"status":9,"output":[1,"x",{"type":7},' ..
+  '{"type":"image_generation_call","result":null,"status":{}},{"type":"message","content":"x"}]}'))
+seed_file("walk", "responses-stream", walk(6, "\13", "event: response.created\ndata: " ..
+  '{"type":"response.created","response":{"id":"resp_3"}}\n\n' ..
+  "event: response.image_generation_call.partial_image\ndata: " ..
+  '{"item_id":"ig_1","partial_image_index":0,"partial_image_b64":"' .. gif64 .. '"}\n\n' ..
+  "event: response.output_item.done\ndata: " ..
+  '{"item":{"type":"image_generation_call","id":"ig_1","result":"' .. png64 .. '"}}\n\n' ..
+  "event: response.completed\ndata: " ..
+  '{"response":{"id":"resp_3","status":"completed","output":[{"type":"image_generation_call","result":"' ..
+  png64 .. '"}]}}\n\n'))
+seed_file("walk", "stream-cancelled", walk(6 + 16, "\50", "event: response.created\ndata: " ..
+  '{"type":"response.created","response":{"id":"resp_4"}}\n\nevent: response.output_item.done\ndata: ' ..
+  '{"item":{"type":"image_generation_call","id":"ig_1","result":"' .. png64 .. '"}}\n\n'))
+seed_file("walk", "stream-closed", walk(4 + 16 + 32, "\40", "event: image_generation.partial_image\ndata: " ..
+  '{"type":"image_generation.partial_image","b64_json":"' .. gif64 .. '","partial_image_index":0}\n\n'))
+seed_file("walk", "chat-markdown", walk(3, "", '{"id":"c1","choices":[{"message":{"content":' ..
+  '"![a](' .. dpng .. ') and ![b](http://127.0.0.1:9/b.png)"}}]}'))
+seed_file("walk", "chat-parts", walk(3, "\4\4", '{"choices":[{"message":{"content":[' ..
+  '{"type":"text","text":"' .. ("long text "):rep(40) .. '"},' ..
+  '{"type":"image_url","image_url":{"url":"' .. dpng .. '"}},' ..
+  '{"type":"image_url","image_url":"' .. dpng .. '"},{"type":"text","text":"![c](' .. dpng .. ')"},' ..
+  '"bare",7,{"type":"image_url","image_url":{"url":5}},{"type":"text","text":{}},[[["deep"]]]]}}]}'))
+seed_file("walk", "chat-parts-short", walk(11, "", '{"choices":[{"message":{"content":[' ..
+  '{"type":"text","text":"a"},{"type":"image_url","image_url":{"url":"' .. dpng .. '"}},' ..
+  '{"type":"text","text":"b"}]}}]}'))
+seed_file("walk", "chat-fence", walk(3, "", '{"choices":[{"message":{"content":[' ..
+  '{"type":"text","text":"```"},{"type":"image_url","image_url":"' .. dpng .. '"},' ..
+  '{"type":"text","text":"![](imageroute-part:1) ![](imageroute-part:9)"}]}}]}'))
+seed_file("walk", "chat-junk", walk(3, "", '{"choices":[{"message":{"content":12,"refusal":""}}]}'))
+seed_file("walk", "chat-refusal", walk(3, "", '{"choices":[{"message":{"content":null,"refusal":"no"}}]}'))
+seed_file("walk", "chat-no-choices", walk(3, "", '{"choices":{"1":{}}}'))
+seed_file("walk", "chat-stream", walk(7, "\6", 'data: {"choices":[{"delta":{"content":"![x]("}}]}\n\n' ..
+  'data: {"choices":[{"delta":{"content":"' .. dpng .. ')"}}]}\n\ndata: {"choices":[{"delta":{"content":5}}]}\n\n' ..
+  "data: [DONE]\n\n"))
+
 local n = 0
 for _, f in ipairs(files) do
   local dir = "fuzz/corpus/" .. f[1]

@@ -1,6 +1,7 @@
 #!/bin/bash
 # make check-asan: builds a second copy of the core with AddressSanitizer + UndefinedBehaviorSanitizer
-# (build/asan/imageroute/core.so) and runs the whole busted suite against it. Fails on any failing
+# and the Lua stack-balance assertions of the reply walkers (-DIR_STACK_CHECK: an unbalanced walker
+# aborts with its file and line) (build/asan/imageroute/core.so) and runs the whole busted suite against it. Fails on any failing
 # spec and on any sanitizer report (ASan, UBSan or LeakSanitizer) from any lua5.4 process of the run.
 #
 # lua5.4 itself is not instrumented, so the ASan runtime is preloaded (LD_PRELOAD) into it, through a
@@ -22,6 +23,8 @@ cd "$(dirname "$0")/.." || exit 1
 root=$(pwd)
 build=build/asan
 san="-fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=all"
+# the Lua stack-balance assertions around the reply walkers (src/xfer.h), for this build only
+stack_check="-DIR_STACK_CHECK"
 
 clang_runtime() { clang -print-file-name=libclang_rt.asan-x86_64.so 2>/dev/null; }
 cc=${ASAN_CC:-}
@@ -54,7 +57,7 @@ rm -rf "$build"
 echo "check-asan: building $build/imageroute/core.so with $cc $san"
 # -z nodelete: lua_close dlcloses C modules before LeakSanitizer runs at exit; keeping core.so mapped
 # lets a leak report name (and lsan.supp match) its functions instead of "<unknown module>"
-make --no-print-directory BUILD="$build" CC="$cc" CFLAGS="-O1 -g $san" LDFLAGS="$san -Wl,-z,nodelete" build \
+make --no-print-directory BUILD="$build" CC="$cc" CFLAGS="-O1 -g $san $stack_check" LDFLAGS="$san -Wl,-z,nodelete" build \
   >/dev/null || exit 1
 
 # the wrapper: lua5.4 under the ASan runtime, argv[0] kept (bin/imageroute re-runs its arg[-1]),

@@ -1,7 +1,7 @@
 #!/bin/bash
 # make fuzz: builds the libFuzzer harnesses in fuzz/ (clang, -fsanitize=fuzzer,address,undefined)
 # and runs each for SECONDS (default 60) over its seed corpus fuzz/corpus/<harness>/.
-# Usage: scripts/fuzz.sh [SECONDS] [harness ...]     (harnesses: sse b64 extract sniff)
+# Usage: scripts/fuzz.sh [SECONDS] [harness ...]     (harnesses: sse b64 extract sniff walk)
 #
 # New corpus entries go to a temporary directory, never into the repo; a crash, leak, timeout or
 # failed check stops the harness, leaves the input in build/fuzz/artifacts/ and fails the run.
@@ -16,7 +16,7 @@ root=$(pwd)
 secs=${1:-60}
 [ -n "$secs" ] || secs=60
 shift || true
-harnesses=${*:-sse b64 extract sniff}
+harnesses=${*:-sse b64 extract sniff walk}
 out=${FUZZ_OUT:-build/fuzz}
 CC=${FUZZ_CC:-clang}
 
@@ -41,9 +41,10 @@ if [ -n "$need_pkgs" ]; then
   fi
 fi
 
-# ---- build: the sources once (coverage-instrumented), then each harness
+# ---- build: the sources once (coverage-instrumented), then each harness. IR_STACK_CHECK turns on
+# the Lua stack-balance assertions around the reply walkers (src/xfer.h).
 san="-fsanitize=address,undefined -fno-sanitize-recover=all -fno-omit-frame-pointer"
-cflags="-g -O1 -std=c99 -Wall -Wextra -I/usr/include/lua5.4 $(pkg-config --cflags libcurl 2>/dev/null)"
+cflags="-g -O1 -std=c99 -Wall -Wextra -DIR_STACK_CHECK -I/usr/include/lua5.4 $(pkg-config --cflags libcurl 2>/dev/null)"
 libs="$(pkg-config --libs libcurl 2>/dev/null || echo -lcurl) -lb64 -lcrypto -llua5.4"
 mkdir -p "$out/obj" "$out/artifacts"
 objs=""
@@ -62,7 +63,7 @@ for h in $harnesses; do
   [ "$h" = sse ] && hobjs=$(echo "$objs" | tr ' ' '\n' | grep -v '/sse\.o$' | tr '\n' ' ')
   echo "fuzz: building $out/fuzz_$h"
   # shellcheck disable=SC2086
-  $CC $cflags $san -fsanitize=fuzzer "fuzz/fuzz_$h.c" $hobjs $libs -o "$out/fuzz_$h" || exit 1
+  $CC $cflags $san -fsanitize=fuzzer -DFZ_LUA_DIR="\"$root/lua\"" "fuzz/fuzz_$h.c" $hobjs $libs -o "$out/fuzz_$h" || exit 1
 done
 
 # ---- run

@@ -208,6 +208,48 @@ int ir_decode_body(lua_State *L, int xi, ir_xfer *x)
     return 1;
 }
 
+/* Puts the Images of the list at idx in the order of their `index` field (their place in the
+ * reply: data[i], or the i-th link), since the ones decoded in place come before the ones that
+ * had to be downloaded. Images without a usable index keep their relative order, at the end.
+ * Linear in the number of images. */
+void ir_order_images(lua_State *L, int idx)
+{
+    int slots, extra;
+    lua_Integer k, n, maxi = 0, j = 0;
+    idx = lua_absindex(L, idx);
+    n = (lua_Integer)lua_rawlen(L, idx);
+    if (n < 2) return;
+    lua_newtable(L);
+    slots = lua_gettop(L);
+    lua_newtable(L);
+    extra = lua_gettop(L);
+    for (k = 1; k <= n; k++) {
+        int isnum = 0;
+        lua_Integer i;
+        lua_rawgeti(L, idx, k);
+        lua_getfield(L, -1, "index");
+        i = lua_tointegerx(L, -1, &isnum);
+        lua_pop(L, 1);
+        if (isnum && i >= 1 && i <= n * 64 && lua_rawgeti(L, slots, i) == LUA_TNIL) {
+            lua_pop(L, 1);
+            lua_rawseti(L, slots, i);
+            if (i > maxi) maxi = i;
+        } else {
+            if (isnum && i >= 1 && i <= n * 64) lua_pop(L, 1);
+            lua_rawseti(L, extra, (lua_Integer)lua_rawlen(L, extra) + 1);
+        }
+    }
+    for (k = 1; k <= maxi; k++) {
+        if (lua_rawgeti(L, slots, k) != LUA_TNIL) lua_rawseti(L, idx, ++j);
+        else lua_pop(L, 1);
+    }
+    for (k = 1; k <= (lua_Integer)lua_rawlen(L, extra); k++) {
+        lua_rawgeti(L, extra, k);
+        lua_rawseti(L, idx, ++j);
+    }
+    lua_settop(L, slots - 1);
+}
+
 /* ------------------------------------------------------------------------------------------ */
 /* Images API responses (generate and edit)                                                    */
 
@@ -236,11 +278,8 @@ static void images_parse(lua_State *L, int xi, ir_xfer *x)
     lua_getfield(L, uv, "json");
     json = lua_gettop(L);
     if (lua_getfield(L, json, "data") != LUA_TTABLE || lua_rawlen(L, -1) == 0) {
-        lua_settop(L, uv - 1);
-        ir_push_error(L, "decode", "the response has no images (data is missing or empty)");
-        lua_pushinteger(L, x->status);
-        lua_setfield(L, -2, "status");
-        ir_xfer_fail(L, xi, x);
+        lua_settop(L, uv - 1); /* the error quotes what came back instead */
+        ir_fail_decode(L, xi, x, "the response has no images (data is missing or empty)");
         return;
     }
     data = lua_gettop(L);
@@ -318,6 +357,7 @@ static void images_complete(lua_State *L, int xi, ir_xfer *x)
         lua_setfield(L, -2, "partial_images_received");
     }
     lua_getfield(L, uv, "images");
+    ir_order_images(L, -1);
     lua_setfield(L, -2, "images");
     lua_getfield(L, uv, "model");
     lua_setfield(L, -2, "model");

@@ -6,7 +6,10 @@
  *
  * The first choice's message.content is parsed for Markdown image links (imageroute.markdown,
  * called through the Lua state after libcurl has returned) and each linked image is downloaded on
- * the same loop; data: URLs in links are decoded in place. api-notes section 1.
+ * the same loop; data: URLs in links are decoded in place. api-notes section 1. A content given as
+ * a list of parts contributes its text parts as the text and its image_url parts as image links,
+ * in document order with the Markdown links; every value of the reply is type-checked, and no
+ * luaL_Buffer is ever open while other values are pushed or popped.
  */
 #include <string.h>
 #include "xfer.h"
@@ -150,89 +153,248 @@ int ir_build_chat_edit(lua_State *L, ir_xfer *x, int xi, int route, int params, 
     return build_chat(L, x, xi, route, params, opts, 1);
 }
 
-/* Fails the transfer with a decode/api error quoting an excerpt of the content at idx. */
+/* Fails the transfer with a decode/api error quoting an excerpt of the content at idx; the whole
+ * text is in err.content. */
 static void fail_content(lua_State *L, int xi, ir_xfer *x, const char *kind, const char *code, const char *what,
                          int idx)
 {
     size_t n = 0;
-    const char *s = lua_isstring(L, idx) ? lua_tolstring(L, idx, &n) : "";
+    const char *s = lua_type(L, idx) == LUA_TSTRING ? lua_tolstring(L, idx, &n) : "";
     ir_push_excerpt(L, s, n, 200);
     ir_push_error(L, kind, "%s: \"%s\"", what, lua_tostring(L, -1));
     lua_remove(L, -2);
     ir_setfield_str(L, "code", code);
     lua_pushinteger(L, x->req_status);
     lua_setfield(L, -2, "status");
+    if (lua_type(L, idx) == LUA_TSTRING) {
+        lua_pushvalue(L, idx);
+        lua_setfield(L, -2, "content");
+    }
     ir_xfer_fail(L, xi, x);
+}
+
+/* The Markdown stand-in of content part K (an image_url part) in the text given to the Markdown
+ * parser, so the part's image keeps its place among the Markdown links. */
+#define PART_MARK "imageroute-part:"
+
+/* Joins the strings of the list at `list` into one string, pushed. Nothing else is pushed or
+ * popped while the buffer is open. */
+static void join_list(lua_State *L, int list)
+{
+    luaL_Buffer b;
+    lua_Integer k, m = (lua_Integer)lua_rawlen(L, list);
+    luaL_buffinit(L, &b);
+    for (k = 1; k <= m; k++) {
+        lua_rawgeti(L, list, k);
+        luaL_addvalue(&b);
+    }
+    luaL_pushresult(&b);
+}
+
+static void append(lua_State *L, int list)
+{
+    lua_rawseti(L, list, (lua_Integer)lua_rawlen(L, list) + 1);
+}
+
+/* The URL of an image_url content part (table at idx): part.image_url as a string, or
+ * part.image_url.url. Pushes it and returns 1, or pushes nothing and returns 0. */
+static int part_url(lua_State *L, int idx)
+{
+    int t = lua_getfield(L, idx, "image_url");
+    if (t == LUA_TSTRING) return 1;
+    if (t == LUA_TTABLE && lua_getfield(L, -1, "url") == LUA_TSTRING) {
+        lua_remove(L, -2);
+        return 1;
+    }
+    lua_pop(L, t == LUA_TTABLE ? 2 : 1);
+    return 0;
+}
+
+/* Walks message.content given as a list of parts (table at `parts`): text parts ({type = "text",
+ * text =} or a bare string) are the text, image_url parts ({type = "image_url", image_url = {url =}}
+ * or image_url = "<url>") are image links, anything else is skipped. Pushes the text (each text
+ * part followed by "\n") and the text for the Markdown parser (the same, with a Markdown image
+ * standing in for each image_url part), and appends the parts' URLs to the list at `part_urls`. */
+static void walk_parts(lua_State *L, int parts, int part_urls)
+{
+    int plain, md;
+    lua_Integer k, m = (lua_Integer)lua_rawlen(L, parts);
+    lua_newtable(L);
+    plain = lua_gettop(L);
+    lua_newtable(L);
+    md = lua_gettop(L);
+    for (k = 1; k <= m; k++) {
+        int t = lua_rawgeti(L, parts, k), part = lua_gettop(L), text = 0;
+        if (t == LUA_TSTRING) {
+            text = part;
+        } else if (t == LUA_TTABLE) {
+            int pt = lua_getfield(L, part, "type");
+            const char *type = pt == LUA_TSTRING ? lua_tostring(L, -1) : NULL;
+            if (pt == LUA_TSTRING && strcmp(type, "image_url") == 0) {
+                if (part_url(L, part)) {
+                    append(L, part_urls);
+                    lua_pushfstring(L, "\n\n![](" PART_MARK "%I)\n\n", (lua_Integer)lua_rawlen(L, part_urls));
+                    append(L, md);
+                }
+            } else if ((pt == LUA_TNIL || (pt == LUA_TSTRING && strcmp(type, "text") == 0)) &&
+                       lua_getfield(L, part, "text") == LUA_TSTRING) {
+                text = lua_gettop(L);
+            } else if (pt == LUA_TNIL && part_url(L, part)) { /* {image_url = ...} without a type */
+                append(L, part_urls);
+                lua_pushfstring(L, "\n\n![](" PART_MARK "%I)\n\n", (lua_Integer)lua_rawlen(L, part_urls));
+                append(L, md);
+            }
+        }
+        if (text) {
+            lua_pushvalue(L, text);
+            append(L, plain);
+            lua_pushliteral(L, "\n");
+            append(L, plain);
+            lua_pushvalue(L, text);
+            append(L, md);
+            lua_pushliteral(L, "\n");
+            append(L, md);
+        }
+        lua_settop(L, md);
+    }
+    join_list(L, plain);
+    join_list(L, md);
+    lua_replace(L, md);
+    lua_replace(L, plain);
+}
+
+/* Merges the Markdown links (list at links, from the text with stand-ins) and the image_url parts
+ * (list of URLs at part_urls) into one list of {url =, alt =, title =} or {url =, type =
+ * "image_url"} in document order, pushed. A stand-in the parser did not see as an image (inside a
+ * code block the text opened) still counts: its part goes at the end. */
+static void merge_links(lua_State *L, int links, int part_urls)
+{
+    int out, used;
+    lua_Integer i, n = (lua_Integer)lua_rawlen(L, links), np = (lua_Integer)lua_rawlen(L, part_urls);
+    lua_createtable(L, (int)(n + np < 64 ? n + np : 64), 0);
+    out = lua_gettop(L);
+    lua_newtable(L);
+    used = lua_gettop(L);
+    for (i = 1; i <= n; i++) {
+        size_t len = 0;
+        const char *url = NULL;
+        if (lua_rawgeti(L, links, i) == LUA_TTABLE && lua_getfield(L, -1, "url") == LUA_TSTRING)
+            url = lua_tolstring(L, -1, &len);
+        if (url && len > sizeof PART_MARK - 1 && memcmp(url, PART_MARK, sizeof PART_MARK - 1) == 0) {
+            lua_Integer k = 0;
+            size_t j;
+            for (j = sizeof PART_MARK - 1; j < len && url[j] >= '0' && url[j] <= '9' && k <= np; j++)
+                k = k * 10 + (url[j] - '0');
+            if (j == len && k >= 1 && k <= np && lua_rawgeti(L, used, k) == LUA_TNIL) {
+                lua_pushboolean(L, 1);
+                lua_rawseti(L, used, k);
+                lua_createtable(L, 0, 2);
+                lua_rawgeti(L, part_urls, k);
+                lua_setfield(L, -2, "url");
+                lua_pushliteral(L, "image_url");
+                lua_setfield(L, -2, "type");
+                append(L, out);
+            }
+        } else if (url) {
+            lua_pushvalue(L, used + 1);
+            append(L, out);
+        }
+        lua_settop(L, used);
+    }
+    for (i = 1; i <= np; i++) {
+        if (lua_rawgeti(L, used, i) == LUA_TNIL) {
+            lua_createtable(L, 0, 2);
+            lua_rawgeti(L, part_urls, i);
+            lua_setfield(L, -2, "url");
+            lua_pushliteral(L, "image_url");
+            lua_setfield(L, -2, "type");
+            append(L, out);
+        }
+        lua_pop(L, 1);
+    }
+    lua_settop(L, out);
+}
+
+/* Pushes the text (or nil) of the first choice of a chat completion (json at idx) and the text
+ * for the Markdown parser, appending image_url parts to part_urls. Returns 0 (pushing nothing)
+ * when there is no choices[1].message; 2 when the message is a refusal (the refusal text pushed
+ * twice). Every value walked is type-checked: content may be anything. */
+static int message_text(lua_State *L, int json, int part_urls)
+{
+    int msg, t, top = lua_gettop(L);
+    if (lua_getfield(L, json, "choices") != LUA_TTABLE || lua_rawgeti(L, -1, 1) != LUA_TTABLE ||
+        lua_getfield(L, -1, "message") != LUA_TTABLE) {
+        lua_settop(L, top);
+        return 0;
+    }
+    msg = lua_gettop(L);
+    if (lua_getfield(L, msg, "refusal") == LUA_TSTRING && lua_rawlen(L, -1) > 0) {
+        lua_pushvalue(L, -1);
+        lua_replace(L, top + 1);
+        lua_replace(L, top + 2);
+        lua_settop(L, top + 2);
+        return 2;
+    }
+    lua_pop(L, 1);
+    t = lua_getfield(L, msg, "content");
+    if (t == LUA_TSTRING) {
+        lua_pushvalue(L, -1);
+    } else if (t == LUA_TTABLE) {
+        walk_parts(L, lua_gettop(L), part_urls);
+    } else {
+        lua_pushliteral(L, "");
+        lua_pushliteral(L, "");
+    }
+    lua_replace(L, top + 2);
+    lua_replace(L, top + 1);
+    lua_settop(L, top + 2);
+    return 1;
 }
 
 static void chat_parse(lua_State *L, int xi, ir_xfer *x)
 {
-    int uv, json, msg, content, links, urls, images, i, n;
+    int uv, json, content, md, part_urls, links, urls, images, i, n;
     if (!ir_decode_body(L, xi, x)) return;
     ir_xfer_uv(L, xi);
     uv = lua_gettop(L);
     lua_getfield(L, uv, "json");
     json = lua_gettop(L);
-    if (x->mode == M_SSE) { /* streamed chunks: join their delta.content */
-        luaL_Buffer b;
-        int k, m, pieces;
+    lua_newtable(L);
+    part_urls = lua_gettop(L);
+    if (x->mode == M_SSE) { /* streamed chunks: join their delta.content (strings, see sse.c) */
         lua_getfield(L, uv, "stream_content");
-        pieces = lua_gettop(L);
-        m = (int)lua_rawlen(L, pieces);
-        luaL_buffinit(L, &b);
-        for (k = 1; k <= m; k++) {
-            lua_rawgeti(L, pieces, k);
-            luaL_addvalue(&b);
+        if (lua_istable(L, -1)) join_list(L, lua_gettop(L));
+        else lua_pushliteral(L, "");
+        lua_remove(L, -2);
+        lua_pushvalue(L, -1);
+    } else {
+        int r = message_text(L, json, part_urls);
+        if (r == 0) {
+            lua_settop(L, uv - 1);
+            ir_fail_decode(L, xi, x, "the chat completion has no choices[1].message");
+            return;
         }
-        luaL_pushresult(&b);
-        lua_remove(L, pieces);
-        goto have_content;
-    }
-    if (lua_getfield(L, json, "choices") != LUA_TTABLE || lua_rawgeti(L, -1, 1) != LUA_TTABLE ||
-        lua_getfield(L, -1, "message") != LUA_TTABLE) {
-        lua_settop(L, uv - 1);
-        ir_fail_decode(L, xi, x, "the chat completion has no choices[1].message");
-        return;
-    }
-    msg = lua_gettop(L);
-    if (lua_getfield(L, msg, "refusal") == LUA_TSTRING) {
-        int r = lua_gettop(L);
-        lua_pushvalue(L, r);
-        lua_replace(L, uv);
-        lua_settop(L, uv);
-        fail_content(L, xi, x, "api", "refusal", "the model refused", uv);
-        return;
-    }
-    lua_pop(L, 1);
-    lua_getfield(L, msg, "content");
-    if (lua_istable(L, -1)) { /* a list of content parts: join their text */
-        int parts = lua_gettop(L), k, m = (int)lua_rawlen(L, parts);
-        luaL_Buffer b;
-        luaL_buffinit(L, &b);
-        for (k = 1; k <= m; k++) {
-            lua_rawgeti(L, parts, k);
-            if (lua_istable(L, -1) && lua_getfield(L, -1, "text") == LUA_TSTRING) {
-                lua_remove(L, -2);
-                luaL_addvalue(&b);
-                luaL_addchar(&b, '\n');
-            } else {
-                lua_pop(L, lua_istable(L, -1) ? 2 : 1);
-            }
+        if (r == 2) {
+            lua_replace(L, uv);
+            lua_settop(L, uv);
+            fail_content(L, xi, x, "api", "refusal", "the model refused", uv);
+            lua_settop(L, uv - 1);
+            return;
         }
-        luaL_pushresult(&b);
-        lua_replace(L, parts);
     }
-have_content:
-    content = lua_gettop(L);
+    content = lua_gettop(L) - 1;
+    md = content + 1;
     lua_pushvalue(L, content);
     lua_setfield(L, uv, "content");
-    if (!lua_isstring(L, content) || lua_rawlen(L, content) == 0) {
+    if (lua_rawlen(L, content) == 0 && lua_rawlen(L, part_urls) == 0) {
+        lua_pushvalue(L, content);
         lua_replace(L, uv);
         lua_settop(L, uv);
         fail_content(L, xi, x, "decode", "empty_content", "the chat completion's content is empty", uv);
+        lua_settop(L, uv - 1);
         return;
     }
-    /* links = require("imageroute.markdown").images(content), in protected mode */
+    /* links = require("imageroute.markdown").images(md), in protected mode */
     lua_getglobal(L, "require");
     lua_pushliteral(L, "imageroute.markdown");
     if (lua_pcall(L, 1, 1, 0) != LUA_OK || !lua_istable(L, -1) || lua_getfield(L, -1, "images") != LUA_TFUNCTION) {
@@ -241,13 +403,14 @@ have_content:
         ir_xfer_fail(L, xi, x);
         return;
     }
-    lua_pushvalue(L, content);
+    lua_pushvalue(L, md);
     if (lua_pcall(L, 1, 1, 0) != LUA_OK || !lua_istable(L, -1)) {
         lua_settop(L, uv - 1);
         ir_push_error(L, "decode", "parsing the chat reply's Markdown failed");
         ir_xfer_fail(L, xi, x);
         return;
     }
+    merge_links(L, lua_gettop(L), part_urls);
     links = lua_gettop(L);
     lua_pushvalue(L, links);
     lua_setfield(L, uv, "links");
@@ -257,6 +420,7 @@ have_content:
         lua_replace(L, uv);
         lua_settop(L, uv);
         fail_content(L, xi, x, "decode", "no_image_link", "the chat reply holds no Markdown image link", uv);
+        lua_settop(L, uv - 1);
         return;
     }
     lua_getfield(L, uv, "images");
@@ -325,6 +489,7 @@ static void chat_complete(lua_State *L, int xi, ir_xfer *x)
     lua_getfield(L, uv, "unsent");
     lua_setfield(L, res, "unsent");
     lua_getfield(L, uv, "images");
+    ir_order_images(L, -1); /* document order: data: links were decoded before the downloads */
     lua_setfield(L, res, "images");
     lua_pushliteral(L, "chat");
     lua_setfield(L, res, "shape");

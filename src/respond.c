@@ -259,6 +259,16 @@ static int build_respond(lua_State *L, ir_xfer *x, int xi, int route, int params
     return finish_respond(L, x, xi, route, opts, lua_gettop(L));
 }
 
+/* generate and edit must end with an image: a reply without one is a decode error (respond may
+ * legitimately end with text or tool calls only). */
+static void need_image(lua_State *L, int xi)
+{
+    ir_xfer_uv(L, xi);
+    lua_pushboolean(L, 1);
+    lua_setfield(L, -2, "need_image");
+    lua_pop(L, 1);
+}
+
 /* generate on a responses route: the prompt is the input and the tool is forced. */
 int ir_build_respond_generate(lua_State *L, ir_xfer *x, int xi, int route, int params, int opts)
 {
@@ -275,6 +285,7 @@ int ir_build_respond_generate(lua_State *L, ir_xfer *x, int xi, int route, int p
         lua_setfield(L, body, "tool_choice");
     }
     lua_pop(L, 1);
+    need_image(L, xi);
     return finish_respond(L, x, xi, route, opts, body);
 }
 
@@ -326,6 +337,7 @@ int ir_build_respond_edit(lua_State *L, ir_xfer *x, int xi, int route, int param
         lua_setfield(L, body, "tool_choice");
     }
     lua_pop(L, 1);
+    need_image(L, xi);
     return finish_respond(L, x, xi, route, opts, body);
 }
 
@@ -341,6 +353,8 @@ static void respond_parse(lua_State *L, int xi, ir_xfer *x)
     uv = lua_gettop(L);
     lua_getfield(L, uv, "json");
     json = lua_gettop(L);
+    if (lua_getfield(L, json, "id") == LUA_TSTRING) lua_setfield(L, uv, "response_id"); /* for errors too */
+    else lua_pop(L, 1);
     lua_getfield(L, uv, "images");
     images = lua_gettop(L);
     lua_newtable(L);
@@ -353,7 +367,8 @@ static void respond_parse(lua_State *L, int xi, ir_xfer *x)
         m = (int)lua_rawlen(L, -1);
         for (k = 1; k <= m; k++) {
             lua_rawgeti(L, -1, k);
-            lua_pushinteger(L, k);
+            /* its place in the list: a stream may have sent other image events before */
+            lua_pushinteger(L, (lua_Integer)lua_rawlen(L, images) + 1);
             lua_setfield(L, -2, "index");
             lua_rawseti(L, images, (lua_Integer)lua_rawlen(L, images) + 1);
         }
@@ -366,15 +381,14 @@ static void respond_parse(lua_State *L, int xi, ir_xfer *x)
     output = lua_gettop(L);
     n = (lua_Integer)lua_rawlen(L, output);
     for (i = 1; i <= n; i++) {
-        const char *type;
-        int item;
+        int item, is_call;
         lua_rawgeti(L, output, i);
         item = lua_gettop(L);
         if (!lua_istable(L, item)) { lua_pop(L, 1); continue; }
-        lua_getfield(L, item, "type");
-        type = lua_tostring(L, -1);
+        is_call = lua_getfield(L, item, "type") == LUA_TSTRING &&
+                  strcmp(lua_tostring(L, -1), "image_generation_call") == 0;
         lua_pop(L, 1);
-        if (type && strcmp(type, "image_generation_call") == 0) {
+        if (is_call) {
             int call;
             char field[48];
             lua_createtable(L, 0, 4);
@@ -521,6 +535,35 @@ static void respond_complete(lua_State *L, int xi, ir_xfer *x)
                       msg);
         err = lua_gettop(L);
         ir_setfield_str(L, "code", code);
+        lua_pushinteger(L, x->req_status);
+        lua_setfield(L, err, "status");
+        {
+            static const char *const carry[] = {"response_id", "output_text", "image_calls", "usage",
+                                                "incomplete_details", NULL};
+            int k;
+            for (k = 0; carry[k]; k++) {
+                lua_getfield(L, res, carry[k]);
+                lua_setfield(L, err, carry[k]);
+            }
+        }
+        lua_replace(L, uv);
+        lua_settop(L, uv);
+        ir_xfer_fail(L, xi, x);
+        return;
+    }
+    lua_settop(L, res);
+    lua_getfield(L, uv, "images");
+    if (lua_rawlen(L, -1) == 0 && lua_getfield(L, uv, "need_image") == LUA_TBOOLEAN) {
+        /* generate / edit with no image: a decode error carrying the text that came back */
+        int err;
+        size_t tn = 0;
+        const char *text;
+        lua_getfield(L, res, "output_text");
+        text = lua_tolstring(L, -1, &tn);
+        ir_push_excerpt(L, text ? text : "", tn, 200);
+        ir_push_error(L, "decode", "the response holds no image, only text: \"%s\"", lua_tostring(L, -1));
+        err = lua_gettop(L);
+        ir_setfield_str(L, "code", "no_image");
         lua_pushinteger(L, x->req_status);
         lua_setfield(L, err, "status");
         {

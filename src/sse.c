@@ -336,11 +336,22 @@ static int handle(lua_State *L, ir_xfer *x, int uv, sse_event *ev)
         lua_getfield(L, -1, "message");
         ir_push_error(L, "api", "the stream sent an error event: %s",
                       lua_isstring(L, -1) ? lua_tostring(L, -1) : "(no message)");
-        lua_getfield(L, -3, "code");
-        lua_setfield(L, -2, "code");
-        lua_getfield(L, -3, "type");
-        lua_setfield(L, -2, "type");
+        {
+            static const char *const f[] = {"code", "type", "param", NULL};
+            int k;
+            for (k = 0; f[k]; k++) { /* strings only: a reply can put anything there */
+                if (lua_getfield(L, -3, f[k]) == LUA_TSTRING) lua_setfield(L, -2, f[k]);
+                else lua_pop(L, 1);
+            }
+        }
+        lua_pushinteger(L, x->status);
+        lua_setfield(L, -2, "status");
         r = 0;
+    }
+    /* the response id, as soon as an event names it (response.created, ...): errors carry it */
+    if (r != 0 && strncmp(type, "response.", 9) == 0 && lua_getfield(L, t, "response") == LUA_TTABLE) {
+        if (lua_getfield(L, -1, "id") == LUA_TSTRING) lua_setfield(L, uv, "response_id");
+        else lua_pop(L, 1);
     }
     if (r == 0) { /* the error is on top */
         lua_replace(L, t);

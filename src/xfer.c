@@ -284,10 +284,14 @@ void ir_xfer_release(ir_xfer *x)
     ir_sse_free(x);
 }
 
+/* __gc: frees what libcurl and the buffers still hold. A transfer the loop still runs is
+ * referenced from the registry, so this runs on a live one only when the state closes; it is then
+ * marked done (no Lua work here: its outcome reads as a "closed" error, see ir_xfer_push_outcome). */
 static int xfer_gc(lua_State *L)
 {
     ir_xfer *x = (ir_xfer *)luaL_checkudata(L, 1, IR_XFER_MT);
     ir_xfer_release(x);
+    x->state = X_DONE;
     return 0;
 }
 
@@ -797,6 +801,13 @@ void ir_xfer_fail_fields(lua_State *L, int xi, ir_xfer *x)
     lua_pop(L, 1); /* every field is redacted in finish, with the key that was sent */
     lua_getfield(L, -1, "attempt_log");
     lua_setfield(L, -3, "attempt_log");
+    if (lua_getfield(L, -2, "response_id") == LUA_TNIL) { /* known from the reply or a streamed event */
+        lua_pop(L, 1);
+        lua_getfield(L, -1, "response_id");
+        lua_setfield(L, -3, "response_id");
+    } else {
+        lua_pop(L, 1);
+    }
     lua_getfield(L, -1, "images");
     if (lua_rawlen(L, -1) > 0) lua_setfield(L, -3, "images"); /* images already received are never lost */
     else lua_pop(L, 1);
@@ -928,6 +939,94 @@ static int attempt_may_have_billed(ir_xfer *x, CURLcode cc, long st)
     return 1;
 }
 
+/* The error on top of the stack ended a stream: records it in the attempt's log entry (the last
+ * one), so a mid-stream failure has its attempt_log like any other. */
+static void note_stream_error(lua_State *L, int xi)
+{
+    int err = lua_gettop(L);
+    ir_xfer_uv(L, xi);
+    lua_getfield(L, -1, "attempt_log");
+    if (lua_rawgeti(L, -1, (lua_Integer)lua_rawlen(L, -1)) == LUA_TTABLE) {
+        lua_getfield(L, err, "kind");
+        lua_setfield(L, -2, "error_kind");
+        lua_getfield(L, err, "message");
+        lua_setfield(L, -2, "error");
+        if (lua_getfield(L, err, "code") == LUA_TSTRING) lua_setfield(L, -2, "error_code");
+        else lua_pop(L, 1);
+    }
+    lua_settop(L, err);
+}
+
+/* A stream that is still running failed (an error event, an event that is not JSON, a callback
+ * that cancelled it): takes the status and request id of the response so far, logs the attempt
+ * with the error, stops it and fails the transfer with the error on top. */
+static void fail_running(lua_State *L, int xi, ir_xfer *x)
+{
+    long st = 0;
+    if (x->easy) curl_easy_getinfo(x->easy, CURLINFO_RESPONSE_CODE, &st);
+    if (st) x->status = st;
+    if (x->phase == PH_API) {
+        if (x->h.request_id[0]) memcpy(x->api_request_id, x->h.request_id, sizeof x->api_request_id);
+        if (x->status >= 200 && x->status < 300) x->req_status = x->status;
+    }
+    if (x->in_multi) curl_multi_remove_handle(x->loop->multi, x->easy);
+    x->in_multi = 0;
+    log_attempt(L, xi, x, CURLE_OK, NULL, 0);
+    note_stream_error(L, xi);
+    if (x->status) {
+        if (lua_getfield(L, -1, "status") == LUA_TNIL) {
+            lua_pushinteger(L, x->status);
+            lua_setfield(L, -3, "status");
+        }
+        lua_pop(L, 1);
+    }
+    ir_xfer_fail(L, xi, x);
+}
+
+/* A 2xx reply has been received in full: logs its attempt, then the rest of its events, then the
+ * shape's walker (or, for a download, the image check). parse / fetch_done finish the transfer or
+ * start a download. Called by the loop, and by the fuzz harness fuzz/fuzz_walk.c. */
+void ir_xfer_reply_done(lua_State *L, int xi, ir_xfer *x)
+{
+    IR_STACK_MARK(L, top);
+    log_attempt(L, xi, x, CURLE_OK, NULL, 0);
+    IR_STACK_EXPECT(L, top, 0);
+    if (x->mode == M_SSE) {
+        int r = ir_sse_process(L, xi, x);
+        IR_STACK_EXPECT(L, top, r ? 0 : 1);
+        if (!r) {
+            note_stream_error(L, xi);
+            ir_xfer_fail(L, xi, x);
+            IR_STACK_EXPECT(L, top, 0);
+            return;
+        }
+    }
+    if (x->phase == PH_FETCH) ir_fetch_done(L, xi, x);
+    else x->ops->parse(L, xi, x);
+    IR_STACK_EXPECT(L, top, 0);
+}
+
+/* The events of a running stream that arrived so far (partial images to Lua as soon as their
+ * bytes are in); an error event or a bad event ends the transfer at once. Returns 1 when
+ * something happened (a partial image, or the end), else 0. Called by the loop's sse_tick, and by
+ * fuzz/fuzz_walk.c. */
+int ir_xfer_stream_tick(lua_State *L, int xi, ir_xfer *x)
+{
+    int before = x->partials_received, r;
+    long st = 0;
+    IR_STACK_MARK(L, top);
+    if (x->easy) curl_easy_getinfo(x->easy, CURLINFO_RESPONSE_CODE, &st);
+    if (st) x->status = st;
+    r = ir_sse_process(L, xi, x);
+    IR_STACK_EXPECT(L, top, r ? 0 : 1);
+    if (!r) {
+        fail_running(L, xi, x);
+        IR_STACK_EXPECT(L, top, 0);
+        return 1;
+    }
+    return x->partials_received != before;
+}
+
 static void attempt_done(lua_State *L, int xi, ir_xfer *x, CURLcode cc)
 {
     const char *why = NULL;
@@ -973,17 +1072,12 @@ static void attempt_done(lua_State *L, int xi, ir_xfer *x, CURLcode cc)
         }
         x->retry_skipped = 1; /* the retry's delay would pass the deadline: it is not made */
     }
-    log_attempt(L, xi, x, cc, NULL, 0);
-    if (ok && x->mode == M_SSE && !ir_sse_process(L, xi, x)) {
-        ir_xfer_fail(L, xi, x);
-        return;
-    }
     if (ok) {
         x->held_bytes += x->bytes; /* counted against max_call_bytes from now on */
-        if (x->phase == PH_FETCH) ir_fetch_done(L, xi, x);
-        else x->ops->parse(L, xi, x);
-        return; /* parse / fetch_done call ir_xfer_finish_* or start a download */
+        ir_xfer_reply_done(L, xi, x); /* logs the attempt too; parse / fetch_done finish or download */
+        return;
     }
+    log_attempt(L, xi, x, cc, NULL, 0);
     if (cc != CURLE_OK) {
         char *u = NULL;
         curl_easy_getinfo(x->easy, CURLINFO_EFFECTIVE_URL, &u);
@@ -1318,15 +1412,7 @@ static int sse_tick(lua_State *L, ir_loop *lp)
         if (x->state == X_RUN && x->mode == M_SSE && x->sse) {
             int top = lua_gettop(L);
             lua_rawgeti(L, LUA_REGISTRYINDEX, x->ref);
-            int before = x->partials_received;
-            if (!ir_sse_process(L, top + 1, x)) {
-                if (x->in_multi) curl_multi_remove_handle(lp->multi, x->easy);
-                x->in_multi = 0;
-                ir_xfer_fail(L, top + 1, x);
-                handled++;
-            } else if (x->partials_received != before) {
-                handled++;
-            }
+            handled += ir_xfer_stream_tick(L, top + 1, x);
             lua_settop(L, top);
         }
     }
@@ -1345,21 +1431,45 @@ int ir_loop_settle(lua_State *L, ir_loop *lp)
     return sse_tick(L, lp) + drain(L, lp);
 }
 
-/* Runs the loop until the transfer at idx is done (the blocking calls). */
+/* Runs the loop until the transfer at idx is done (the blocking calls). A transfer the loop does
+ * not hold (released without an outcome) can never finish: it is done at once, as closed. */
 void ir_xfer_wait(lua_State *L, ir_xfer *x)
 {
-    while (x->state != X_DONE) ir_loop_step(L, x->loop, 1.0);
+    while (x->state != X_DONE) {
+        if (!x->linked) {
+            ir_xfer_release(x);
+            x->state = X_DONE;
+            break;
+        }
+        ir_loop_step(L, x->loop, 1.0);
+    }
 }
 
-/* Pushes the outcome of a done transfer: result, or nil + error. Returns the count. */
+/* Pushes the outcome of a done transfer: result, or nil + error (a transfer released without an
+ * outcome gives a "cancelled" error with code "closed"). Returns the count. */
 int ir_xfer_push_outcome(lua_State *L, int xi)
 {
     ir_xfer_uv(L, xi);
     if (lua_getfield(L, -1, "result") != LUA_TNIL) return 1;
     lua_pop(L, 1);
     lua_pushnil(L);
-    lua_getfield(L, -2, "error");
+    if (lua_getfield(L, -2, "error") == LUA_TNIL) {
+        lua_pop(L, 1);
+        ir_push_error(L, "cancelled", "the transfer was closed before it finished");
+        ir_setfield_str(L, "code", "closed");
+    }
     return 2;
+}
+
+/* Ends a transfer that is not done with a "cancelled" error (`code`, message `why`): a running
+ * attempt is stopped at once (its connection closed, its attempt logged with the error),
+ * everything is freed, and the outcome is set. Lua context only. */
+static void cancel(lua_State *L, int xi, ir_xfer *x, const char *code, const char *why)
+{
+    ir_push_error(L, "cancelled", "cancelled: %s", why);
+    ir_setfield_str(L, "code", code);
+    if (x->state == X_RUN) fail_running(L, xi, x);
+    else ir_xfer_fail(L, xi, x);
 }
 
 /* ------------------------------------------------------------------------------------------ */
@@ -1391,6 +1501,38 @@ static int x_wait(lua_State *L)
     ir_xfer *x = check_xfer(L, 1);
     ir_xfer_wait(L, x);
     return ir_xfer_push_outcome(L, 1);
+}
+
+/* transfer:cancel([reason]) -> boolean
+ * Stops a transfer that is not done: the attempt in flight is aborted at once (removed from the
+ * loop, its connection closed, resources freed), and the outcome becomes nil + an error with
+ * kind = "cancelled", code = "cancelled" and message "cancelled: <reason>" (reason: a string,
+ * default "cancelled by the caller"), with the usual request_id, status, attempt_log, images.
+ * Returns true, or false when the transfer was already done (its outcome is kept). */
+static int x_cancel(lua_State *L)
+{
+    ir_xfer *x = check_xfer(L, 1);
+    const char *why = luaL_optstring(L, 2, "cancelled by the caller");
+    lua_settop(L, 2);
+    if (x->state == X_DONE) {
+        lua_pushboolean(L, 0);
+        return 1;
+    }
+    cancel(L, 1, x, "cancelled", why);
+    lua_pushboolean(L, 1);
+    return 1;
+}
+
+/* transfer:__close() (a to-be-closed variable): a transfer not done yet is cancelled (kind =
+ * "cancelled", code = "closed") and freed, so a later wait() or result() returns nil + that error
+ * at once, never waits, and done() is true; a finished transfer keeps its outcome. */
+static int x_close(lua_State *L)
+{
+    ir_xfer *x = check_xfer(L, 1);
+    lua_settop(L, 1);
+    if (x->state != X_DONE) cancel(L, 1, x, "closed", "the transfer was closed before it finished");
+    ir_xfer_release(x);
+    return 0;
 }
 
 /* transfer:take_partials() -> list of partial Images received since the last call (each with
@@ -1435,7 +1577,7 @@ void ir_xfer_open(lua_State *L)
 {
     static const luaL_Reg meta[] = {
         {"__gc", xfer_gc},
-        {"__close", xfer_gc},
+        {"__close", x_close},
         {"__tostring", x_tostring},
         {NULL, NULL}
     };
@@ -1445,6 +1587,8 @@ void ir_xfer_open(lua_State *L)
         {"wait", x_wait},
         {"progress", x_progress},
         {"take_partials", x_take_partials},
+        {"cancel", x_cancel},
+        {"close", x_close},
         {NULL, NULL}
     };
     if (curl_global_init(CURL_GLOBAL_DEFAULT) != CURLE_OK) luaL_error(L, "curl_global_init failed");

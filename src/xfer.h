@@ -7,6 +7,27 @@
 
 #include "ir.h"
 
+/* Stack-balance assertions around the reply walkers (parse, ir_sse_process, complete), active in
+ * the sanitizer and fuzz builds (-DIR_STACK_CHECK, see scripts/check-asan.sh and scripts/fuzz.sh):
+ * IR_STACK_MARK(L, name) records lua_gettop, IR_STACK_EXPECT(L, name, delta) aborts with the file
+ * and line unless the stack is exactly delta values higher. Nothing at all in the normal build. */
+#ifdef IR_STACK_CHECK
+#include <stdio.h>
+#include <stdlib.h>
+#define IR_STACK_MARK(L, name) int name = lua_gettop(L)
+#define IR_STACK_EXPECT(L, name, delta)                                                          \
+    do {                                                                                         \
+        if (lua_gettop(L) != (name) + (delta)) {                                                 \
+            fprintf(stderr, "%s:%d: Lua stack unbalanced: top %d, expected %d\n", __FILE__,       \
+                    __LINE__, lua_gettop(L), (name) + (delta));                                   \
+            abort();                                                                             \
+        }                                                                                        \
+    } while (0)
+#else
+#define IR_STACK_MARK(L, name) ((void)0)
+#define IR_STACK_EXPECT(L, name, delta) ((void)0)
+#endif
+
 typedef struct ir_xfer ir_xfer;
 
 /* A socket libcurl wants watched, or a change of one queued for a host loop. */
@@ -125,6 +146,8 @@ void ir_xfer_fail_fields(lua_State *L, int xi, ir_xfer *x);
 void ir_xfer_succeed(lua_State *L, int xi, ir_xfer *x);    /* result table on top */
 void ir_xfer_wait(lua_State *L, ir_xfer *x);
 int  ir_xfer_push_outcome(lua_State *L, int xi);
+void ir_xfer_reply_done(lua_State *L, int xi, ir_xfer *x); /* a 2xx reply in full: walk it */
+int  ir_xfer_stream_tick(lua_State *L, int xi, ir_xfer *x); /* a running stream's new events */
 void ir_fetch_next(lua_State *L, int xi, ir_xfer *x);
 void ir_fetch_done(lua_State *L, int xi, ir_xfer *x);
 int  ir_loop_step(lua_State *L, ir_loop *lp, double timeout);
@@ -176,6 +199,8 @@ int  ir_push_data_url(lua_State *L, int idx, const char *field);
 /* Decodes a data: URL holding an image into an Image pushed on the stack. */
 int  ir_image_from_data_url(lua_State *L, const char *url, size_t n, const char *field);
 int  ir_is_image_model(const char *model);
+/* Orders the Image list at idx by each image's `index` (its place in the reply). */
+void ir_order_images(lua_State *L, int idx);
 
 typedef int (*ir_builder)(lua_State *L, ir_xfer *x, int xi, int route, int params, int opts);
 int ir_start(lua_State *L, const ir_ops *ops, ir_builder build);

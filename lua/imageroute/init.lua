@@ -193,6 +193,42 @@ local function deliver(x, opts)
   end
 end
 
+local raised = setmetatable({}, {__mode = "k"}) -- transfer -> the error its callback raised
+
+--- Delivers like `deliver`, but a callback that raises first stops the transfer at once
+-- (`transfer:cancel`: removed from the loop, its connection closed, its outcome a `cancelled`
+-- error), so nothing keeps streaming and buffering behind the caller's back; the error is kept
+-- to be raised where the call waits (see `outcome`). Returns false when a callback raised.
+local function deliver_or_cancel(x, opts)
+  if raised[x] ~= nil then return false end
+  local ok, e = pcall(deliver, x, opts)
+  if ok then return true end
+  raised[x] = e
+  x:cancel("a callback raised: " .. tostring(e))
+  return false
+end
+
+--- The outcome of a done transfer: result | nil, err. When a callback raised, the outcome (the
+-- cancelled error, or the result if it was already complete) carries the callback's error in
+-- `callback_error`, for `reraise` to raise after the call has been logged.
+local function outcome(x)
+  local res, err = x:result()
+  if raised[x] ~= nil then (res or err).callback_error = raised[x] end
+  return res, err
+end
+
+--- Raises the error of a call's callback (after policy.after logged and priced the call), or
+-- passes the outcome through.
+local function reraise(res, err)
+  local o = res or err
+  if type(o) == "table" and o.callback_error ~= nil then
+    local e = o.callback_error
+    o.callback_error = nil
+    error(e, 0)
+  end
+  return res, err
+end
+
 local resume
 
 --- Resumes co with the given values and files it by what it does next. A yield that is not the
@@ -216,23 +252,32 @@ resume = function(co, ...)
   end
 end
 
---- One pass over the waiting coroutines: deliver callbacks, resume the ones whose wait is over.
+--- Passes over the waiting coroutines: deliver callbacks, resume the ones whose wait is over,
+-- until a pass resumes none (the `core.step(0)` after a resume can finish another transfer whose
+-- coroutine was already looked at; left for the next tick, a host loop with nothing more to watch
+-- would never come back to it). Coroutines that yielded for a tick ask the loop for an immediate
+-- wake-up, so a host loop calls again.
 local function tick()
   local now_ready = ready
   ready = {}
   for _, co in ipairs(now_ready) do resume(co) end
-  local i = 1
-  while i <= #waiting do
-    local w = waiting[i]
-    local done, a, b = w.ready()
-    if done then
-      table.remove(waiting, i)
-      resume(w.co, a, b)
-      core.step(0) -- send what the coroutine just started, before resuming the next one
-    else
-      i = i + 1
+  for _ = 1, 1000 do
+    local progressed, i = false, 1
+    while i <= #waiting do
+      local w = waiting[i]
+      local done, a, b = w.ready()
+      if done then
+        table.remove(waiting, i)
+        resume(w.co, a, b)
+        core.step(0) -- send what the coroutine just started, before resuming the next one
+        progressed = true
+      else
+        i = i + 1
+      end
     end
+    if not progressed then break end
   end
+  if #ready > 0 then core.wake_at(core.now()) end
 end
 hostloop.set_settle(tick)
 
@@ -251,13 +296,13 @@ local function wait_until(is_ready)
   end
 end
 
---- Waits for a transfer, delivering its callbacks meanwhile.
+--- Waits for a transfer, delivering its callbacks meanwhile (a callback that raises cancels it).
 local function await(xfer, err, opts)
   if not xfer then return nil, err end
   hostloop.flush() -- a host loop learns the new transfer's timer now
   return wait_until(function()
-    deliver(xfer, opts)
-    if xfer:done() then return true, xfer:result() end
+    deliver_or_cancel(xfer, opts)
+    if xfer:done() then return true, outcome(xfer) end
     return false
   end)
 end
@@ -467,8 +512,15 @@ local raw_generate = raw_call(core.start_generate, "generate")
 --- Generates images. On an `images` route: `POST {base_url}/images/generations` (JSON). On a
 -- `chat` route: `POST {base_url}/chat/completions` with the prompt as one user message; the images
 -- are the Markdown image links of the reply, downloaded (result `content`, `links`, and `unsent`:
--- the params a chat request has no place for). On a `responses` route: `respond` with the prompt
--- as input and the tool forced.
+-- the params a chat request has no place for); a `content` given as a list of parts gives its
+-- text parts as the text and its `image_url` parts as image links, in document order with the
+-- Markdown links (`links[i].type = "image_url"`). On a `responses` route: `respond` with the
+-- prompt as input and the tool forced.
+--
+-- On every shape, a 2xx reply without an image is a `decode` error that carries the text that came
+-- back: `err.content` (chat, code `no_image_link` or `empty_content`), `err.output_text` and
+-- `err.response_id` (responses, code `no_image`); the message quotes an excerpt. (`respond`, unlike
+-- `generate` and `edit`, may end with text or tool calls only, and then succeeds.)
 --
 -- The body holds exactly the fields the caller set in `params` (API field names: `prompt`, `n`,
 -- `size`, `quality`, `background`, `output_format`, `output_compression`, `moderation`, `user`,
@@ -493,6 +545,9 @@ local raw_generate = raw_call(core.start_generate, "generate")
 --   images that arrive otherwise, streamed events or downloaded links, are saved at the end under
 --   the same names), `overwrite` (with `save_to`: replace existing files; without it a call whose
 --   target exists is refused before sending)
+--   A callback (on_partial, on_progress) that raises stops the transfer at once (its
+--   connection closed, nothing more buffered); the call is priced and logged as a `cancelled` error,
+--   then the callback's error is raised to the caller (inside `run`/`spawn`/`batch` coroutines too).
 -- @treturn table result:
 --
 -- * `images` (list of Image): decoded bytes (`image.bytes`, `image.length` in bytes), `mime`,
@@ -506,13 +561,14 @@ local raw_generate = raw_call(core.start_generate, "generate")
 --   `attempts` (HTTP attempts made), `attempt_log` (one table per attempt), `bytes_received`.
 -- @treturn[2] nil
 -- @treturn[2] table error: `kind` (`"api"` | `"http"` | `"timeout"` | `"connection"` |
---   `"decode"` | `"validation"` | `"route"`), `message`, `cost`, `status`, `type`, `code`, `param`, `request_id`,
---   `attempts`, `attempt_log`, `route`, and `images` when some were received before the failure;
---   `tostring(err)` is one line and never holds the key.
+--   `"decode"` | `"validation"` | `"route"` | `"cancelled"`), `message`, `cost`, `status`, `type`,
+--   `code`, `param`, `request_id`, `response_id` (responses, when known), `attempts`, `attempt_log`,
+--   `route`, and `images` when some were received before the failure; `tostring(err)` is
+--   one line and never holds the key.
 -- @raise when route is not a Route or params is not a table
 function M.generate(route, params, opts)
   if router.is_router(route) then return router.call("generate", M.generate, route, params, opts) end
-  return policy.call("generate", raw_generate, route, params, opts)
+  return reraise(policy.call("generate", raw_generate, route, params, opts))
 end
 
 local raw_edit = raw_call(core.start_edit, "edit")
@@ -539,7 +595,7 @@ local raw_edit = raw_call(core.start_edit, "edit")
 -- @raise when route is not a Route or params is not a table
 function M.edit(route, params, opts)
   if router.is_router(route) then return router.call("edit", M.edit, route, params, opts) end
-  return policy.call("edit", raw_edit, route, params, opts)
+  return reraise(policy.call("edit", raw_edit, route, params, opts))
 end
 
 local raw_respond = raw_call(core.start_respond, "respond")
@@ -576,7 +632,7 @@ local raw_respond = raw_call(core.start_respond, "respond")
 -- @raise when route is not a Route or params is not a table
 function M.respond(route, params, opts)
   if router.is_router(route) then return router.call("respond", M.respond, route, params, opts) end
-  return policy.call("respond", raw_respond, route, params, opts)
+  return reraise(policy.call("respond", raw_respond, route, params, opts))
 end
 
 --- Makes a file name safe to join under a directory: letters, digits, '-', '_' and '.', no
