@@ -211,6 +211,10 @@ elseif scenario == "fds" then
       out.last_error = string.format("uv.run() returned with the batch unfinished: %d of %d calls done, " ..
         "imageroute.pending() = %d", out.images, n, imageroute.pending())
       out.luv_unfinished = true
+      local r, w, timeout = imageroute.fds() -- what the core still waits on, for the report
+      out.left = {read = r, write = w, timeout = timeout, core_pending = require("imageroute.core").pending()}
+      out.last_error = out.last_error .. ", core.pending() = " .. out.left.core_pending .. ", fds(): read {" ..
+        table.concat(r, ",") .. "}, write {" .. table.concat(w, ",") .. "}, timeout " .. tostring(timeout)
     end
   else
     imageroute.batch(jobs, {max_in_flight = conc, keep_results = false, on_progress = note_fds,
