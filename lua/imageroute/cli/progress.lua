@@ -63,7 +63,7 @@ end
 function Progress:draw(force)
   if not self.tty then return end
   local t = common.now()
-  if not force and t - self.last < M.TICK - 0.02 then return end
+  if not force and t - self.last < M.TICK - 0.01 then return end
   self.last = t
   self.out:write("\r\27[K", self:text())
   self.out:flush()
@@ -86,7 +86,9 @@ function M.drive(p, fn)
     finished, ok, results = true, okf, table.pack(...)
   end)
   while not finished do
-    imageroute.step(M.TICK)
+    -- wait at most until the next tick is due (activity ends the wait sooner)
+    local wait = M.TICK - (common.now() - p.last)
+    imageroute.step(math.min(M.TICK, math.max(0.01, wait)))
     p:draw(false)
   end
   p:clear()
