@@ -41,6 +41,7 @@ describe("imageroute command habits", function()
     assert.is_false(exists(dir .. "/sub/fox.png"))
     -- an existing file is replaced, as curl -o does
     rc, out, err = run(dir, {"--local", "generate", "again", "-o", "lighthouse.png"})
+    assert.truthy(out:find(" files=lighthouse.png ", 1, true), out)
     assert.equal(0, rc, err)
     -- -o DIR/: a directory (created), files named after the request id
     rc, out, err = run(dir, {"--local", "generate", "a heron", "-o", "shots/"})
@@ -90,6 +91,7 @@ describe("imageroute command habits", function()
       {stdin = '{"prompt": "one", "size": "1024x1536"}\n'})
     assert.equal(0, rc, err)
     assert.equal("1024x1536", s:requests()[1].json.size)
+    assert.is_true(assert(core.json_decode(out)).ok)
   end)
 
   it("short flags -n, -s, -q mean --n, --size, --quality", function()
@@ -170,8 +172,8 @@ describe("imageroute command habits", function()
     assert.equal(0, rc2, err)
     assert.falsy(out:find("\r", 1, true))
     assert.falsy(err:find("\r", 1, true))
-    assert.truthy(out:find("^%[1/1%] job 1: generate route=slow [^\n]*\nbatch: 1 jobs, 1 ok, 0 failed, 1 images in slow, "
-      .. "cost [%d.]+ USD, [%d.]+s\n$"), out)
+    assert.truthy(out:find("^%[1/1%] job 1: generate route=slow [^\n]*\n"
+      .. "batch: 1 jobs, 1 ok, 0 failed, 1 images in slow, cost [%d.]+ USD, [%d.]+s\n$"), out)
   end)
 
   it("--local is logged as what it is: routes named local*, the host in every line, a log of its own", function()
@@ -180,6 +182,7 @@ describe("imageroute command habits", function()
     assert.equal(0, rc, err)
     assert.truthy(out:find("^generate route=local host=127%.0%.0%.1 "), out)
     rc, out, err = run(dir, {"--local", "respond", "draw", "-o", logs})
+    assert.truthy(out:find("^respond route=local%-responses host=127%.0%.0%.1 "), out)
     assert.equal(0, rc, err)
     -- a real call through the built-in official route (here pointed at a test server on loopback)
     rc, out, err = run(dir, {"generate", "a real one", "-o", logs},

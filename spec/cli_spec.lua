@@ -60,20 +60,6 @@ local function run(dir, args, opts)
   return rc, out, stderr
 end
 
---- Runs the command on a terminal (util-linux `script` gives it one: stdin, stdout and stderr);
--- returns rc and everything the terminal showed. nil when `script` is missing.
-local function run_tty(dir, args, env)
-  if not os.execute("command -v script >/dev/null 2>&1") then return nil end
-  local parts = {}
-  for i, a in ipairs(args) do parts[i] = q(a) end
-  local inner = ("env -u OPENAI_API_KEY %s lua5.4 %s %s"):format(env or "", q(BIN), table.concat(parts, " "))
-  local p = assert(io.popen(("cd %s && TERM=xterm script -qec %s /dev/null </dev/null; echo \"rc=$?\""):format(
-    q(dir), q(inner)), "r"))
-  local out = p:read("a")
-  p:close()
-  return tonumber(out:match("rc=(%d+)%s*$")), out
-end
-
 -- The decoded lines of a JSON-lines file.
 local function json_lines(path)
   local list = {}
@@ -149,7 +135,8 @@ describe("the imageroute command", function()
       assert.equal(0, rc, err)
       local line = out:match("^(generate [^\n]*)\n$")
       assert.truthy(line, out)
-      for _, k in ipairs{"route=local ", "host=127.0.0.1 ", "model=gpt-image-1 ", "request_id=req_", "latency=", "attempts=1",
+      for _, k in ipairs{"route=local ", "host=127.0.0.1 ", "model=gpt-image-1 ", "request_id=req_", "latency=",
+        "attempts=1",
         "cost=", "currency=USD", "basis=usage"} do
         assert.truthy(line:find(k, 1, true), k .. " in " .. line)
       end
@@ -221,8 +208,8 @@ describe("the imageroute command", function()
       assert.truthy(err:find("missing.png", 1, true))
       rc, out, err = run(dir, {"--local", "respond", "draw a fox", "-o", out_dir})
       assert.equal(0, rc, err)
-      assert.truthy(out:find("^respond route=local%-responses host=127%.0%.0%.1 model=gpt%-5 tool_model=gpt%-image%-1"),
-        out)
+      assert.truthy(out:find("^respond route=local%-responses host=127%.0%.0%.1 model=gpt%-5 "
+        .. "tool_model=gpt%-image%-1"), out)
       assert.truthy(out:find('text="', 1, true), out)
       png_size(out:match("files=(%S+)"))
     end)

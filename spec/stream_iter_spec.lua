@@ -95,7 +95,8 @@ describe("imageroute.stream", function()
   it("breaking out of the loop early stops the transfer and logs the call as closed", function()
     local log = dir .. "/closed.jsonl"
     local n, t0 = 0, socket.gettime()
-    for kind in imageroute.stream(fx.behaving(s, {pace = 1}, {log = log}), {prompt = "p", partial_images = 3}) do
+    local route = fx.behaving(s, {pace = 1}, {log = log})
+    for kind in imageroute.stream(route, {prompt = "p", partial_images = 3}) do -- luacheck: ignore 512
       n = n + 1
       assert.equal("partial", kind)
       break

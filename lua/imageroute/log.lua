@@ -4,7 +4,8 @@
 -- else the global default set with `log.set_default(path)`; `false` at any level turns logging off.
 --
 -- Each attempt line (`event = "attempt"`) holds: `time` (UTC, ISO 8601), `call_id`, `kind`, `route`,
--- `lane`, `provider`, `host` (the host of the route's `base_url`, e.g. `api.openai.com`, `127.0.0.1`), `shape`, `endpoint`, `model`, `tool_model`, `size`, `quality`, `n` (asked),
+-- `lane`, `provider`, `host` (the host of the route's `base_url`, e.g. `api.openai.com` or
+-- `127.0.0.1`), `shape`, `endpoint`, `model`, `tool_model`, `size`, `quality`, `n` (asked),
 -- `images` (returned; on the call's final line), `output_format`, `stream` and `partial_images`
 -- (asked), `partial_images_received`, `request_id`, `response_id`, `status` (HTTP), `error_kind`
 -- (`"http"` on a retried attempt answered with a status >= 400: only the final body is read),
