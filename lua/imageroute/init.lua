@@ -165,9 +165,10 @@ end
 
 local resume
 
---- Resumes co with the given values and files it by what it does next. A yield that is not the
+--- Resumes co with the given values and files it by what it does next (internal). A yield that is not the
 -- scheduler's own (a host scheduler's, such as cqueues.sleep) is passed up to the coroutine we
 -- run in, when there is one, and its answer handed back; on the main thread it counts as a tick.
+-- @local
 resume = function(co, ...)
   local r = table.pack(coroutine.resume(co, ...))
   while r[1] and r[2] ~= YIELD and coroutine.status(co) == "suspended" and coroutine.isyieldable() do
@@ -550,8 +551,8 @@ local STREAM_START = {generate = core.start_generate, edit = core.start_edit, re
 local Stream = {}
 Stream.__index = Stream
 
---- Ends the stream's call now: a transfer still running is stopped (its connection closed, nothing
--- more is received) and the call is logged as a `connection` error with `code = "stream_closed"`
+-- Stream:close() (documented with the Stream type, ldoc/types.lua). Ends the stream's call now:
+-- a transfer still running is stopped (its connection closed, nothing more is received) and the call is logged as a `connection` error with `code = "stream_closed"`
 -- (its cost follows the route's `failed_calls_billed.timeout`: the request was sent, so it may be
 -- billed). Called by the generic `for` when the loop is left early (`break`, `return`, an error)
 -- on Lua 5.4, through the iterator's to-be-closed value; on Lua 5.3 call it yourself (or let the
