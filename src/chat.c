@@ -6,7 +6,8 @@
  *
  * The first choice's message.content is parsed for Markdown image links (imageroute.markdown,
  * called through the Lua state after libcurl has returned) and each linked image is downloaded on
- * the same loop; data: URLs in links are decoded in place. api-notes section 1.
+ * the same loop; data: URLs in links are decoded in place. This is how some OpenAI-compatible
+ * gateways answer (a provider's own contract, not OpenAI's API: the route's `accepted` records it).
  */
 #include <string.h>
 #include "xfer.h"

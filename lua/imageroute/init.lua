@@ -29,7 +29,9 @@ local M = {
 
 --- Builds a route: one validated, immutable route configuration (a userdata).
 --
--- Fields (all optional; defaults follow the official SDKs, api-notes section 4):
+-- Fields (all optional; the defaults follow OpenAI's official SDKs: the Retries and Timeouts
+-- sections of the READMEs of https://github.com/openai/openai-python (3.x) and
+-- https://github.com/openai/openai-node (6.x)):
 --
 -- * `name` (string): how logs and errors name the route; default `"lane/provider/model"`.
 -- * `lane` (string): `"official"` (default) | `"provider"` | `"account_pool"`.
@@ -439,7 +441,10 @@ local raw_generate = raw_call(core.start_generate)
 --
 -- The body holds exactly the fields the caller set in `params` (API field names: `prompt`, `n`,
 -- `size`, `quality`, `background`, `output_format`, `output_compression`, `moderation`, `user`,
--- ...; openai-openapi.yaml `CreateImageRequest`, L35461), plus `model` from the route when
+-- ...; OpenAI API reference, Images > Create image,
+-- https://platform.openai.com/docs/api-reference/images/create, read 2026-12-01; schema
+-- `CreateImageRequest` of https://github.com/openai/openai-openapi at f85dbe2, 2026-08-21), plus
+-- `model` from the route when
 -- `params.model` is not set. Nothing is defaulted, nothing is sent as null.
 --
 -- Before sending, the route's contract gates and the stop rules are checked (`imageroute.policy`;
@@ -484,7 +489,10 @@ end
 local raw_edit = raw_call(core.start_edit)
 
 --- Edits images. On an `images` route: `POST {base_url}/images/edits` (multipart,
--- openai-openapi.yaml `CreateImageEditRequest`, L35251). On a `chat` route: one user message with
+-- OpenAI API reference, Images > Create image edit,
+-- https://platform.openai.com/docs/api-reference/images/createEdit, read 2026-12-01; schema
+-- `CreateImageEditRequest` of https://github.com/openai/openai-openapi at f85dbe2, 2026-08-21). On a
+-- `chat` route: one user message with
 -- the prompt as a text part and each image as an `image_url` part (an http(s) or data: URL string
 -- as given; bytes, paths and Images as data URLs); no mask. On a `responses` route: the prompt and
 -- images as `input_text`/`input_image` items, the mask as the tool's `input_image_mask`.
@@ -552,12 +560,12 @@ local Stream = {}
 Stream.__index = Stream
 
 -- Stream:close() (documented with the Stream type, ldoc/types.lua). Ends the stream's call now:
--- a transfer still running is stopped (its connection closed, nothing more is received) and the call is logged as a `connection` error with `code = "stream_closed"`
+-- a transfer still running is stopped (its connection closed, nothing more is received) and the
+-- call is logged as a `connection` error with `code = "stream_closed"`
 -- (its cost follows the route's `failed_calls_billed.timeout`: the request was sent, so it may be
 -- billed). Called by the generic `for` when the loop is left early (`break`, `return`, an error)
 -- on Lua 5.4, through the iterator's to-be-closed value; on Lua 5.3 call it yourself (or let the
 -- garbage collector stop the transfer). Idempotent; a stream that already ended is left as is.
--- @treturn nil
 function Stream:close()
   if self.finished then return end
   self.finished = true
