@@ -135,6 +135,19 @@ describe("imageroute command habits", function()
     assert.truthy(err:find("^imageroute: generate refused before sending %(nothing sent%): [^\n]*\n$"), err)
     assert.truthy(err:find("fix: ", 1, true), err)
     assert.equal(0, #s:requests())
+    -- compare: a route refused before sending (the report is still written) exits 2 too
+    local both = dir .. "/both-routes.lua"
+    cli.write(both, ([[return {
+      ok = {lane = "official", shape = "images", model = "gpt-image-1", base_url = %q, max_retries = 0,
+        api_key_env = "IMAGEROUTE_TEST_KEY"},
+      gw = {lane = "provider", provider = "someone", shape = "images", model = "gpt-image-1", base_url = %q,
+        api_key_env = "IMAGEROUTE_TEST_KEY"}}]]):format(s.base_url, s.base_url))
+    rc, out, err = run(dir, {"--routes", both, "compare", "p", "--route", "ok", "--route", "gw", "-o", "cmp"})
+    assert.equal(2, rc, err)
+    assert.truthy(out:find("report cmp/compare.html", 1, true), out)
+    assert.truthy(err:find("^imageroute: route gw: refused before sending %(nothing sent%): [^\n]*\n$"), err)
+    assert.equal(1, #s:requests())
+    s:reset()
     -- sent and failed: 1, one line
     s:script{{status = 500, error = {message = "The server had an error", type = "server_error"}}}
     rc, out, err = run(dir, {"--routes", routes, "generate", "p"})

@@ -378,13 +378,18 @@ function M.compare(ctx)
     io.write("report ", html, "\n", "record ", json, "\n")
   end
   if not rec.ok then
+    local failed, refused = 0, 0
     for _, e in ipairs(rec.entries) do
       if not e.ok then
-        io.stderr:write("imageroute: route ", tostring(e.route), ": ",
-          oneline(e.error and (e.error.message or e.error.text) or "no image"), "\n")
+        failed = failed + 1
+        local er = e.error or {kind = "decode", message = "no image"}
+        local r = output.refused({kind = er.kind, attempts = e.attempts or 0})
+        if r then refused = refused + 1 end
+        io.stderr:write("imageroute: route ", tostring(e.route), ": ", r and "refused before sending (nothing sent): "
+          or "", oneline(er.message or er.text or "no image"), "\n")
       end
     end
-    return 1
+    return failed == refused and 2 or 1 -- only refusals: nothing failed that was sent
   end
   return 0
 end
