@@ -4,68 +4,10 @@ local core = require "imageroute.core"
 local server = require "support.server"
 local fx = require "support.fixtures"
 
-local function repo_root()
-  local src = debug.getinfo(1, "S").source
-  local dir = src:sub(1, 1) == "@" and src:sub(2):match("^(.*)/spec/[^/]*$")
-  if not dir or dir == "" then dir = "." end
-  if dir:sub(1, 1) ~= "/" then
-    local p = assert(io.popen("pwd"))
-    dir = p:read("l") .. "/" .. dir
-    p:close()
-  end
-  return dir
-end
+local cli = require "support.cli_run" -- run(dir, args [, {env =, stdin =}]) -> rc, stdout, stderr
 
-local ROOT = repo_root()
-local BIN = ROOT .. "/bin/imageroute"
-
-local function q(s)
-  return "'" .. tostring(s):gsub("'", "'\\''") .. "'"
-end
-
-local function write(path, text)
-  local f = assert(io.open(path, "wb"))
-  f:write(text)
-  f:close()
-end
-
-local function exists(path)
-  local f = io.open(path, "rb")
-  if f then f:close() end
-  return f ~= nil
-end
-
---- Runs the command in dir with the given arguments (a list); returns rc, stdout, stderr.
--- opts.env: a prefix such as "OPENAI_API_KEY=sk-x" (OPENAI_API_KEY is unset unless given here).
-local function run(dir, args, opts)
-  opts = opts or {}
-  local parts = {}
-  for i, a in ipairs(args) do parts[i] = q(a) end
-  local err = os.tmpname()
-  local input = "/dev/null"
-  if opts.stdin then
-    input = os.tmpname()
-    write(input, opts.stdin)
-  end
-  local cmd = ("cd %s && env -u OPENAI_API_KEY -u OPENAI_BASE_URL %s lua5.4 %s %s <%s 2>%s; echo \"rc=$?\"")
-    :format(q(dir), opts.env or "", q(BIN), table.concat(parts, " "), q(input), q(err))
-  local p = assert(io.popen(cmd, "r"))
-  local out = p:read("a")
-  p:close()
-  local rc = tonumber(out:match("rc=(%d+)\n?$"))
-  out = out:gsub("rc=%d+\n?$", "")
-  local stderr = fx.read(err)
-  os.remove(err)
-  if opts.stdin then os.remove(input) end
-  return rc, out, stderr
-end
-
--- The decoded lines of a JSON-lines file.
-local function json_lines(path)
-  local list = {}
-  for line in fx.read(path):gmatch("[^\n]+") do list[#list + 1] = assert(core.json_decode(line)) end
-  return list
-end
+local ROOT, BIN = cli.ROOT, cli.BIN
+local q, write, exists, run, json_lines = cli.q, cli.write, cli.exists, cli.run, cli.json_lines
 
 local function png_size(path)
   local data = fx.read(path)
@@ -377,12 +319,12 @@ describe("the imageroute command", function()
   end)
 
   it("runs in-process too: main(argv) returns the exit code", function()
-    local cli = require "imageroute.cli"
+    local command = require "imageroute.cli"
     local tmp = os.tmpname()
     local saved = io.output()
     io.output(tmp)
-    local ok, code = pcall(cli.main, {"--version"})
-    local ok2, code2 = pcall(cli.main, {"log", "summary", "--json", ROOT .. "/spec/cli_spec.lua"})
+    local ok, code = pcall(command.main, {"--version"})
+    local ok2, code2 = pcall(command.main, {"log", "summary", "--json", ROOT .. "/spec/cli_spec.lua"})
     io.output():close()
     io.output(saved)
     local text = fx.read(tmp)
