@@ -144,6 +144,34 @@ describe("imageroute.stream", function()
     assert.equal(2, s:stats().max_in_flight)
   end)
 
+  it("in a host's coroutine (cqueues adapter) it waits through the host: other coroutines keep running", function()
+    local ok_cq, cqueues = pcall(require, "cqueues")
+    if not ok_cq then pending("lua-cqueues is not installed") return end
+    local cq = cqueues.new()
+    local handle = require("imageroute.loop.cqueues").attach(cq)
+    local got, ticks = {}, 0
+    local done = false
+    cq:wrap(function()
+      for kind, v in imageroute.stream(fx.behaving(s, {pace = 0.2}), {prompt = "cq", partial_images = 2}) do
+        got[#got + 1] = kind .. (kind == "partial" and v.partial_image_index or "")
+      end
+      done = true
+      handle:detach() -- the adapter's watcher ends: cq:loop returns
+    end)
+    cq:wrap(function()
+      while not done do
+        ticks = ticks + 1
+        cqueues.sleep(0.05)
+      end
+    end)
+    local t0 = socket.gettime()
+    assert(cq:loop(10))
+    assert.truthy(socket.gettime() - t0 < 5)
+    assert.equal("partial0,partial1,result", table.concat(got, ","))
+    -- the other coroutine ran all along: 0.4 s of paced events, a tick every 0.05 s
+    assert.truthy(ticks >= 5, ticks)
+  end)
+
   it("close() by hand, without a for loop, is idempotent", function()
     local next_value, st = imageroute.stream(fx.behaving(s, {pace = 1}), {prompt = "p", partial_images = 3})
     assert.equal("partial", (next_value()))
