@@ -298,7 +298,13 @@ function M.log_summary(ctx)
   local path = args.file or default_log(ctx)
   local sum, err = imageroute.log.summary(path)
   if not sum then
-    io.stderr:write("imageroute: cannot read the call log: ", oneline(err and err.message or tostring(err)), "\n")
+    local hint = ""
+    local n = #common.LOG_NAME
+    local other = path:sub(-n) == common.LOG_NAME and (path:sub(1, -n - 1) .. common.LOCAL_LOG_NAME) or nil
+    if not args.file and not args["local"] and other and file_exists(other) then
+      hint = " (the --local calls are in " .. other .. ": imageroute log summary --local)"
+    end
+    io.stderr:write("imageroute: cannot read the call log: ", oneline(err and err.message or tostring(err)), hint, "\n")
     return 1
   end
   local names = {}
