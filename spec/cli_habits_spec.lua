@@ -148,7 +148,18 @@ describe("imageroute command habits", function()
     assert.truthy(err:find("^imageroute: route gw: refused before sending %(nothing sent%): [^\n]*\n$"), err)
     assert.equal(1, #s:requests())
     s:reset()
-    -- sent and failed: 1, one line
+    -- setup errors: one line each, no stutter
+    rc, out, err = run(dir, {"--routes", dir .. "/none.lua", "generate", "p"})
+    assert.equal(2, rc)
+    assert.truthy(err:find("^imageroute: [^\n]*none%.lua[^\n]*\n$"), err)
+    assert.falsy(err:find("imageroute: imageroute", 1, true), err)
+    cli.write(dir .. "/a-file", "x")
+    rc, out, err = run(dir, {"--routes", routes, "generate", "p", "-o", "a-file/sub/"})
+    assert.equal(1, rc)
+    assert.truthy(err:find("^imageroute: [^\n]*a%-file/sub[^\n]*\n$"), err)
+    assert.falsy(err:find("imageroute: imageroute", 1, true), err)
+    assert.equal(0, #s:requests()) -- nothing sent
+        -- sent and failed: 1, one line
     s:script{{status = 500, error = {message = "The server had an error", type = "server_error"}}}
     rc, out, err = run(dir, {"--routes", routes, "generate", "p"})
     assert.equal(1, rc)

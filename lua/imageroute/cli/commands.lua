@@ -282,7 +282,7 @@ local function default_log(ctx)
   if not path and not ctx.args["local"] and file_exists(common.DEFAULT_ROUTES) then path = common.DEFAULT_ROUTES end
   if path then
     local all, order = routes_file.load(path)
-    if not all then fail(2, "imageroute: " .. oneline(tostring(order))) end
+    if not all then fail(2, "imageroute: " .. common.message(order)) end
     for _, name in ipairs(order) do
       local l = all[name].log
       if type(l) == "string" then return l end

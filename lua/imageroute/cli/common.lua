@@ -103,12 +103,19 @@ end
 
 function M.mkdir(dir)
   local ok, err = compare.mkdir(dir)
-  if not ok then fail(1, "imageroute: " .. tostring(err)) end
+  if not ok then fail(1, "imageroute: " .. M.message(err)) end
 end
 
 function M.secs(v)
   if type(v) ~= "number" then return "-" end
   return format("%.3fs", v)
+end
+
+-- The message of an error value (an imageroute error table, or a string), as one line: never
+-- "imageroute: imageroute io error: ...".
+function M.message(err)
+  if type(err) == "table" and type(err.message) == "string" then return M.oneline(err.message) end
+  return M.oneline(tostring(err))
 end
 
 -- Text for a line: no newlines, at most n characters.
@@ -292,7 +299,7 @@ function M.load_routes(ctx)
     ctx.routes, ctx.order = {}, {}
     for _, cfg in ipairs(list) do
       local r, err = imageroute.route(cfg)
-      if not r then fail(1, "imageroute: built-in route " .. cfg.name .. ": " .. tostring(err)) end
+      if not r then fail(1, "imageroute: built-in route " .. cfg.name .. ": " .. M.message(err)) end
       ctx.routes[cfg.name] = r
       ctx.order[#ctx.order + 1] = cfg.name
     end
@@ -316,7 +323,7 @@ function M.load_routes(ctx)
         .. "repeated (e.g. --route " .. path:gsub(",", " --route ") .. ")")
     end
     local all, order = routes_file.load(path)
-    if not all then fail(2, "imageroute: " .. oneline(tostring(order))) end
+    if not all then fail(2, "imageroute: " .. M.message(order)) end
     ctx.routes, ctx.order, ctx.source = all, order, path
     return
   end
