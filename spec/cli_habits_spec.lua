@@ -151,11 +151,13 @@ describe("imageroute command habits", function()
     -- setup errors: one line each, no stutter
     rc, out, err = run(dir, {"--routes", dir .. "/none.lua", "generate", "p"})
     assert.equal(2, rc)
+    assert.equal("", out)
     assert.truthy(err:find("^imageroute: [^\n]*none%.lua[^\n]*\n$"), err)
     assert.falsy(err:find("imageroute: imageroute", 1, true), err)
     cli.write(dir .. "/a-file", "x")
     rc, out, err = run(dir, {"--routes", routes, "generate", "p", "-o", "a-file/sub/"})
     assert.equal(1, rc)
+    assert.equal("", out)
     assert.truthy(err:find("^imageroute: [^\n]*a%-file/sub[^\n]*\n$"), err)
     assert.falsy(err:find("imageroute: imageroute", 1, true), err)
     assert.equal(0, #s:requests()) -- nothing sent
