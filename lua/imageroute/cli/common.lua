@@ -103,7 +103,7 @@ end
 
 function M.mkdir(dir)
   local ok, err = compare.mkdir(dir)
-  if not ok then fail(1, "imageroute: " .. M.message(err)) end
+  if not ok then fail(2, "imageroute: " .. M.message(err)) end -- before anything is sent: setup
 end
 
 function M.secs(v)
