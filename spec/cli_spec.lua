@@ -4,55 +4,10 @@ local core = require "imageroute.core"
 local server = require "support.server"
 local fx = require "support.fixtures"
 
-local function repo_root()
-  local src = debug.getinfo(1, "S").source
-  local dir = src:sub(1, 1) == "@" and src:sub(2):match("^(.*)/spec/[^/]*$")
-  if not dir or dir == "" then dir = "." end
-  if dir:sub(1, 1) ~= "/" then
-    local p = assert(io.popen("pwd"))
-    dir = p:read("l") .. "/" .. dir
-    p:close()
-  end
-  return dir
-end
+local cli = require "support.cli_run" -- run(dir, args [, {env =, stdin =}]) -> rc, stdout, stderr
 
-local ROOT = repo_root()
-local BIN = ROOT .. "/bin/imageroute"
-
-local function q(s)
-  return "'" .. tostring(s):gsub("'", "'\\''") .. "'"
-end
-
-local function write(path, text)
-  local f = assert(io.open(path, "wb"))
-  f:write(text)
-  f:close()
-end
-
-local function exists(path)
-  local f = io.open(path, "rb")
-  if f then f:close() end
-  return f ~= nil
-end
-
---- Runs the command in dir with the given arguments (a list); returns rc, stdout, stderr.
--- opts.env: a prefix such as "OPENAI_API_KEY=sk-x" (OPENAI_API_KEY is unset unless given here).
-local function run(dir, args, opts)
-  opts = opts or {}
-  local parts = {}
-  for i, a in ipairs(args) do parts[i] = q(a) end
-  local err = os.tmpname()
-  local cmd = ("cd %s && env -u OPENAI_API_KEY -u OPENAI_BASE_URL %s lua5.4 %s %s </dev/null 2>%s; echo \"rc=$?\"")
-    :format(q(dir), opts.env or "", q(BIN), table.concat(parts, " "), q(err))
-  local p = assert(io.popen(cmd, "r"))
-  local out = p:read("a")
-  p:close()
-  local rc = tonumber(out:match("rc=(%d+)\n?$"))
-  out = out:gsub("rc=%d+\n?$", "")
-  local stderr = fx.read(err)
-  os.remove(err)
-  return rc, out, stderr
-end
+local ROOT, BIN = cli.ROOT, cli.BIN
+local q, write, exists, run, json_lines = cli.q, cli.write, cli.exists, cli.run, cli.json_lines
 
 local function png_size(path)
   local data = fx.read(path)
@@ -88,9 +43,10 @@ describe("the imageroute command", function()
     local cases = {
       {{"generate"}, "missing argument 'prompt'"},
       {{"frobnicate"}, "unknown command"},
-      {{"generate", "p", "--n", "zero"}, "--n must be an integer"},
+      {{"generate", "p", "--n", "zero"}, "-n must be an integer"},
       {{"batch", "f", "--parallel", "0"}, "--parallel must be an integer"},
-      {{"compare", "p"}, "--routes"},
+      {{"compare", "p"}, "--route"},
+      {{"generate", "p", "-n", "0"}, "-n must be an integer"},
       {{"log"}, "imageroute log summary"},
       {{}, "command"},
     }
@@ -114,26 +70,27 @@ describe("the imageroute command", function()
 
   describe("with --local", function()
     local out_dir
-    setup(function() out_dir = dir .. "/images" end)
+    setup(function() out_dir = dir .. "/images/" end) -- a directory: the trailing slash
 
     it("generates an image in one command: a PNG written, one line printed", function()
       local rc, out, err = run(dir, {"--local", "generate", "a fox", "-o", out_dir})
       assert.equal(0, rc, err)
       local line = out:match("^(generate [^\n]*)\n$")
       assert.truthy(line, out)
-      for _, k in ipairs{"route=official ", "model=gpt-image-1 ", "request_id=req_", "latency=", "attempts=1",
+      for _, k in ipairs{"route=local ", "host=127.0.0.1 ", "model=gpt-image-1 ", "request_id=req_", "latency=",
+        "attempts=1",
         "cost=", "currency=USD", "basis=usage"} do
         assert.truthy(line:find(k, 1, true), k .. " in " .. line)
       end
       local file = line:match("files=(%S+)")
       local rid = line:match("request_id=(%S+)")
-      assert.equal(out_dir .. "/" .. rid .. "-1.png", file)
+      assert.equal(out_dir .. rid .. "-1.png", file)
       local w, h = png_size(file)
       assert.truthy(w > 0 and h > 0)
       -- the option may come after the command too
       rc, out, err = run(dir, {"generate", "a fox", "--local", "-o", out_dir, "--size", "1024x1024"})
       assert.equal(0, rc, err)
-      assert.truthy(out:find("^generate route=official"))
+      assert.truthy(out:find("^generate route=local "))
     end)
 
     it("prints a JSON object with --json, without image bytes", function()
@@ -142,8 +99,10 @@ describe("the imageroute command", function()
       assert.equal(0, rc, err)
       local o = assert(core.json_decode(out))
       assert.is_true(o.ok)
-      assert.equal("official", o.route)
+      assert.equal("local", o.route)
       assert.equal("official", o.lane)
+      assert.equal("imageroute-localserver", o.provider)
+      assert.equal("127.0.0.1", o.host)
       assert.equal("gpt-image-1", o.model)
       assert.truthy(o.request_id:find("^req_"))
       assert.equal(2, #o.files)
@@ -166,7 +125,7 @@ describe("the imageroute command", function()
       local o = assert(core.json_decode(out))
       assert.equal(2, #o.partial_files)
       for i, f in ipairs(o.partial_files) do
-        assert.equal(out_dir .. "/" .. o.request_id .. "-partial-" .. (i - 1) .. ".png", f.path)
+        assert.equal(out_dir .. o.request_id .. "-partial-" .. (i - 1) .. ".png", f.path)
         png_size(f.path)
       end
       assert.equal(1, #o.files)
@@ -183,7 +142,7 @@ describe("the imageroute command", function()
       local src = ROOT .. "/examples/assets/mask-1024.png"
       local rc, out, err = run(dir, {"--local", "edit", "add a boat", src, src, "--mask", src, "-o", out_dir})
       assert.equal(0, rc, err)
-      assert.truthy(out:find("^edit route=official model=gpt%-image%-1 request_id=req_"), out)
+      assert.truthy(out:find("^edit route=local host=127%.0%.0%.1 model=gpt%-image%-1 request_id=req_"), out)
       png_size(out:match("files=(%S+)"))
       rc, out, err = run(dir, {"--local", "edit", "x", dir .. "/missing.png", "-o", out_dir})
       assert.equal(2, rc)
@@ -191,7 +150,8 @@ describe("the imageroute command", function()
       assert.truthy(err:find("missing.png", 1, true))
       rc, out, err = run(dir, {"--local", "respond", "draw a fox", "-o", out_dir})
       assert.equal(0, rc, err)
-      assert.truthy(out:find("^respond route=official%-responses model=gpt%-5 tool_model=gpt%-image%-1"), out)
+      assert.truthy(out:find("^respond route=local%-responses host=127%.0%.0%.1 model=gpt%-5 "
+        .. "tool_model=gpt%-image%-1"), out)
       assert.truthy(out:find('text="', 1, true), out)
       png_size(out:match("files=(%S+)"))
     end)
@@ -204,7 +164,7 @@ describe("the imageroute command", function()
       assert.equal(0, rc, err)
       assert.falsy(out:find("\r", 1, true))
       local jobs = {}
-      for k, i in out:gmatch("%[(%d)/4%] job (%d): generate route=official ") do jobs[#jobs + 1] = k .. ":" .. i end
+      for k, i in out:gmatch("%[(%d)/4%] job (%d): generate route=local ") do jobs[#jobs + 1] = k .. ":" .. i end
       assert.equal(4, #jobs, out)
       assert.truthy(out:find("batch: 4 jobs, 4 ok, 0 failed, 4 images", 1, true), out)
       for f in out:gmatch("files=(%S+)") do png_size(f) end
@@ -223,17 +183,19 @@ describe("the imageroute command", function()
       end
       -- a job file: routes and calls per job; a failed job makes the exit code 1
       local jl = dir .. "/jobs.jsonl"
-      write(jl, '{"prompt": "a cat", "size": "1024x1024"}\n{"prompt": "gw", "route": "gateway"}\n'
-        .. '{"input": "draw", "route": "official-responses"}\n{"prompt": "", "route": "official"}\n')
-      rc, out = run(dir, {"--local", "batch", jl, "-o", out_dir, "--json"})
-      assert.equal(1, rc)
+      write(jl, '{"prompt": "a cat", "size": "1024x1024"}\n{"prompt": "gw", "route": "local-gateway"}\n'
+        .. '{"input": "draw", "route": "official-responses"}\n{"prompt": "", "route": "local"}\n')
+      rc, out, err = run(dir, {"--local", "batch", jl, "-o", out_dir, "--json"})
+      assert.equal(2, rc) -- the one failure was refused before sending: 2, as for a single call
+      assert.truthy(err:find("batch: 4 jobs, 3 ok, 1 failed, ", 1, true), err)
+      assert.truthy(err:find("(1 refused before sending)", 1, true), err)
       local by_job = {}
       for line in out:gmatch("[^\n]+") do
         local o = assert(core.json_decode(line))
         by_job[o.job] = o
       end
       assert.is_true(by_job[1].ok)
-      assert.equal("gateway", by_job[2].route)
+      assert.equal("local-gateway", by_job[2].route)
       assert.equal("chat", by_job[2].shape)
       assert.equal("respond", by_job[3].call)
       assert.is_false(by_job[4].ok)
@@ -241,18 +203,22 @@ describe("the imageroute command", function()
     end)
 
     it("summarises the call log the previous commands wrote", function()
-      local log = out_dir .. "/imageroute-calls.jsonl"
+      local log = out_dir .. "imageroute-local-calls.jsonl"
       local rc, out, err = run(dir, {"log", "summary", log})
       assert.equal(0, rc, err)
       assert.truthy(out:find("ROUTE%s+CALLS%s+FAILED%s+REFUSED%s+IMAGES%s+COST%s+UNKNOWN%s+P50%s+P95"), out)
-      local calls = tonumber(out:match("\nofficial%s+(%d+)"))
+      local calls = tonumber(out:match("\nlocal%s+(%d+)"))
       assert.truthy(calls and calls >= 10, out)
-      assert.truthy(out:find("\ngateway%s+1%s+0%s+0%s+1%s+0%.03 USD"), out)
+      assert.truthy(out:find("\nlocal%-gateway%s+1%s+0%s+0%s+1%s+0%.03 USD"), out)
+      -- every line names the host it called; no line of the local server is in the real log
+      for _, rec in ipairs(json_lines(log)) do assert.equal("127.0.0.1", rec.host) end
+      assert.is_false(exists(out_dir .. "imageroute-calls.jsonl"))
       -- the default log is the one under -o DIR, as JSON too
-      rc, out, err = run(dir, {"log", "summary", "-o", out_dir, "--json"})
+      rc, out, err = run(dir, {"log", "summary", "--local", "-o", out_dir, "--json"})
       assert.equal(0, rc, err)
       local o = assert(core.json_decode(out))
-      assert.equal(calls, o.routes.official.calls)
+      assert.equal(log, o.log)
+      assert.equal(calls, o.routes["local"].calls)
       rc, out, err = run(dir, {"log", "summary", dir .. "/nope.jsonl"})
       assert.equal(1, rc)
       assert.equal("", out)
@@ -261,11 +227,11 @@ describe("the imageroute command", function()
 
     it("compares two routes: the report and the record written", function()
       local report = dir .. "/report"
-      local rc, out, err = run(dir, {"--local", "compare", "a fox", "--routes", "official,gateway", "-o", report,
-        "--size", "1024x1024", "--quality", "low"})
+      local rc, out, err = run(dir, {"--local", "compare", "a fox", "--route", "local", "--route", "local-gateway",
+        "-o", report, "-s", "1024x1024", "-q", "low"})
       assert.equal(0, rc, err)
-      assert.truthy(out:find("compare route=official lane=official provider=openai", 1, true), out)
-      assert.truthy(out:find("compare route=gateway lane=provider provider=local-gateway", 1, true), out)
+      assert.truthy(out:find("compare route=local lane=official provider=imageroute-localserver", 1, true), out)
+      assert.truthy(out:find("compare route=local-gateway lane=provider provider=local-gateway", 1, true), out)
       assert.truthy(out:find("report " .. report .. "/compare.html", 1, true), out)
       local rec = assert(core.json_decode(fx.read(report .. "/compare.json")))
       assert.equal(2, #rec.entries)
@@ -276,10 +242,17 @@ describe("the imageroute command", function()
       local html = fx.read(report .. "/compare.html")
       assert.truthy(html:find(rec.entries[1].request_id, 1, true))
       assert.truthy(html:find(rec.entries[2].request_id, 1, true))
-      rc, out, err = run(dir, {"--local", "compare", "a fox", "--routes", "official,nosuch", "-o", report})
+      rc, out, err = run(dir, {"--local", "compare", "a fox", "--route", "official,nosuch", "-o", report})
       assert.equal(2, rc)
       assert.equal("", out)
       assert.truthy(err:find("no route 'nosuch'", 1, true), err)
+      -- --routes is the routes file in compare too: the old list spelling gets the fix
+      rc, out, err = run(dir, {"compare", "a fox", "--routes", "official,gateway"})
+      assert.equal(2, rc)
+      assert.equal("", out)
+      assert.truthy(err:find("--routes names the routes file; choose the routes to compare with --route NAME", 1, true),
+        err)
+      assert.truthy(err:find("--route official --route gateway", 1, true), err)
     end)
   end)
 
@@ -324,7 +297,8 @@ describe("the imageroute command", function()
       s:stop()
       assert.equal(1, rc)
       assert.equal("", out)
-      assert.truthy(err:find("^imageroute: generate failed: [^\n]*Invalid size[^\n]*\n$"), err)
+      assert.truthy(err:find("^imageroute: generate failed: Invalid size %(api, status 400, request req_[^\n]*%)\n$"),
+        err)
       assert.falsy(err:find(fx.KEY, 1, true))
       rc, out = run(dir, {"--routes", routes, "generate", "p", "--route", "closed", "--json", "-o", dir .. "/f"})
       assert.equal(1, rc)
@@ -345,12 +319,12 @@ describe("the imageroute command", function()
   end)
 
   it("runs in-process too: main(argv) returns the exit code", function()
-    local cli = require "imageroute.cli"
+    local command = require "imageroute.cli"
     local tmp = os.tmpname()
     local saved = io.output()
     io.output(tmp)
-    local ok, code = pcall(cli.main, {"--version"})
-    local ok2, code2 = pcall(cli.main, {"log", "summary", "--json", ROOT .. "/spec/cli_spec.lua"})
+    local ok, code = pcall(command.main, {"--version"})
+    local ok2, code2 = pcall(command.main, {"log", "summary", "--json", ROOT .. "/spec/cli_spec.lua"})
     io.output():close()
     io.output(saved)
     local text = fx.read(tmp)

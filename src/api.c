@@ -1,8 +1,9 @@
 /*
  * api.c - the request shapes: building each request, and reading each response into a result.
  *
- * Images API (api-notes section 2; openai-openapi.yaml CreateImageRequest L35461,
- * CreateImageEditRequest L35251, ImagesResponse L42170):
+ * Images API (OpenAI API reference, Images, https://platform.openai.com/docs/api-reference/images,
+ * read 2026-12-01; schemas CreateImageRequest, CreateImageEditRequest and ImagesResponse of
+ * https://github.com/openai/openai-openapi at f85dbe2, 2026-08-21):
  *   generate  POST {base_url}/images/generations, JSON with exactly the fields the caller set
  *   edit      POST {base_url}/images/edits, multipart: image | image[] (up to 16), mask, fields
  */

@@ -6,10 +6,11 @@
  *
  * The first choice's message.content is parsed for Markdown image links (imageroute.markdown,
  * called through the Lua state after libcurl has returned) and each linked image is downloaded on
- * the same loop; data: URLs in links are decoded in place. api-notes section 1. A content given as
- * a list of parts contributes its text parts as the text and its image_url parts as image links,
- * in document order with the Markdown links; every value of the reply is type-checked, and no
- * luaL_Buffer is ever open while other values are pushed or popped.
+ * the same loop; data: URLs in links are decoded in place. This is how some OpenAI-compatible
+ * gateways answer (a provider's own contract, not OpenAI's API: the route's `accepted` records it).
+ * A content given as a list of parts contributes its text parts as the text and its image_url
+ * parts as image links, in document order with the Markdown links; every value of the reply is
+ * type-checked, and no luaL_Buffer is ever open while other values are pushed or popped.
  */
 #include <string.h>
 #include "xfer.h"

@@ -1,5 +1,8 @@
 /*
- * respond.c - the Responses API with the image_generation tool (api-notes sections 1 and 3).
+ * respond.c - the Responses API with the image_generation tool (OpenAI API reference, Responses >
+ * Create a response and Streaming events, https://platform.openai.com/docs/api-reference/responses,
+ * read 2026-12-01; the image generation tool guide,
+ * https://platform.openai.com/docs/guides/tools-image-generation).
  *
  *   POST {base_url}/responses
  *   {"model": <text model>, "input": ..., "tools": [{"type": "image_generation", "model": <image model>, ...}]}
@@ -10,8 +13,8 @@
 #include <string.h>
 #include "xfer.h"
 
-/* Fields of the image_generation tool that may be given flat in params (openai-openapi.yaml,
- * ImageGenTool). */
+/* Fields of the image_generation tool that may be given flat in params (the ImageGenTool schema of
+ * https://github.com/openai/openai-openapi at f85dbe2, 2026-08-21). */
 static const char *const TOOL_FIELDS[] = {
     "size", "quality", "background", "output_format", "output_compression", "moderation", "partial_images",
     "input_fidelity", "input_image_mask", "action", NULL

@@ -9,7 +9,8 @@
  * placeholders, and its decoded images) goes on a queue; ir_sse_process, called from the loop
  * after libcurl returns, turns queued events into partial images, final images and errors.
  *
- * Event types (api-notes section 3): image_generation.partial_image / .completed,
+ * Event types (OpenAI API reference, Images > Streaming events and Responses > Streaming events,
+ * https://platform.openai.com/docs/api-reference, read 2026-12-01): image_generation.partial_image / .completed,
  * image_edit.partial_image / .completed, response.image_generation_call.partial_image,
  * response.output_item.done, response.completed / .failed / .incomplete, error; Chat Completions
  * chunks (data-only, ending with [DONE]). Unknown types are ignored.

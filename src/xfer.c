@@ -716,7 +716,9 @@ static int curl_retryable(CURLcode cc)
     }
 }
 
-/* The delay before the next attempt, in seconds (api-notes section 4: the official SDKs). */
+/* The delay before the next attempt, in seconds, as the official SDKs compute it (retry-after-ms,
+ * retry-after, else capped exponential backoff with jitter: openai-python's and openai-node's
+ * retry logic, https://github.com/openai/openai-python, https://github.com/openai/openai-node). */
 static double retry_delay(ir_xfer *x)
 {
     double d = -1, base;

@@ -1,4 +1,5 @@
---- imageroute.contract: lanes and acceptance gates (api-notes section 1).
+--- imageroute.contract: lanes and acceptance gates (the project's route model: README, "Routes,
+-- contracts and route files").
 --
 -- A route's `contract` table records what a user must know before sending anything through it:
 --

@@ -5,7 +5,7 @@
 -- 1. `reported`: the provider reported the charged amount (`usage.cost`, a number): not estimated.
 -- 2. `provider`: the route's own price (`route.billing`: `unit = "call"` or `"image"` with a `price`;
 --    `unit = "token"` with a `price` per token). A provider's price belongs to the route, never to the
---    model (api-notes section 5).
+--    model (OpenAI's price page, https://platform.openai.com/docs/pricing, prices OpenAI's own models only).
 -- 3. `usage`: the Images API's `usage` priced from `imageroute.prices.tokens` (text and image input
 --    tokens, output tokens; when `output_tokens_details` is missing, every output token is an image
 --    token; when `input_tokens_details` is missing, every input token is priced as text).

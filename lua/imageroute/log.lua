@@ -4,7 +4,8 @@
 -- else the global default set with `log.set_default(path)`; `false` at any level turns logging off.
 --
 -- Each attempt line (`event = "attempt"`) holds: `time` (UTC, ISO 8601), `call_id`, `kind`, `route`,
--- `lane`, `provider`, `shape`, `endpoint`, `model`, `tool_model`, `size`, `quality`, `n` (asked),
+-- `lane`, `provider`, `host` (the host of the route's `base_url`, e.g. `api.openai.com` or
+-- `127.0.0.1`), `shape`, `endpoint`, `model`, `tool_model`, `size`, `quality`, `n` (asked),
 -- `images` (returned; on the call's final line), `output_format`, `stream` and `partial_images`
 -- (asked), `partial_images_received`, `request_id`, `response_id`, `status` (HTTP), `error_kind`
 -- (`"http"` on a retried attempt answered with a status >= 400: only the final body is read),
@@ -18,7 +19,7 @@
 -- `accepted` / `risk_exception` (the route's recorded reasons), `prompt_sha256`, `prompt_chars`, and
 -- `prompt` only when it is at most `prompt_limit` characters (default 200).
 --
--- Saving an image of a logged call appends `event = "save"` with `path`, `bytes`, `sha256`.
+-- Saving an image of a logged call appends `event = "save"` with `host`, `path`, `bytes`, `sha256`.
 --
 -- Never logged: the API key, base64 (long base64-like runs are elided from messages), a prompt longer
 -- than the limit. The key: a call's outcome was redacted by the C core with the key that was sent
@@ -31,7 +32,7 @@
 -- dropped from the record and their paths listed in `non_finite`; values JSON cannot hold
 -- (functions, userdata, tables nested deeper than 16, keys that are neither strings nor numbers)
 -- become short markers; and when a record still cannot be encoded, or cannot even be built, a
--- minimal line (`v`, `event`, `time`, `call_id`, `kind`, `route`, `ok`, `final`, `log_error`) takes
+-- minimal line (`v`, `event`, `time`, `call_id`, `kind`, `route`, `host`, `ok`, `final`, `log_error`) takes
 -- its place. Each call's lines are appended with one `write(2)` on an `O_APPEND` descriptor
 -- (`core.append`), so several processes can share a file.
 -- @module imageroute.log
@@ -208,7 +209,7 @@ function M.records(kind, route, params, opts, res, err, settings)
   local now = gettime()
   local base = {
     v = 1, event = "attempt", time = iso_time(now), call_id = call_id, kind = kind,
-    route = route.name, lane = route.lane, provider = route.provider, shape = route.shape,
+    route = route.name, lane = route.lane, provider = route.provider, host = route.host, shape = route.shape,
     endpoint = r.endpoint, model = r.model or a.model, tool_model = r.tool_model or a.tool_model,
     size = a.size, quality = a.quality, n = a.n, output_format = a.output_format,
     stream = a.stream, partial_images = a.partial_images,
@@ -390,7 +391,7 @@ function M.write(kind, route, params, opts, res, err, settings)
       return type(v) == "string" and v or nil
     end
     records = {{v = 1, event = "attempt", time = iso_time(gettime()), call_id = s.call_id, kind = kind,
-      route = route.name, final = true, ok = err == nil and res ~= nil,
+      route = route.name, host = route.host, final = true, ok = err == nil and res ~= nil,
       error_kind = field(err, "kind"), request_id = field(r, "request_id"),
       log_error = "cannot build the log record: " .. M.scrub(tostring(records))}}
   end
@@ -410,8 +411,8 @@ end
 -- @treturn true|nil
 -- @treturn table error (`kind = "io"`)
 function M.saved(log_path, route, image, file_path, bytes, extra)
-  local rec = {v = 1, event = "save", time = iso_time(gettime()), route = route.name, lane = route.lane,
-    provider = route.provider, path = file_path, bytes = bytes}
+  local rec = {v = 1, event = "save", time = iso_time(gettime()), route = route.name, host = route.host,
+    lane = route.lane, provider = route.provider, path = file_path, bytes = bytes}
   local ok = pcall(function()
     rec.sha256, rec.format, rec.index = image.sha256, image.format, image.index
     rec.width, rec.height = image.width, image.height

@@ -1,8 +1,12 @@
 --- imageroute.models: what each image model accepts, as one data table.
 --
--- Every entry says where its facts come from (`source`: a line of OpenAI's OpenAPI spec,
--- `../shared/reference/openai-openapi.yaml` at commit f85dbe2 of 2026-08-21, or a section of
--- `api-notes.md`) and when they were read (`date`). A new model or a changed rule is one line here;
+-- Every entry says where its facts come from (`source`) and when they were read (`date`). The
+-- public source: OpenAI's OpenAPI description of its API, https://github.com/openai/openai-openapi
+-- (file openai-openapi.yaml at commit f85dbe2 of 2026-08-21; the line numbers in `source` are that
+-- file's at that commit), cited below by schema and field, the same facts as the OpenAI API
+-- reference pages Images > Create image and Create image edit
+-- (https://platform.openai.com/docs/api-reference/images, read 2026-12-01). A new model or a
+-- changed rule is one line here;
 -- `imageroute.rules` turns these facts into stop rules checked before anything is sent.
 --
 -- Fields of an entry (absent = not known, and then never refused):
@@ -11,17 +15,18 @@
 -- * `sizes`: a list of accepted `size` strings, or `"multiple_of_16"` for the gpt-image-2 rule:
 --   width and height divisible by 16, aspect ratio between 1:3 and 3:1, longest side at most 3840
 --   and at most 3840x2160 pixels in all (above 2560x1440 is experimental), or `"auto"`
---   (spec L35571, CreateImageRequest.size).
--- * `max_n`: the largest `n` (spec L35491: 1..10; dall-e-3 only 1).
+--   (`CreateImageRequest.size`).
+-- * `max_n`: the largest `n` (`CreateImageRequest.n`: 1..10; dall-e-3 only 1).
 -- * `transparent`: `background = "transparent"` is `"yes"` (supported), `"no"` (not supported:
---   dall-e), or `"preview"` (refused unless the caller opts in); spec L35610.
+--   dall-e), or `"preview"` (refused unless the caller opts in); `CreateImageRequest.background`.
 -- * `input_fidelity`: true when the model takes `input_fidelity`, false when it rejects it
---   (spec L68805, InputFidelity).
--- * `response_format`: true when `response_format` may be sent (dall-e only; spec L35524).
--- * `partial_images`: true when the model streams with partial images (GPT image models, L35557).
--- * `quality`: the accepted `quality` values (spec L35500).
--- * `edits`: false when `/images/edits` does not take the model (the enum at L35324).
--- * `max_edit_images`: how many images one edit takes (spec L35254: up to 16; dall-e-2 one).
+--   (the `InputFidelity` schema).
+-- * `response_format`: true when `response_format` may be sent (dall-e only; `CreateImageRequest.response_format`).
+-- * `partial_images`: true when the model streams with partial images (GPT image models;
+--   `CreateImageRequest.stream`).
+-- * `quality`: the accepted `quality` values (`CreateImageRequest.quality`).
+-- * `edits`: false when `/images/edits` does not take the model (the enum of `CreateImageEditRequest.model`).
+-- * `max_edit_images`: how many images one edit takes (`CreateImageEditRequest.image`: up to 16; dall-e-2 one).
 -- * `source`, `date`: where the facts were read, and when.
 -- @module imageroute.models
 
@@ -72,12 +77,13 @@ M.models = {
       .. "L35254 edits (one square PNG)"},
 }
 
---- The Images API's own limits, whatever the model (spec L35491 n 1..10, L35254 at most 16
--- edit images, L35569/PartialImages L45364 partial_images 0..3).
+--- The Images API's own limits, whatever the model (`CreateImageRequest.n` 1..10,
+-- `CreateImageEditRequest.image` at most 16 edit images, `CreateImageRequest.partial_images` and
+-- the `PartialImages` schema 0..3).
 M.api = {max_n = 10, max_edit_images = 16, partial_images_min = 0, partial_images_max = 3,
   source = SPEC .. " L35491, L35254, L45364", date = "2026-08-21"}
 
---- The largest size gpt-image-2 takes, and where it turns experimental (spec L35571).
+--- The largest size gpt-image-2 takes, and where it turns experimental (`CreateImageRequest.size`).
 M.multiple_of_16 = {multiple = 16, min_ratio = 1 / 3, max_ratio = 3, max_side = 3840, max_pixels = 3840 * 2160,
   experimental_pixels = 2560 * 1440, source = SPEC .. " L35571", date = "2026-08-21"}
 
@@ -107,8 +113,10 @@ function M.get(label)
 end
 
 --- True when the label names an image model: a known entry, or a `gpt-image-*`, `dall-e-*` or
--- `chatgpt-image-*` label (an image model must never be the top-level Responses model,
--- api-notes section 1).
+-- `chatgpt-image-*` label (an image model must never be the top-level Responses model: the image
+-- model goes in the tool, OpenAI API reference, Responses > Create a response, `tools`, image
+-- generation tool `model`, https://platform.openai.com/docs/api-reference/responses/create, read
+-- 2026-12-01; the `ImageGenTool` schema of the OpenAPI description).
 -- @tparam string label
 -- @treturn boolean
 function M.is_image_model(label)

@@ -1,9 +1,11 @@
 --- imageroute.prices: OpenAI's published image prices, as one data table (USD).
 --
--- From `api-notes.md` section 5 ("USD, as published; re-check before relying on them"): the
--- per-1M-token rows from OpenAI's pricing page and the per-image rows from OpenAI's cost
--- calculator, both read in May 2026. Every row carries its `source` and `date`; `imageroute.cost`
--- copies them into each cost it computes. A changed price is one line here.
+-- USD, as published; re-check before relying on them: the per-1M-token rows from OpenAI's
+-- pricing page (https://platform.openai.com/docs/pricing, Image tokens) and the per-image rows
+-- from the cost calculator of OpenAI's image generation guide
+-- (https://platform.openai.com/docs/guides/image-generation, Cost and latency), both read in May
+-- 2026. Every row carries its `source` and `date`; `imageroute.cost` copies them into each cost it
+-- computes. A changed price is one line here.
 --
 -- A provider's price (per call, per image, credit) belongs to that route's `billing`, never here.
 -- @module imageroute.prices
