@@ -53,6 +53,10 @@ static int begin_image(ir_extract *e)
     }
     memset(&e->imgs[e->nimgs], 0, sizeof e->imgs[0]);
     e->nimgs++;
+    if (e->nimgs == 1 && e->size_hint > 0 && !e->discard && !e->save_to) {
+        /* base64 is 4/3 of the bytes: the image is at most 3/4 of the body */
+        if (ir_buf_reserve(&e->imgs[0].data, e->size_hint / 4 * 3 + 64)) return -1;
+    }
     /* a final image (not a partial) of a call with save_to is decoded into its file */
     if (e->save_to && !e->discard &&
         !(e->keylen == sizeof "partial_image_b64" - 1 && memcmp(e->key, "partial_image_b64", e->keylen) == 0)) {

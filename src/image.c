@@ -125,7 +125,7 @@ static int image_release(lua_State *L)
         im->released = 1;
         return 0;
     }
-    ir_sha256_hex(im->p ? im->p : (const unsigned char *)"", im->n, im->sha256);
+    if (!im->sha256[0]) ir_sha256_hex(im->p ? im->p : (const unsigned char *)"", im->n, im->sha256);
     ir_dimensions(im->p, im->n, &im->width, &im->height);
     free(im->p);
     im->p = NULL;
@@ -305,10 +305,9 @@ static int image_index(lua_State *L)
         lua_pop(L, 1);
         return 1;
     }
-    if (strcmp(k, "sha256") == 0) {
-        char hex[65];
-        ir_sha256_hex(im->p ? im->p : (const unsigned char *)"", im->n, hex);
-        lua_pushstring(L, hex);
+    if (strcmp(k, "sha256") == 0) { /* computed once: the bytes of an Image never change */
+        if (!im->sha256[0]) ir_sha256_hex(im->p ? im->p : (const unsigned char *)"", im->n, im->sha256);
+        lua_pushstring(L, im->sha256);
         return 1;
     }
     if (strcmp(k, "length") == 0) { lua_pushinteger(L, (lua_Integer)im->n); return 1; }

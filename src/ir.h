@@ -137,6 +137,8 @@ typedef struct {
     int discard;              /* skip image strings without decoding them (a copy we do not need) */
     const char *save_to;      /* final images go to files next to this path (not owned), or NULL */
     int nspills;              /* images that went to files */
+    size_t size_hint;         /* the body's announced length (0: unknown): the first image's buffer is
+                                 sized from it, so it never grows by copying (a stall in one step) */
 } ir_extract;
 
 void ir_extract_init(ir_extract *e, ir_buf *json);

@@ -158,6 +158,12 @@ static size_t write_cb(char *p, size_t sz, size_t nm, void *ud)
         else if (strstr(x->h.content_type, "text/event-stream")) x->mode = M_SSE;
         else if (!x->h.content_type[0] || strstr(x->h.content_type, "json")) x->mode = M_JSON;
         else x->mode = M_ERRBODY; /* a 2xx that is not JSON (an HTML page from a proxy) */
+        if (x->mode == M_JSON) { /* the body's size, when announced, sizes the first image's buffer */
+            curl_off_t cl = -1;
+            if (curl_easy_getinfo(x->easy, CURLINFO_CONTENT_LENGTH_DOWNLOAD_T, &cl) == CURLE_OK && cl > 0 &&
+                (size_t)cl <= x->max_bytes)
+                x->ex.size_hint = (size_t)cl;
+        }
     }
     x->bytes += n;
     x->total_bytes += n;
