@@ -5,7 +5,7 @@
 -- `make demo` runs it against the bundled local server (OPENAI_BASE_URL points at it; the server also
 -- answers like a chat-shaped gateway). For real endpoints:
 --   OPENAI_API_KEY=... PROVIDER_BASE_URL=https://gateway.example/v1 PROVIDER_API_KEY=... lua5.4 examples/compare.lua
--- The same from the command line: imageroute compare PROMPT --routes A,B (with a routes file).
+-- The same from the command line: imageroute compare PROMPT --route A --route B (--routes FILE names the routes file).
 local imageroute = require "imageroute"
 local compare = require "imageroute.compare"
 

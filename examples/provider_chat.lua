@@ -18,7 +18,7 @@ local gateway = assert(imageroute.route{
   api_key_env = os.getenv("PROVIDER_BASE_URL") and "PROVIDER_API_KEY" or "OPENAI_API_KEY",
   billing = {unit = "call", price = 0.03, currency = "USD", source = "the gateway's pricing page",
     date = "2026-05-12"},
-  -- the contract, written down from the gateway's own docs (api-notes section 1)
+  -- the contract, written down from the gateway's own docs (its model list, price page and terms)
   contract = {
     owner = {endpoint = "the gateway operator", account = "our team account", billing = "the gateway operator",
       support = "the gateway's support desk", abuse = "the gateway's abuse desk"},

@@ -13,7 +13,7 @@ return {
     lane = "official", shape = "images", model = "gpt-image-1",
     description = "OpenAI Images API: generations and edits",
     billing = {unit = "token", currency = "USD",
-      -- not published in api-notes: recorded as unknown so failed calls are never priced as free
+      -- not published by the provider: recorded as unknown so failed calls are never priced as free
       failed_calls_billed = {rejected = "unknown", moderation = "unknown", timeout = "unknown",
         server_error = "unknown"}},
     log = "out/imageroute-calls.jsonl",

@@ -6,7 +6,8 @@ local policy = require "imageroute.policy"
 local server = require "support.server"
 local fx = require "support.fixtures"
 
--- Every expected figure below is computed by hand from api-notes section 5 (USD):
+-- Every expected figure below is computed by hand from OpenAI's pricing page of May 2026
+-- (USD; the rows of imageroute.prices):
 -- per 1M tokens  gpt-image-1: text in 5, image in 10, image out 40; gpt-image-2: text in 5, text out 10,
 --                image out 30; gpt-image-1-mini: text in 2, image out 8
 -- per image      gpt-image-1 1024x1024 medium 0.042, 1536x1024 high 0.25, 1024x1536 low 0.016;

@@ -2,7 +2,7 @@
 --
 -- Every entry says where its facts come from (`source`) and when they were read (`date`). The
 -- public source: OpenAI's OpenAPI description of its API, https://github.com/openai/openai-openapi
--- (file openai-openapi.yaml at commit f85dbe2 of 2026-08-21; the line numbers in `source` are that
+-- (file openai-openapi.yaml at commit f85dbe2 of 2026-08-21; the schema names in `source` are that
 -- file's at that commit), cited below by schema and field, the same facts as the OpenAI API
 -- reference pages Images > Create image and Create image edit
 -- (https://platform.openai.com/docs/api-reference/images, read 2026-12-01). A new model or a
@@ -34,7 +34,12 @@ local type, pairs, tonumber = type, pairs, tonumber
 
 local M = {}
 
-local SPEC = "openai-openapi.yaml (openai/openai-openapi f85dbe2)"
+local SPEC = "openai-openapi.yaml (github.com/openai/openai-openapi at f85dbe2, 2026-08-21):"
+
+--- A source string: the spec, then the schema fields that say it.
+local function src(...)
+  return SPEC .. " " .. table.concat({...}, ", ")
+end
 local GPT_SIZES = {"1024x1024", "1536x1024", "1024x1536", "auto"}
 local GPT_QUALITY = {"low", "medium", "high", "auto"}
 
@@ -43,49 +48,56 @@ M.models = {
   ["gpt-image-2"] = {family = "gpt-image", sizes = "multiple_of_16", max_n = 10, transparent = "preview",
     input_fidelity = true, response_format = false, partial_images = true, quality = GPT_QUALITY, edits = true,
     max_edit_images = 16, date = "2026-08-21",
-    source = SPEC .. " L35571 size, L35610 background (transparent in preview), L68805 input_fidelity "
-      .. "('gpt-image-1.5 and later'; api-notes section 2 reports gpt-image-2 rejecting it: set false once "
-      .. "confirmed), L35524 response_format, L35491 n, L35254 up to 16 edit images"},
+    source = src("CreateImageRequest.size", "CreateImageRequest.background (transparent in preview)",
+      "ImageGenTool.input_fidelity ('gpt-image-1.5 and later'; users report gpt-image-2 rejecting it: "
+        .. "set false once confirmed)",
+      "CreateImageRequest.response_format", "CreateImageRequest.n",
+      "CreateImageEditRequest.image (up to 16 edit images)")},
   ["gpt-image-2-2026-04-21"] = "gpt-image-2",
   ["gpt-image-1.5"] = {family = "gpt-image", sizes = GPT_SIZES, max_n = 10, transparent = "yes",
     input_fidelity = true, response_format = false, partial_images = true, quality = GPT_QUALITY, edits = true,
     max_edit_images = 16, date = "2026-08-21",
-    source = SPEC .. " L35571 size, L35610 background, L68805 input_fidelity, L35524 response_format, L35491 n"},
+    source = src("CreateImageRequest.size", "CreateImageRequest.background", "ImageGenTool.input_fidelity",
+      "CreateImageRequest.response_format", "CreateImageRequest.n")},
   ["gpt-image-1"] = {family = "gpt-image", sizes = GPT_SIZES, max_n = 10, transparent = "yes",
     input_fidelity = true, response_format = false, partial_images = true, quality = GPT_QUALITY, edits = true,
     max_edit_images = 16, date = "2026-08-21",
-    source = SPEC .. " L35571 size, L35610 background, L68805 input_fidelity, L35524 response_format, L35491 n"},
+    source = src("CreateImageRequest.size", "CreateImageRequest.background", "ImageGenTool.input_fidelity",
+      "CreateImageRequest.response_format", "CreateImageRequest.n")},
   ["gpt-image-1-mini"] = {family = "gpt-image", sizes = GPT_SIZES, max_n = 10, transparent = "yes",
     input_fidelity = false, response_format = false, partial_images = true, quality = GPT_QUALITY, edits = true,
     max_edit_images = 16, date = "2026-08-21",
-    source = SPEC .. " L35571 size, L35610 background, L68805 input_fidelity (unsupported for gpt-image-1-mini), "
-      .. "L35524 response_format, L35491 n"},
-  -- Only in the edit and tool enums; "follows the same input constraints as GPT image models" (L35274).
+    source = src("CreateImageRequest.size", "CreateImageRequest.background",
+      "ImageGenTool.input_fidelity (unsupported for gpt-image-1-mini)", "CreateImageRequest.response_format",
+      "CreateImageRequest.n")},
+  -- Only in the edit and tool enums; "follows the same input constraints as GPT image models"
+  -- (CreateImageEditRequest.model).
   -- Transparency and input_fidelity are not stated for it: left unknown, so never refused.
   ["chatgpt-image-latest"] = {family = "gpt-image", sizes = GPT_SIZES, max_n = 10, response_format = false,
     partial_images = true, quality = GPT_QUALITY, edits = true, max_edit_images = 16, date = "2026-08-21",
-    source = SPEC .. " L35274 (same input constraints as GPT image models), L35379 response_format, L41979 tool"},
+    source = src("CreateImageEditRequest.model (same input constraints as GPT image models)",
+      "CreateImageEditRequest.response_format", "ImageGenTool.model")},
   ["dall-e-3"] = {family = "dall-e", sizes = {"1024x1024", "1792x1024", "1024x1792"}, max_n = 1, transparent = "no",
     input_fidelity = false, response_format = true, partial_images = false, quality = {"standard", "hd", "auto"},
     edits = false, date = "2026-08-21",
-    source = SPEC .. " L35571 size, L35491 n (only n=1), L35500 quality, L35610 background (GPT image models "
-      .. "only), L35324 edit models (no dall-e-3)"},
+    source = src("CreateImageRequest.size", "CreateImageRequest.n (only n=1)", "CreateImageRequest.quality",
+      "CreateImageRequest.background (GPT image models only)", "CreateImageEditRequest.model (no dall-e-3)")},
   ["dall-e-2"] = {family = "dall-e", sizes = {"256x256", "512x512", "1024x1024"}, max_n = 10, transparent = "no",
     input_fidelity = false, response_format = true, partial_images = false, quality = {"standard", "auto"},
     edits = true, max_edit_images = 1, date = "2026-08-21",
-    source = SPEC .. " L35571 size, L35500 quality (standard only), L35610 background (GPT image models only), "
-      .. "L35254 edits (one square PNG)"},
+    source = src("CreateImageRequest.size", "CreateImageRequest.quality (standard only)",
+      "CreateImageRequest.background (GPT image models only)", "CreateImageEditRequest.image (one square PNG)")},
 }
 
 --- The Images API's own limits, whatever the model (`CreateImageRequest.n` 1..10,
 -- `CreateImageEditRequest.image` at most 16 edit images, `CreateImageRequest.partial_images` and
 -- the `PartialImages` schema 0..3).
 M.api = {max_n = 10, max_edit_images = 16, partial_images_min = 0, partial_images_max = 3,
-  source = SPEC .. " L35491, L35254, L45364", date = "2026-08-21"}
+  source = SPEC .. " CreateImageRequest.n, CreateImageEditRequest.image, PartialImages", date = "2026-08-21"}
 
 --- The largest size gpt-image-2 takes, and where it turns experimental (`CreateImageRequest.size`).
 M.multiple_of_16 = {multiple = 16, min_ratio = 1 / 3, max_ratio = 3, max_side = 3840, max_pixels = 3840 * 2160,
-  experimental_pixels = 2560 * 1440, source = SPEC .. " L35571", date = "2026-08-21"}
+  experimental_pixels = 2560 * 1440, source = SPEC .. " CreateImageRequest.size", date = "2026-08-21"}
 
 --- The canonical label of a model (an alias such as a dated snapshot resolved), or the label itself.
 -- @tparam string label

@@ -14,8 +14,9 @@ local models = require "imageroute.models"
 
 local M = {}
 
-local TOKEN_SOURCE = "OpenAI pricing page, per 1M tokens (api-notes section 5)"
-local IMAGE_SOURCE = "OpenAI cost calculator, per image (api-notes section 5)"
+local TOKEN_SOURCE = "OpenAI pricing page, per 1M tokens, https://platform.openai.com/docs/pricing (May 2026)"
+local IMAGE_SOURCE = "OpenAI image generation guide, cost per image, " ..
+  "https://platform.openai.com/docs/guides/image-generation (May 2026)"
 
 --- Per 1M tokens, USD. Fields: `text_in`, `text_in_cached`, `text_out`, `image_in`, `image_in_cached`,
 -- `image_out` (absent = not published in the notes, so not priced).

@@ -21,6 +21,11 @@ local models = require "imageroute.models"
 
 local type, pairs, ipairs, tostring, getmetatable, io_open = type, pairs, ipairs, tostring, getmetatable, io.open
 
+-- Public sources of the stop rules.
+local GUIDE = "OpenAI docs, Guides > Image generation, https://platform.openai.com/docs/guides/image-generation " ..
+  "(read 2026-12-01)"
+local SPEC = "openai-openapi.yaml (github.com/openai/openai-openapi at f85dbe2)"
+
 local M = {}
 
 -- The tool options that may be given flat in params (respond.c TOOL_FIELDS).
@@ -146,7 +151,7 @@ M.rules = {
     check = function(v)
       if v.api == "responses" and models.is_image_model(v.top_model) then
         return ("'%s' is an image model: the Responses API's top-level model is a text model (e.g. gpt-5); "
-          .. "put the image model in the tool"):format(v.top_model), "api-notes section 1"
+          .. "put the image model in the tool"):format(v.top_model), GUIDE
       end
     end},
   {name = "edit_unsupported", field = "model", fix = "edit with dall-e-2 or a GPT image model",
@@ -168,7 +173,7 @@ M.rules = {
     fix = "use output_format = \"png\" or \"webp\" with a transparent background",
     check = function(v)
       if v.fields.background == "transparent" and v.fields.output_format == "jpeg" then
-        return "a transparent background cannot be a JPEG", "openai-openapi.yaml L35610 (background)"
+        return "a transparent background cannot be a JPEG", SPEC .. " CreateImageRequest.background"
       end
     end},
   {name = "transparent_unsupported", field = "background",
@@ -222,7 +227,8 @@ M.rules = {
       if v.api == "responses" and v.stream and v.tool then
         local p = v.fields.partial_images
         if p == nil or p == 0 then
-          return "streaming the image_generation tool needs partial_images >= 1", "api-notes section 3"
+          return "streaming the image_generation tool needs partial_images >= 1",
+            GUIDE .. " (streaming, partial_images)"
         end
       end
     end},
@@ -265,7 +271,7 @@ M.rules = {
       if v.mask ~= nil then
         local fmt = mask_format(v.mask)
         if fmt and fmt ~= "png" then
-          return ("the mask is a %s image, not a PNG"):format(fmt:upper()), "openai-openapi.yaml L35288 (mask)"
+          return ("the mask is a %s image, not a PNG"):format(fmt:upper()), SPEC .. " CreateImageEditRequest.mask"
         end
       end
     end},
