@@ -69,6 +69,16 @@ local function asked(kind, route, params)
   return a
 end
 
+--- The call's effective image options: `n`, `size`, `quality`, `model` (the image model), from the
+-- flat params, `params.tool` or the route.
+-- @tparam string kind
+-- @tparam Route route
+-- @tparam table params
+-- @treturn table
+function M.asked(kind, route, params)
+  return asked(kind, route, params)
+end
+
 --- Prices a `usage` table at a model's per-1M-token rates.
 -- @tparam table usage the API's usage (`input_tokens`, `input_tokens_details`, `output_tokens`,
 --   `output_tokens_details`)

@@ -17,6 +17,7 @@ local core = require "imageroute.core"
 local policy = require "imageroute.policy" -- gates, stop rules, cost, the call log; installs route:check()
 local router = require "imageroute.router" -- explicit fallback across routes
 local limits = require "imageroute.limits" -- client-side rate limits of routes
+local budget = require "imageroute.budget" -- spending limits in USD
 
 local M = {
   _VERSION = core._VERSION,
@@ -70,6 +71,7 @@ local M = {
 -- * `timeout` (number, seconds): total time per attempt, default 600.
 -- * `connect_timeout` (number, seconds): default 5.
 -- * `max_retries` (integer): retries after the first attempt, default 2.
+-- * `budget` (Budget, from `imageroute.budget`): a spending limit checked before every call.
 -- * `limits` (table): client-side rate limits, `{requests_per_minute =, images_per_minute =,
 --   max_in_flight =}` or `{requests =, images =, window = seconds}`; a call over them waits
 --   (yielding to the loop) instead of being sent into a 429 (see `imageroute.limits`).
@@ -133,6 +135,12 @@ local M = {
 -- @treturn[2] table an error with `kind = "validation"` and `field` naming the offending field
 -- @raise when config is not a table
 function M.route(config)
+  if type(config) == "table" and budget.is_budget(config.budget) then -- the route names its budget
+    local c = {}
+    for k, v in pairs(config) do c[k] = v end
+    c.budget = config.budget.name
+    config = c
+  end
   if type(config) == "table" and config.limits ~= nil then
     local ok, msg = limits.normalise(config.limits)
     if not ok then return nil, core.error("validation", msg, {field = "limits"}) end
@@ -148,6 +156,15 @@ end
 -- @treturn[2] table a `validation` error with `field`
 function M.router(config)
   return router.new(config)
+end
+
+--- Builds a budget: a spending limit in USD per run, day or month (UTC), checked before each call
+-- of the routes (or router) it is attached to with `budget = b` (see `imageroute.budget`).
+-- @tparam table config `name`, `usd`, `per` ("run" | "day" | "month"), `unknown_price`
+-- @treturn Budget|nil
+-- @treturn[2] table a `validation` error with `field`
+function M.budget(config)
+  return budget.new(config)
 end
 
 --- True when v is a Router.

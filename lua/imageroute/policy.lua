@@ -18,6 +18,7 @@ local rules = require "imageroute.rules"
 local cost = require "imageroute.cost"
 local log = require "imageroute.log"
 local ratelimit = require "imageroute.ratelimit"
+local budget = require "imageroute.budget"
 
 local type, pcall, tostring = type, pcall, tostring
 
@@ -119,8 +120,39 @@ end
 function M.call(kind, fn, route, params, opts)
   local ok, err = M.before(kind, route, params, opts)
   if not ok then return M.after(kind, route, params, opts, nil, err) end
+  -- budgets: the route's, and one handed down by a router (opts.budget); the worst case is
+  -- reserved before sending, settled to the cost after
+  local held = {}
+  local names = {}
+  if core.is_route(route) and route.budget ~= nil then names[#names + 1] = route.budget end
+  if type(opts) == "table" and opts.budget ~= nil then names[#names + 1] = opts.budget end
+  for _, name in ipairs(names) do
+    local b = budget.is_budget(name) and name or budget.get(name)
+    if not b then
+      return M.after(kind, route, params, opts, nil, core.error("validation",
+        ("the budget '%s' named by the route does not exist in this process"):format(tostring(name)),
+        {field = "budget"}))
+    end
+    local r, berr = b:reserve(kind, route, params)
+    if not r then
+      for _, h in ipairs(held) do h.b:settle(h.r, nil, berr) end
+      return M.after(kind, route, params, opts, nil, berr)
+    end
+    held[#held + 1] = {b = b, r = r}
+  end
   local res, e = fn(route, params, opts)
-  return M.after(kind, route, params, opts, res, e)
+  res, e = M.after(kind, route, params, opts, res, e)
+  local target = res or e
+  for _, h in ipairs(held) do
+    local charged = h.b:settle(h.r, res, e)
+    if type(target) == "table" then
+      target.budgets = target.budgets or {}
+      local st = h.b:status()
+      target.budgets[#target.budgets + 1] = {name = h.b.name, reserved = h.r.amount, charged = charged,
+        left = st.left}
+    end
+  end
+  return res, e
 end
 
 return M

@@ -79,11 +79,12 @@ function M.new(config)
     on[c] = true
   end
   for k in pairs(config) do
-    if k ~= "name" and k ~= "routes" and k ~= "fallback_on" and k ~= "description" then
+    if k ~= "name" and k ~= "routes" and k ~= "fallback_on" and k ~= "description" and k ~= "budget" then
       return bad(k, ("unknown router field '%s'"):format(tostring(k)))
     end
   end
-  return setmetatable({name = name, routes = routes, fallback_on = on, description = config.description}, Router)
+  return setmetatable({name = name, routes = routes, fallback_on = on, description = config.description,
+    budget = config.budget}, Router)
 end
 
 --- The outcome class of an error, when a fallback may follow it.
@@ -142,6 +143,7 @@ function M.call(kind, fn, router, params, opts)
   for i, route in ipairs(router.routes) do
     local o = copy(opts)
     o.router, o.fallback_reason = router.name, reason
+    if router.budget then o.budget = router.budget end
     local ok, refusal = policy.before(kind, route, params, o)
     if not ok then
       log[#log + 1] = {route = route.name, reason = "skipped", message = tostring(refusal)}
