@@ -31,7 +31,7 @@ static const char *const KNOWN[] = {
     "retry_after_max", "max_response_bytes", "max_event_bytes", "low_speed_limit", "low_speed_time", "ca_file", "billing", "contract", "accepted",
     "risk_exception", "description", "log",
     "download_hosts", "allow_private_downloads", "deadline", "max_images", "max_call_bytes", "send_openai_ids",
-    "resolve", "retry_policy", "limits", "budget", NULL
+    "resolve", "retry_policy", "limits", "budget", "scale_exception", NULL
 };
 
 /* ---- the route's own key (api_key) ---- */
@@ -565,6 +565,8 @@ static int l_route(lua_State *L)
     lua_setfield(L, out, "contract");
     lua_getfield(L, cfg, "log");
     lua_setfield(L, out, "log");
+    if (opt_string(L, cfg, out, "scale_exception", NULL) < 0)
+        FAIL("scale_exception", "route field 'scale_exception' must be a string (why the route may scale)");
     /* budget: the name of an imageroute.budget (imageroute.route turns a Budget into its name) */
     if (opt_string(L, cfg, out, "budget", NULL) < 0)
         FAIL("budget", "route field 'budget' must be a Budget (imageroute.budget{...}) or its name");

@@ -241,6 +241,25 @@ function M.check(route)
   return report
 end
 
+--- Whether a route may serve more than single calls: inside `batch`, as a router target, or with
+-- more than one call in flight. The route guides this project follows give the rule for a
+-- non-official route whose observability gate fails: "manual tests only; no automated scale-up".
+-- Such a route, even when accepted, serves single calls only, unless it records
+-- `scale_exception = "<why>"` (logged like `accepted`). Official routes always may.
+-- @tparam Route route
+-- @treturn true|nil
+-- @treturn string|table the exception recorded, or the `route` error (`code = "scale_refused"`)
+function M.scale_allowed(route)
+  if route.scale_exception then return true, route.scale_exception end
+  if route.lane == "official" then return true end
+  local status, reason = gate.observability(route, route.contract or {})
+  if status ~= "fail" then return true end
+  local fix = "record what the gateway offers in contract.observability, or scale_exception = \"<why>\""
+  return nil, core.error("route", ("route '%s' refused at scale (observability: %s): manual tests only, no " ..
+    "automated scale-up; fix: %s"):format(tostring(route.name), reason, fix),
+    {code = "scale_refused", rule = "scale", gate = "observability", fix = fix, route = route.name, attempts = 0})
+end
+
 --- The decision `allow` takes on a report made by `check` (for callers that already hold one).
 -- @tparam Route route
 -- @tparam table report from `M.check(route)`

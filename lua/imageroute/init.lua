@@ -433,8 +433,12 @@ function M.batch(jobs, opts)
       if opts.on_partial then jopts.on_partial = function(img, idx) opts.on_partial(i, img, idx) end end
       local fn = M[job.call or "generate"]
       local res, err
+      local scale_ok, scale_err = true, nil
+      if core.is_route(job.route) then scale_ok, scale_err = M.contract.scale_allowed(job.route) end
       if job.call ~= nil and job.call ~= "generate" and job.call ~= "edit" and job.call ~= "respond" then
         err = core.error("validation", "unknown call '" .. tostring(job.call) .. "'", {field = "call"})
+      elseif not scale_ok then
+        res, err = policy.after(job.call or "generate", job.route, job.params, jopts, nil, scale_err)
       else
         local ok
         ok, res, err = pcall(fn, job.route, job.params, jopts)
@@ -512,13 +516,23 @@ end
 
 --- The raw call of one shape: start its transfer on the loop, then wait for it (yielding inside
 -- the scheduler's coroutines).
+local in_flight = {} -- route name -> calls in flight (the scale rule for routes without observability)
+
 local function raw_call(start, kind)
   return function(route, params, opts)
     local ok, serr = check_save_to(params, opts)
     if not ok then return nil, serr end
+    local name = core.is_route(route) and route.name
+    if name and (in_flight[name] or 0) > 0 then -- a second call at once is scale-up
+      local sok, scale_err = M.contract.scale_allowed(route)
+      if not sok then return nil, scale_err end
+    end
     local waited, release = limits.before(route, kind, params, wait_until)
+    if name then in_flight[name] = (in_flight[name] or 0) + 1 end
     local x, err = start(route, params, opts)
-    local res, e = await(x, err, opts)
+    local ok2, res, e = pcall(await, x, err, opts)
+    if name then in_flight[name] = in_flight[name] - 1 end
+    if not ok2 then release(); error(res, 0) end
     release(res, e)
     if res and opts and opts.save_to then res, e = save_rest(res, opts) end
     local target = res or e

@@ -216,6 +216,7 @@ function M.records(kind, route, params, opts, res, err, settings)
     billing_unit = (cost and cost.unit) or (billing and billing.unit),
     accepted = route.accepted, risk_exception = route.risk_exception, contract_reason = r.contract_reason,
     router = type(opts) == "table" and opts.router or nil,
+    scale_exception = route.scale_exception,
   }
   if prompt then
     base.prompt_sha256 = core.sha256(prompt)

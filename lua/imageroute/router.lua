@@ -29,6 +29,7 @@
 
 local core = require "imageroute.core"
 local policy = require "imageroute.policy"
+local contract = require "imageroute.contract"
 
 local M = {}
 
@@ -144,7 +145,8 @@ function M.call(kind, fn, router, params, opts)
     local o = copy(opts)
     o.router, o.fallback_reason = router.name, reason
     if router.budget then o.budget = router.budget end
-    local ok, refusal = policy.before(kind, route, params, o)
+    local ok, refusal = contract.scale_allowed(route) -- a router is automated scale-up
+    if ok then ok, refusal = policy.before(kind, route, params, o) end
     if not ok then
       log[#log + 1] = {route = route.name, reason = "skipped", message = tostring(refusal)}
       first_refusal = first_refusal or refusal
