@@ -203,3 +203,31 @@ describe("rate limits and billing-safe retries", function()
     assert.equal("retry_policy", ebad.field)
   end)
 end)
+
+describe("routers on the command line", function()
+  local s
+  setup(function() s = server.start() end)
+  teardown(function() s:stop() end)
+
+  it("--route takes a router from the routes file, and check reports its targets", function()
+    local cli = require "support.cli_run"
+    local dir = fx.tmpdir()
+    local f = assert(io.open(dir .. "/routes.lua", "w"))
+    f:write(([[return {
+      down = {base_url = %q, model = "gpt-image-1", api_key_env = %q, max_retries = 0,
+        headers = {["x-imageroute-test"] = '{"status":503}'}},
+      up = {base_url = %q, model = "gpt-image-1", api_key_env = %q},
+      both = {routes = {"down", "up"}},
+    }]]):format(s.base_url, fx.KEY_ENV, s.base_url, fx.KEY_ENV))
+    f:close()
+    local rc, out, err = cli.run(dir, {"--routes", dir .. "/routes.lua", "generate", "--route", "both", "a fox",
+      "-o", dir .. "/out/"})
+    assert.equal(0, rc, err)
+    assert.matches("router=both fallback_from=down route=up", out)
+    local rc2, out2 = cli.run(dir, {"--routes", dir .. "/routes.lua", "check", "both"})
+    assert.equal(0, rc2)
+    assert.matches("lane=router", out2)
+    assert.matches("1%. down%s+pass", out2)
+    assert.matches("2%. up%s+pass", out2)
+  end)
+end)

@@ -41,6 +41,31 @@ Router.__index = Router
 Router.__name = "imageroute.Router"
 function Router.__tostring(r) return ("imageroute.Router(%s: %d routes)"):format(r.name, #r.routes) end
 
+--- The acceptance report of a router: one row per target, in order, with that route's own
+-- decision (`route:check()`) and the scale rule (a router is automated scale-up). Same shape as a
+-- route's report; `allowed` is true when at least one target may serve calls.
+-- @treturn table `{route =, lane = "router", host =, rows = {{gate =, status =, reason =}, ...},
+--   ok =, allowed =, reason =}`
+function Router:check()
+  local rows, any, all = {}, false, true
+  for i, r in ipairs(self.routes) do
+    local rep = r:check()
+    local ok, why = rep.allowed, rep.reason
+    if ok then
+      local sok, serr = contract.scale_allowed(r)
+      if not sok then ok, why = false, serr.message end
+    end
+    rows[#rows + 1] = {gate = ("%d. %s"):format(i, r.name), status = ok and "pass" or "fail",
+      reason = ("%s route on %s: %s"):format(tostring(r.lane), tostring(r.host), tostring(why or "allowed"))}
+    any, all = any or ok, all and ok
+  end
+  local on = {}
+  for c in pairs(self.fallback_on) do on[#on + 1] = c end
+  table.sort(on)
+  return {route = self.name, lane = "router", host = "-", rows = rows, ok = all, allowed = any,
+    reason = ("falls back on %s"):format(table.concat(on, ", "))}
+end
+
 --- True when v is a Router.
 -- @param v any value
 -- @treturn boolean

@@ -171,6 +171,13 @@ function M.cost_fields(c)
 end
 
 function M.call_line(kind, route, res, files, partial_files)
+  if type(route) == "table" and type(route.routes) == "table" then -- a router: the route that served
+    local served = route.routes[1]
+    for _, r in ipairs(route.routes) do if r.name == res.route then served = r end end
+    local from = type(res.fallback_from) == "table" and #res.fallback_from > 0 and table.concat(res.fallback_from, ",")
+    kind = kind .. " router=" .. tostring(route.name) .. (from and (" fallback_from=" .. from) or "")
+    route = served
+  end
   local parts = {kind, "route=" .. tostring(route.name), "host=" .. tostring(route.host),
     "model=" .. tostring(res.model or route.model)}
   if res.tool_model then parts[#parts + 1] = "tool_model=" .. tostring(res.tool_model) end
