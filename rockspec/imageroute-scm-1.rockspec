@@ -63,6 +63,7 @@ build = {
     ["imageroute.cli.commands"] = "lua/imageroute/cli/commands.lua",
     ["imageroute.compare"] = "lua/imageroute/compare.lua",
     ["imageroute.hostloop"] = "lua/imageroute/hostloop.lua",
+    ["imageroute.json"] = "lua/imageroute/json.lua",
     ["imageroute.ratelimit"] = "lua/imageroute/ratelimit.lua",
     ["imageroute.limits"] = "lua/imageroute/limits.lua",
     ["imageroute.state"] = "lua/imageroute/state.lua",
