@@ -30,7 +30,9 @@ dependencies = {
   "lua >= 5.3, < 5.5",
   "lua-cjson >= 2.1",
   "argparse >= 0.7",   -- the command line
-  "luasocket >= 3.0",  -- the bundled local server (imageroute.localserver, imageroute --local)
+  -- the bundled local server only (imageroute.localserver and its process helper, behind
+  -- imageroute-localserver and imageroute --local): the library and the other commands load without it
+  "luasocket >= 3.0",
 }
 -- Checked by library, not header: Debian keeps curl/curl.h under /usr/include/<multiarch>, where
 -- LuaRocks looks for libraries but not for headers; the compiler finds the header by itself there,
@@ -58,6 +60,7 @@ build = {
     ["imageroute.localserver.mock"] = "lua/imageroute/localserver/mock.lua",
     ["imageroute.localserver.multipart"] = "lua/imageroute/localserver/multipart.lua",
     ["imageroute.localserver.png"] = "lua/imageroute/localserver/png.lua",
+    ["imageroute.localserver.process"] = "lua/imageroute/localserver/process.lua",
     ["imageroute.localserver.responses"] = "lua/imageroute/localserver/responses.lua",
     ["imageroute.localserver.serve"] = "lua/imageroute/localserver/serve.lua",
     ["imageroute.localserver.state"] = "lua/imageroute/localserver/state.lua",
