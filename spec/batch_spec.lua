@@ -5,10 +5,7 @@ local server = require "support.server"
 local fx = require "support.fixtures"
 
 describe("many calls in flight on one thread", function()
-  local s
-  setup(function() s = server.start() end)
-  teardown(function() s:stop() end)
-  before_each(function() s:reset() end)
+  local s = server.for_block()
 
   it("batch returns results in input order and isolates failures", function()
     local r = fx.route(s, {max_retries = 0})

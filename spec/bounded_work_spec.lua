@@ -22,21 +22,16 @@ local function chat_body(content)
 end
 
 describe("bounded work per call", function()
-  local s, dir, pki, proxy, NAME
+  local s, dir = server.for_block{dir = true, reset = false}
+  local pki, proxy, NAME
   setup(function()
-    s = server.start()
-    dir = fx.tmpdir()
     pki = tls.pki(dir, {"IP:127.0.0.1"})
     proxy = tls.proxy{addr = "127.0.0.1", cert = pki.cert, key = pki.key, backend = s.port}
     s:script{{b64_mode = "url"}}
     local res = assert(imageroute.generate(fx.route(s), {prompt = "a file to link to"}))
     NAME = res.images[1].url:match("/files/([%w%._%-]+)$")
   end)
-  teardown(function()
-    proxy:stop()
-    s:stop()
-    os.execute("rm -rf " .. dir)
-  end)
+  teardown(function() proxy:stop() end)
 
   local function link()
     return "https://127.0.0.1:" .. proxy.port .. "/files/" .. NAME

@@ -5,10 +5,7 @@ local server = require "support.server"
 local fx = require "support.fixtures"
 
 describe("budgets", function()
-  local s
-  setup(function() s = server.start() end)
-  teardown(function() s:stop() end)
-  before_each(function() s:reset() end)
+  local s = server.for_block()
 
   it("refuses the call that would exceed it, before sending, and settles to the cost", function()
     -- gpt-image-1, 1024x1024 high: $0.167 per image (the price table): two fit in $0.40, not three

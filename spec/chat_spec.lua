@@ -4,20 +4,14 @@ local server = require "support.server"
 local fx = require "support.fixtures"
 
 describe("the chat shape (provider gateways answering with Markdown image links)", function()
-  local s, png, dir
+  local s, dir = server.for_block{dir = true}
+  local png
   setup(function()
-    s = server.start()
     png = assert(imageroute.generate(fx.route(s), {prompt = "input"})).images[1].bytes
-    dir = fx.tmpdir()
     local f = assert(io.open(dir .. "/in.png", "wb"))
     f:write(png)
     f:close()
   end)
-  teardown(function()
-    s:stop()
-    os.execute("rm -rf " .. dir)
-  end)
-  before_each(function() s:reset() end)
 
   local function route(extra)
     local cfg = {shape = "chat", lane = "provider", provider = "local-gateway", model = "gpt-image-2",

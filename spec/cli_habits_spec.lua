@@ -15,16 +15,7 @@ local function png(path)
 end
 
 describe("imageroute command habits", function()
-  local dir, s
-  setup(function()
-    dir = fx.tmpdir()
-    s = server.start()
-  end)
-  teardown(function()
-    s:stop()
-    os.execute("rm -rf " .. cli.q(dir))
-  end)
-  before_each(function() s:reset() end)
+  local s, dir = server.for_block{dir = true}
 
   it("-o FILE writes that file; several images FILE-1, FILE-2; -o DIR/ and an existing directory", function()
     local rc, out, err = run(dir, {"--local", "generate", "a lighthouse", "-o", "lighthouse.png"})

@@ -183,16 +183,7 @@ describe("acceptance gates (imageroute.contract)", function()
 end)
 
 describe("gates at call time, against the local server", function()
-  local s, dir
-  setup(function()
-    s = server.start()
-    dir = fx.tmpdir()
-  end)
-  teardown(function()
-    s:stop()
-    os.execute("rm -rf " .. dir)
-  end)
-  before_each(function() s:reset() end)
+  local s, dir = server.for_block{dir = true}
 
   local function local_provider(extra)
     local cfg = {lane = "provider", provider = "local-gateway", shape = "chat", model = "gpt-image-2",

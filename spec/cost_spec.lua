@@ -229,13 +229,9 @@ describe("failed calls are priced by the route's failed_calls_billed rule", func
 end)
 
 describe("cost of real calls to the local server (policy hooks)", function()
-  local s, png
-  setup(function()
-    s = server.start()
-    png = fx.read("examples/assets/mask-1024.png")
-  end)
-  teardown(function() s:stop() end)
-  before_each(function() s:reset() end)
+  local s = server.for_block()
+  local png
+  setup(function() png = fx.read("examples/assets/mask-1024.png") end)
 
   -- the local server's tokens: text ceil(chars / 4), 256 per input image, output low 272 / medium 1056 /
   -- high 4160 per 1024x1024 image (scaled by area), no output_tokens_details

@@ -8,21 +8,15 @@ local JPEG = "\255\216\255\224\0\16JFIF\0" .. ("j"):rep(300)
 local WEBP = "RIFF\0\0\0\0WEBPVP8 " .. ("w"):rep(300)
 
 describe("edit (Images API, multipart) against the local server", function()
-  local s, png, png_path, dir
+  local s, dir = server.for_block{dir = true}
+  local png, png_path
   setup(function()
-    s = server.start()
     png = assert(imageroute.generate(fx.route(s), {prompt = "source"})).images[1].bytes
-    dir = fx.tmpdir()
     png_path = dir .. "/source-image.png"
     local f = assert(io.open(png_path, "wb"))
     f:write(png)
     f:close()
   end)
-  teardown(function()
-    s:stop()
-    os.execute("rm -rf " .. dir)
-  end)
-  before_each(function() s:reset() end)
 
   local function parts_by_name(req)
     local out = {}

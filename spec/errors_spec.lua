@@ -6,10 +6,7 @@ local fx = require "support.fixtures"
 local API_ERROR = {message = "Invalid size", type = "invalid_request_error", param = "size", code = "invalid_size"}
 
 describe("errors and retries", function()
-  local s
-  setup(function() s = server.start() end)
-  teardown(function() s:stop() end)
-  before_each(function() s:reset() end)
+  local s = server.for_block()
 
   local function call(route, params)
     return imageroute.generate(route or fx.route(s), params or {prompt = "p"})

@@ -13,19 +13,13 @@ local function free_port()
 end
 
 describe("the fault matrix", function()
-  local s, dir, log_path
+  local s, dir = server.for_block{dir = true}
+  local log_path
   setup(function()
-    s = server.start()
-    dir = fx.tmpdir()
     log_path = dir .. "/faults.jsonl"
     imageroute.log.set_default(log_path) -- every call of this block is logged
   end)
-  teardown(function()
-    imageroute.log.set_default(nil)
-    s:stop()
-    os.execute("rm -rf " .. dir)
-  end)
-  before_each(function() s:reset() end)
+  teardown(function() imageroute.log.set_default(nil) end)
 
   --- A typed error with the attempts made, and one log line per attempt, none with the key.
   local function expect(err, kind, attempts)

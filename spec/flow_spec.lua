@@ -4,16 +4,7 @@ local server = require "support.server"
 local fx = require "support.fixtures"
 
 describe("imageroute.flow", function()
-  local s, dir
-  setup(function()
-    s = server.start()
-    dir = fx.tmpdir()
-  end)
-  teardown(function()
-    s:stop()
-    os.execute("rm -rf " .. dir)
-  end)
-  before_each(function() s:reset() end)
+  local s, dir = server.for_block{dir = true}
 
   it("runs brief -> concept -> image -> revision -> edit, recording each step and saving files", function()
     local assistant = fx.route(s, {name = "assistant", shape = "responses", model = "gpt-5",

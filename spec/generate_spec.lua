@@ -4,10 +4,7 @@ local server = require "support.server"
 local fx = require "support.fixtures"
 
 describe("generate (Images API) against the local server", function()
-  local s
-  setup(function() s = server.start() end)
-  teardown(function() s:stop() end)
-  before_each(function() s:reset() end)
+  local s = server.for_block()
 
   it("sends exactly the fields the caller set, plus the route's model", function()
     local res = assert(imageroute.generate(fx.route(s), {prompt = "a red fox", size = "1024x1536"}))

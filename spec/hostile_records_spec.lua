@@ -38,16 +38,7 @@ local function records(path)
 end
 
 describe("hostile numbers: cost and the log", function()
-  local s, dir
-  setup(function()
-    s = server.start()
-    dir = fx.tmpdir()
-  end)
-  teardown(function()
-    s:stop()
-    os.execute("rm -rf " .. dir)
-  end)
-  before_each(function() s:reset() end)
+  local s, dir = server.for_block{dir = true}
 
   local function reply(usage_json)
     return {status = 200, content_type = "application/json",

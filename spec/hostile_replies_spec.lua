@@ -35,15 +35,13 @@ local function sse(events)
 end
 
 describe("hostile replies", function()
-  local s, served_png, served_url
+  local s = server.for_block()
+  local served_png, served_url
   setup(function()
-    s = server.start()
     local r = assert(imageroute.generate(fx.behaving(s, {b64_mode = "url"}), {prompt = "served"}))
     served_png, served_url = r.images[1].bytes, r.images[1].url
     assert.truthy(served_url:find("^http://127%.0%.0%.1:%d+/files/"))
   end)
-  teardown(function() s:stop() end)
-  before_each(function() s:reset() end)
 
   local function chat_route(extra)
     local cfg = {shape = "chat", lane = "provider", provider = "local-gateway", model = "gpt-image-2",

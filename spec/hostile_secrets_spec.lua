@@ -29,16 +29,7 @@ local function sse(events)
 end
 
 describe("hostile gateway: the key leaks nowhere", function()
-  local s, dir
-  setup(function()
-    s = server.start()
-    dir = fx.tmpdir()
-  end)
-  teardown(function()
-    s:stop()
-    os.execute("rm -rf " .. dir)
-  end)
-  before_each(function() s:reset() end)
+  local s, dir = server.for_block{dir = true}
 
   -- Every way the server can send the key back, as behaviours of the bundled server.
   local function echoes(key)
@@ -208,10 +199,7 @@ describe("hostile gateway: the key leaks nowhere", function()
 end)
 
 describe("header injection is refused before sending", function()
-  local s
-  setup(function() s = server.start() end)
-  teardown(function() s:stop() end)
-  before_each(function() s:reset() end)
+  local s = server.for_block()
 
   local function no_injected_header()
     for _, req in ipairs(s:requests()) do
@@ -289,10 +277,7 @@ describe("header injection is refused before sending", function()
 end)
 
 describe("keys from anywhere (api_key)", function()
-  local s
-  setup(function() s = server.start() end)
-  teardown(function() s:stop() end)
-  before_each(function() s:reset() end)
+  local s = server.for_block()
 
   it("a string key is sent, held in C memory, and shown as <set>", function()
     local key = H.KEYS.utf8

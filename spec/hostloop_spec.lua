@@ -15,10 +15,7 @@ local function add_lua53_paths()
 end
 
 describe("host loops", function()
-  local s
-  setup(function() s = server.start() end)
-  teardown(function() s:stop() end)
-  before_each(function() s:reset() end)
+  local s = server.for_block()
 
   it("on_socket/on_timer drive calls from a hand-written select loop, one to one with libcurl", function()
     local watched, timer_at, seen = {}, nil, {}

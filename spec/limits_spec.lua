@@ -6,10 +6,7 @@ local server = require "support.server"
 local fx = require "support.fixtures"
 
 describe("route limits", function()
-  local s
-  setup(function() s = server.start() end)
-  teardown(function() s:stop() end)
-  before_each(function() s:reset() end)
+  local s = server.for_block()
 
   it("holds the requests sent in a window to the limit, calls waiting instead of failing", function()
     local route = fx.route(s, {name = "limited-req", limits = {requests = 3, window = 1}})

@@ -179,19 +179,7 @@ end
 -------------------------------------------------------------------------------------------------
 
 describe("local server", function()
-  local s
-
-  setup(function()
-    s = server.start()
-  end)
-
-  teardown(function()
-    if s then s:stop() end
-  end)
-
-  before_each(function()
-    s:reset()
-  end)
+  local s = server.for_block()
 
   local function post(path, body, headers)
     local status, text, h = s:request("POST", path, body, headers)

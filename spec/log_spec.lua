@@ -32,17 +32,9 @@ local function assert_clean(text)
 end
 
 describe("the call log (imageroute.log)", function()
-  local s, dir, n = nil, nil, 0
-  setup(function()
-    s = server.start()
-    dir = fx.tmpdir()
-  end)
-  teardown(function()
-    s:stop()
-    os.execute("rm -rf " .. dir)
-    log.set_default(nil)
-  end)
-  before_each(function() s:reset() end)
+  local s, dir = server.for_block{dir = true}
+  local n = 0
+  teardown(function() log.set_default(nil) end)
 
   local function new_log()
     n = n + 1

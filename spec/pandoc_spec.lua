@@ -76,10 +76,7 @@ describe("examples/pandoc-images.lua in pandoc (Lua 5.3)", function()
       or "pandoc is not installed (make deps)")
     return
   end
-  local s
-  setup(function() s = server.start() end)
-  teardown(function() s:stop() end)
-  before_each(function() s:reset() end)
+  local s = server.for_block()
 
   it("turns gen: links into generated files and points the images at them; a second run calls nothing", function()
     local dir = fx.tmpdir()

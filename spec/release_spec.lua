@@ -5,10 +5,7 @@ local server = require "support.server"
 local fx = require "support.fixtures"
 
 describe("releasing images", function()
-  local s
-  setup(function() s = server.start() end)
-  teardown(function() s:stop() end)
-  before_each(function() s:reset() end)
+  local s = server.for_block()
 
   it("release frees the bytes and keeps length, sha256, format, size and path", function()
     local res = assert(imageroute.generate(fx.route(s), {prompt = "a lighthouse"}))

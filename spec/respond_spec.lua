@@ -4,13 +4,9 @@ local server = require "support.server"
 local fx = require "support.fixtures"
 
 describe("respond (Responses API with the image_generation tool)", function()
-  local s, png
-  setup(function()
-    s = server.start()
-    png = assert(imageroute.generate(fx.route(s), {prompt = "input"})).images[1]
-  end)
-  teardown(function() s:stop() end)
-  before_each(function() s:reset() end)
+  local s = server.for_block()
+  local png
+  setup(function() png = assert(imageroute.generate(fx.route(s), {prompt = "input"})).images[1] end)
 
   local function route(extra)
     local cfg = {shape = "responses", model = "gpt-5", image_model = "gpt-image-2"}

@@ -14,10 +14,7 @@ local function provider(s, b, extra)
 end
 
 describe("router", function()
-  local s
-  setup(function() s = server.start() end)
-  teardown(function() s:stop() end)
-  before_each(function() s:reset() end)
+  local s = server.for_block()
 
   it("falls back from official to provider on 503 and on 429 after retries, and says so", function()
     for _, status in ipairs{503, 429} do
@@ -119,10 +116,7 @@ describe("router", function()
 end)
 
 describe("rate limits and billing-safe retries", function()
-  local s
-  setup(function() s = server.start() end)
-  teardown(function() s:stop() end)
-  before_each(function() s:reset() end)
+  local s = server.for_block()
 
   it("parses reset durations as the API writes them", function()
     assert.equal(360, ratelimit.seconds("6m0s"))
@@ -205,9 +199,7 @@ describe("rate limits and billing-safe retries", function()
 end)
 
 describe("routers on the command line", function()
-  local s
-  setup(function() s = server.start() end)
-  teardown(function() s:stop() end)
+  local s = server.for_block{reset = false}
 
   it("--route takes a router from the routes file, and check reports its targets", function()
     local cli = require "support.cli_run"

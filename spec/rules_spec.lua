@@ -254,10 +254,7 @@ describe("the model capability table (imageroute.models)", function()
 end)
 
 describe("stop rules refuse before any request reaches the local server", function()
-  local s
-  setup(function() s = server.start() end)
-  teardown(function() s:stop() end)
-  before_each(function() s:reset() end)
+  local s = server.for_block()
 
   local CALLS = {generate = core.generate, edit = core.edit, respond = core.respond}
 

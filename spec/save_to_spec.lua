@@ -14,10 +14,7 @@ local function listdir(dir)
 end
 
 describe("save_to", function()
-  local s
-  setup(function() s = server.start() end)
-  teardown(function() s:stop() end)
-  before_each(function() s:reset() end)
+  local s = server.for_block()
 
   it("decodes each final image into its file and reads the bytes from it only when asked", function()
     local dir = fx.tmpdir()

@@ -5,10 +5,7 @@ local server = require "support.server"
 local fx = require "support.fixtures"
 
 describe("scale follows observability", function()
-  local s
-  setup(function() s = server.start() end)
-  teardown(function() s:stop() end)
-  before_each(function() s:reset() end)
+  local s = server.for_block()
 
   local function blind(extra)
     local cfg = {name = "blind-gw", lane = "provider", provider = "acme", accepted = "manual tests",

@@ -20,16 +20,7 @@ local function kinds(got)
 end
 
 describe("imageroute.stream", function()
-  local s, dir
-  setup(function()
-    s = server.start()
-    dir = fx.tmpdir()
-  end)
-  teardown(function()
-    s:stop()
-    os.execute("rm -rf " .. dir)
-  end)
-  before_each(function() s:reset() end)
+  local s, dir = server.for_block{dir = true}
 
   it("generate on an images route: the partials as they arrive, then the result", function()
     local params = {prompt = "streamed", partial_images = 2}

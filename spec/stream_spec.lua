@@ -12,10 +12,7 @@ local PNG_1x1 = table.concat{
 }
 
 describe("streaming partial images", function()
-  local s
-  setup(function() s = server.start() end)
-  teardown(function() s:stop() end)
-  before_each(function() s:reset() end)
+  local s = server.for_block()
 
   it("delivers Images API partials as they arrive and returns the final image (generate)", function()
     local seen, times = {}, {}

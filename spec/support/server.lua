@@ -35,13 +35,16 @@ Server.__index = Server
 --- Start a server in the background and wait (bounded) until it listens.
 -- @tparam[opt] table opts `timeout` (s, default 5), `quiet` (default true), `host` (default
 --   "127.0.0.1"), `lua` (interpreter, default "lua5.4")
+-- @tparam[opt] table into the table to make the server object (default a new one)
 -- @return server object; raises if the server did not come up in time
-function M.start(opts)
+function M.start(opts, into)
   opts = opts or {}
-  local self, why, log = process.start{script = repo_root() .. "/bin/imageroute-localserver",
+  local started, why, log = process.start{script = repo_root() .. "/bin/imageroute-localserver",
     lua = opts.lua or "lua5.4", host = opts.host, quiet = opts.quiet, timeout = opts.timeout or 5}
   assert(why ~= "spawn", "could not start the local server")
-  if not self then error("local server did not start: " .. (log ~= "" and log or "(no log)")) end
+  if not started then error("local server did not start: " .. (log ~= "" and log or "(no log)")) end
+  local self = into or {}
+  for k, v in pairs(started) do self[k] = v end
   setmetatable(self, Server)
   --- Absolute URL of `path` on this server ("/v1/images/generations" -> "http://127.0.0.1:P/v1/...").
   -- Works as `s.url(path)` and as `s:url(path)`.
@@ -50,6 +53,34 @@ function M.start(opts)
     return self.root_url .. path
   end
   return self
+end
+
+--- One server for the enclosing `describe` block: started in the block's setup, reset before each
+-- test, stopped in its teardown; with `dir`, also a scratch directory, removed in the teardown.
+--
+--     describe("...", function()
+--       local s, dir = server.for_block{dir = true}   -- s is filled in when the block's setup runs
+--
+-- @tparam[opt] table opts the options of `start`, `dir` (true: make the scratch directory) and
+--   `reset` (false: no reset before each test)
+-- @return the server object (empty until the setup has run)
+-- @treturn string|nil the scratch directory
+function M.for_block(opts)
+  opts = opts or {}
+  local busted = require "busted"
+  local s, dir = {}, nil
+  if opts.dir then
+    dir = os.tmpname()
+    os.remove(dir)
+    assert(os.execute("mkdir -p " .. process.shell_quote(dir)))
+  end
+  busted.setup(function() M.start(opts, s) end)
+  busted.teardown(function()
+    if s.stop then s:stop() end
+    if dir then os.execute("rm -rf " .. process.shell_quote(dir)) end
+  end)
+  if opts.reset ~= false then busted.before_each(function() s:reset() end) end
+  return s, dir
 end
 
 --- One HTTP request to the server (luasocket; the connection is closed after it).
