@@ -177,12 +177,7 @@ elseif scenario == "stall" then
 elseif scenario == "fds" then
   local want = math.tointeger(tonumber(flags.fds)) or 10
   local files = {}
-  local function open_count()
-    local p = io.popen("ls /proc/" .. (io.open("/proc/self/stat"):read("a"):match("^%d+")) .. "/fd | wc -l")
-    local c = tonumber(p:read("a"))
-    p:close()
-    return c
-  end
+  local open_count = require("imageroute.sys").open_fds
   local have = open_count() or 0
   for k = 1, want - have do files[k] = assert(io.open("/dev/null", "rb")) end
   out.open_fds = open_count()

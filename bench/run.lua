@@ -35,6 +35,7 @@ local root = debug.getinfo(1, "S").source:match("^@(.*)/bench/[^/]*$") or "."
 package.path = root .. "/spec/?.lua;" .. package.path
 local server_mod = require "support.server"
 local core = require "imageroute.core"
+local sys = require "imageroute.sys"
 
 local LUA = arg[-1] or "lua5.4"
 local PNG_BYTES = 3000000
@@ -44,23 +45,7 @@ local SAMPLE_MS = 10
 -------------------------------------------------------------------------------------------------
 -- helpers
 
-local function quote(s)
-  return "'" .. tostring(s):gsub("'", "'\\''") .. "'"
-end
-
-local function read_file(path)
-  local f = io.open(path, "rb")
-  if not f then return nil end
-  local s = f:read("a")
-  f:close()
-  return s
-end
-
-local function write_file(path, s)
-  local f = assert(io.open(path, "wb"))
-  f:write(s)
-  f:close()
-end
+local quote, read_file, write_file = sys.shell_quote, sys.read_file, sys.write_file
 
 --- Runs a shell command; returns its stdout (trailing newline removed) and whether it succeeded.
 local function sh(cmd)

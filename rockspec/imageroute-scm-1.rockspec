@@ -90,6 +90,7 @@ build = {
     ["imageroute.ratelimit"] = "lua/imageroute/ratelimit.lua",
     ["imageroute.limits"] = "lua/imageroute/limits.lua",
     ["imageroute.state"] = "lua/imageroute/state.lua",
+    ["imageroute.sys"] = "lua/imageroute/sys.lua",
     ["imageroute.budget"] = "lua/imageroute/budget.lua",
     ["imageroute.router"] = "lua/imageroute/router.lua",
     ["imageroute.loop.cqueues"] = "lua/imageroute/loop/cqueues.lua",

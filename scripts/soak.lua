@@ -19,12 +19,7 @@ local function status_kb(field)
   end
 end
 
-local function open_fds()
-  local p = io.popen("ls /proc/" .. (io.open("/proc/self/stat"):read("a"):match("^%d+")) .. "/fd | wc -l")
-  local n = tonumber(p:read("a"))
-  p:close()
-  return n
-end
+local open_fds = require("imageroute.sys").open_fds
 
 -- the faults, by weight: most calls succeed, the rest exercise retries and every error path
 local mix = {

@@ -31,11 +31,7 @@ local function non_finite_in(v, path, seen)
   return nil
 end
 
-local function records(path)
-  local list, bad = log.read(path)
-  assert.equal(0, bad)
-  return list
-end
+local records = fx.log_records
 
 describe("hostile numbers: cost and the log", function()
   local s, dir = server.for_block{dir = true}

@@ -8,12 +8,7 @@ local server = require "support.server"
 local fx = require "support.fixtures"
 local drip = require "support.drip_stream"
 
-local PNG_1x1 = table.concat{
-  "\137PNG\r\n\26\n",
-  "\0\0\0\13IHDR\0\0\0\1\0\0\0\1\8\2\0\0\0\144\119\83\222",
-  "\0\0\0\12IDAT\8\215\99\248\207\192\0\0\3\1\1\0\24\221\141\176",
-  "\0\0\0\0IEND\174\66\96\130",
-}
+local PNG_1x1 = fx.PNG_1x1
 local GIF_1x1 = "GIF89a\1\0\1\0\128\0\0\255\255\255\0\0\0!\249\4\1\0\0\0\0,\0\0\0\0\1\0\1\0\0\2\2D\1\0;"
 
 local function dataurl(bytes, mime) return "data:" .. (mime or "image/png") .. ";base64," .. core.b64encode(bytes) end

@@ -14,11 +14,7 @@ local function lines_of(path)
   return out
 end
 
-local function records(path)
-  local list, bad = log.read(path)
-  assert.equal(0, bad)
-  return list
-end
+local records = fx.log_records
 
 -- no base64 anywhere: no PNG signature in base64, no long run of the base64 alphabet
 local function assert_clean(text)

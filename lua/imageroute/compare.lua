@@ -26,18 +26,10 @@ local type, pairs, ipairs, tostring, format = type, pairs, ipairs, tostring, str
 
 local M = {}
 
---- Plain data as JSON with sorted keys: `to_json(value [, indent])` (see `imageroute.compare.json`).
+-- `to_json` (plain data as JSON with sorted keys) from `imageroute.compare.json`; `money`,
+-- `cost_text`, `mkdir`, `html` and `write` from `imageroute.compare.report`.
 M.to_json = json.to_json
---- An amount of money as text: `money(amount)` (see `imageroute.compare.report`).
-M.money = report.money
---- The cost of an entry as one short text: `cost_text(cost)` (see `imageroute.compare.report`).
-M.cost_text = report.cost_text
---- Creates a directory and its parents: `mkdir(dir)` (see `imageroute.compare.report`).
-M.mkdir = report.mkdir
---- Renders a record as a self-contained HTML page: `html(record)` (see `imageroute.compare.report`).
-M.html = report.html
---- Writes a record as a report directory: `write(record, dir)` (see `imageroute.compare.report`).
-M.write = report.write
+for _, name in ipairs{"money", "cost_text", "mkdir", "html", "write"} do M[name] = report[name] end
 
 -- ---------------------------------------------------------------------------------------------
 -- run

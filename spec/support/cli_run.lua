@@ -5,6 +5,7 @@
 --     local rc, screen = cli.run_tty(dir, {"--local", "batch", "prompts.txt"})   -- on a terminal
 local core = require "imageroute.core"
 local fx = require "support.fixtures"
+local sys = require "imageroute.sys"
 
 local M = {}
 
@@ -23,16 +24,8 @@ end
 M.ROOT = repo_root()
 M.BIN = M.ROOT .. "/bin/imageroute"
 
-function M.q(s)
-  return "'" .. tostring(s):gsub("'", "'\\''") .. "'"
-end
+M.q, M.write = sys.shell_quote, sys.write_file
 local q = M.q
-
-function M.write(path, text)
-  local f = assert(io.open(path, "wb"))
-  f:write(text)
-  f:close()
-end
 
 function M.exists(path)
   local f = io.open(path, "rb")

@@ -17,22 +17,11 @@
 
 local socket = require "socket"
 local process = require "imageroute.localserver.process"
+local sys = require "imageroute.sys"
 
 local M = {}
 
-local function read_file(path)
-  local f = io.open(path, "rb")
-  if not f then return nil end
-  local s = f:read("a")
-  f:close()
-  return s
-end
-
-local function write_file(path, s)
-  local f = assert(io.open(path, "wb"))
-  f:write(s)
-  f:close()
-end
+local read_file, write_file = sys.read_file, sys.write_file
 
 --- The child's side: serve one connection (run as `lua5.4 drip_stream.lua CONFIG`).
 local function serve(config_path)

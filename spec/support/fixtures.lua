@@ -33,6 +33,21 @@ function M.behaving(s, b, extra)
   return M.route(s, extra)
 end
 
+--- A 1x1 RGB PNG (67 bytes), valid to the last CRC.
+M.PNG_1x1 = table.concat{
+  "\137PNG\r\n\26\n",
+  "\0\0\0\13IHDR\0\0\0\1\0\0\0\1\8\2\0\0\0\144\119\83\222",
+  "\0\0\0\12IDAT\8\215\99\248\207\192\0\0\3\1\1\0\24\221\141\176",
+  "\0\0\0\0IEND\174\66\96\130",
+}
+
+--- The records of a call log file (imageroute.log.read), asserting that no line was bad.
+function M.log_records(path)
+  local list, bad = require("imageroute.log").read(path)
+  require("busted").assert.equal(0, bad)
+  return list
+end
+
 function M.read(path)
   local f = assert(io.open(path, "rb"))
   local d = f:read("a")

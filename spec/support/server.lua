@@ -16,6 +16,7 @@ local http = require "socket.http"
 local ltn12 = require "ltn12"
 local cjson = require "cjson"
 local process = require "imageroute.localserver.process"
+local sys = require "imageroute.sys"
 
 local json = cjson.new()
 
@@ -72,12 +73,12 @@ function M.for_block(opts)
   if opts.dir then
     dir = os.tmpname()
     os.remove(dir)
-    assert(os.execute("mkdir -p " .. process.shell_quote(dir)))
+    assert(os.execute("mkdir -p " .. sys.shell_quote(dir)))
   end
   busted.setup(function() M.start(opts, s) end)
   busted.teardown(function()
     if s.stop then s:stop() end
-    if dir then os.execute("rm -rf " .. process.shell_quote(dir)) end
+    if dir then os.execute("rm -rf " .. sys.shell_quote(dir)) end
   end)
   if opts.reset ~= false then busted.before_each(function() s:reset() end) end
   return s, dir

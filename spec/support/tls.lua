@@ -25,13 +25,7 @@ local function sh(cmd)
   if not ok then error("command failed: " .. cmd, 2) end
 end
 
-local function read(path)
-  local f = io.open(path, "rb")
-  if not f then return nil end
-  local s = f:read("a")
-  f:close()
-  return s
-end
+local read = require("imageroute.sys").read_file
 
 local binary
 --- Path of the compiled proxy (built once per process into a temporary directory).

@@ -6,6 +6,7 @@ local imageroute = require "imageroute"
 local routes_file = require "imageroute.routes"
 local compare = require "imageroute.compare"
 local core = require "imageroute.core"
+local sys = require "imageroute.sys"
 
 local format, concat = string.format, table.concat
 
@@ -36,19 +37,8 @@ local fail = M.fail
 -- ---------------------------------------------------------------------------------------------
 -- small helpers
 
-function M.shell_quote(s)
-  return "'" .. tostring(s):gsub("'", "'\\''") .. "'"
-end
+M.shell_quote, M.read_file = sys.shell_quote, sys.read_file
 local shell_quote = M.shell_quote
-
-function M.read_file(path)
-  local f = io.open(path, "rb")
-  if not f then return nil end
-  local s = f:read("a")
-  f:close()
-  return s
-end
-local read_file = M.read_file
 
 function M.file_exists(path)
   local f = io.open(path, "rb")
@@ -66,10 +56,7 @@ function M.now()
   return core.now()
 end
 
-function M.own_pid()
-  local stat = read_file("/proc/self/stat")
-  return stat and tonumber(stat:match("^(%d+)"))
-end
+M.own_pid = sys.own_pid
 
 function M.mkdir(dir)
   local ok, err = compare.mkdir(dir)

@@ -6,15 +6,12 @@
 -- `{URL}` and `{URL2}` become links to fresh images), `refusal`, `png_bytes` (through `mock.make_image`).
 -- @module imageroute.localserver.chat
 
-local J = require "imageroute.localserver.json"
-local http = require "imageroute.localserver.http"
-local fixtures = require "imageroute.localserver.png"
 local mock = require "imageroute.localserver.mock"
-local S = require "imageroute.localserver.state"
 
 local concat, find = table.concat, string.find
 local os_time = os.time
 local type, ipairs = type, ipairs
+local J, http, fixtures, S = mock.json, mock.http, mock.fixtures, mock.S
 local NULL, val, field, str = J.NULL, J.val, J.field, J.str
 local error_response, json_response = http.error_response, http.json_response
 local fingerprint = fixtures.fingerprint

@@ -7,14 +7,12 @@
 -- @module imageroute.localserver.images
 
 local core = require "imageroute.core"
-local J = require "imageroute.localserver.json"
-local http = require "imageroute.localserver.http"
-local fixtures = require "imageroute.localserver.png"
 local mock = require "imageroute.localserver.mock"
 
 local concat, format = table.concat, string.format
 local os_time = os.time
 local type, pairs, ipairs, tostring, tonumber = type, pairs, ipairs, tostring, tonumber
+local J, http, fixtures = mock.json, mock.http, mock.fixtures
 local NULL, blob, field, int, str = J.NULL, J.blob, J.field, J.int, J.str
 local error_response, json_response = http.error_response, http.json_response
 local fingerprint = fixtures.fingerprint

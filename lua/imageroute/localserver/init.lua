@@ -54,24 +54,14 @@ dispatch.add("POST", "/v1/chat/completions", chat.completions)
 
 local M = {}
 
---- Marker for an empty JSON array (this cjson encodes `{}` as an object).
-M.EMPTY_ARRAY = J.EMPTY_ARRAY
---- Encode a value as JSON like the OpenAI API does (see `imageroute.localserver.json`).
-M.json_encode = J.encode
---- CRC-32 (ISO-HDLC, as in PNG and zlib): `crc32(s [, crc])`.
-M.crc32 = fixtures.crc32
---- Adler-32 of a string (zlib trailer).
-M.adler32 = fixtures.adler32
---- Encode an 8-bit RGB PNG from raw scanlines: `png_encode(width, height, raw)`.
-M.png_encode = fixtures.png_encode
---- A small (64x64 RGB) PNG whose picture derives from `seed`: `image(seed)`.
-M.image = fixtures.image
---- An incompressible PNG of at least `min_bytes` bytes, and its base64: `random_png(min_bytes)`.
-M.random_png = fixtures.random_png
---- Parse a multipart/form-data body: `parse_multipart(body, boundary)`.
-M.parse_multipart = multipart.parse_multipart
---- Output tokens of one image of `size` at `quality` (see the module doc).
-M.image_output_tokens = mock.image_output_tokens
+-- The fixtures and parsers the specs use, documented where they live: `EMPTY_ARRAY` (marker for an
+-- empty JSON array) and `json_encode` (JSON as the OpenAI API writes it) from
+-- `imageroute.localserver.json`; `crc32`, `adler32`, `png_encode`, `image` (a seeded 64x64 PNG) and
+-- `random_png` from `imageroute.localserver.png`; `parse_multipart` from
+-- `imageroute.localserver.multipart`; `image_output_tokens` (the token rule) from `imageroute.localserver.mock`.
+M.EMPTY_ARRAY, M.json_encode = J.EMPTY_ARRAY, J.encode
+for _, name in ipairs{"crc32", "adler32", "png_encode", "image", "random_png"} do M[name] = fixtures[name] end
+M.parse_multipart, M.image_output_tokens = multipart.parse_multipart, mock.image_output_tokens
 
 --- Run the server forever (never returns; raises if it cannot listen).
 --

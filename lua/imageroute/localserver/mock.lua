@@ -1,10 +1,15 @@
 --- imageroute.localserver.mock: what the API mocks share. The token rule (see
 -- `imageroute.localserver`), size / quality / background defaults, input image URLs to bytes, the
 -- output image of a request (behaviour `png_bytes`), and stored-file URLs (`/files/<name>`).
+--
+-- A mock needs this module only: `mock.json` (JSON helpers: NULL, field, str, blob, ...),
+-- `mock.http` (json_response, error_response), `mock.fixtures` (fingerprint, seeded image) and
+-- `mock.S` (the server state, new_id) are the modules it would otherwise require one by one.
 -- @module imageroute.localserver.mock
 
 local core = require "imageroute.core"
 local J = require "imageroute.localserver.json"
+local http = require "imageroute.localserver.http"
 local fixtures = require "imageroute.localserver.png"
 local S = require "imageroute.localserver.state"
 
@@ -88,4 +93,5 @@ end
 
 M.text_tokens, M.norm_size, M.norm_quality, M.norm_background = text_tokens, norm_size, norm_quality, norm_background
 M.url_bytes, M.make_image, M.base_url, M.file_url, M.boolish = url_bytes, make_image, base_url, file_url, boolish
+M.json, M.http, M.fixtures, M.S = J, http, fixtures, S
 return M

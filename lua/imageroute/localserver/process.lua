@@ -13,50 +13,16 @@
 -- @module imageroute.localserver.process
 
 local socket = require "socket"
+local sys = require "imageroute.sys"
 
 local format, concat = string.format, table.concat
 local type, tostring, tonumber, ipairs, setmetatable, rawget = type, tostring, tonumber, ipairs, setmetatable, rawget
 
 local M = {}
 
---- Quote a word for /bin/sh.
--- @tparam string s
--- @treturn string
-function M.shell_quote(s)
-  return "'" .. tostring(s):gsub("'", "'\\''") .. "'"
-end
-local shell_quote = M.shell_quote
-
---- The bytes of a file, or nil when it cannot be read.
--- @tparam string path
--- @treturn string|nil
-function M.read_file(path)
-  local f = io.open(path, "rb")
-  if not f then return nil end
-  local s = f:read("a")
-  f:close()
-  return s
-end
-local read_file = M.read_file
-
---- The pid of this process (from /proc/self/stat), or nil.
--- @treturn integer|nil
-function M.own_pid()
-  local stat = read_file("/proc/self/stat")
-  return stat and tonumber(stat:match("^(%d+)"))
-end
-local own_pid = M.own_pid
-
---- True when process `pid` is gone (no /proc entry, or a zombie).
--- @tparam integer pid
--- @treturn boolean
-function M.gone(pid)
-  local stat = read_file("/proc/" .. pid .. "/stat")
-  if not stat then return true end
-  local st = stat:match("^%d+ %b() (%a)")
-  return st == "Z" or st == "X"
-end
-local gone = M.gone
+--- True when process `pid` is gone (no /proc entry, or a zombie): `imageroute.sys.process_gone`.
+M.gone = sys.process_gone
+local gone, read_file, shell_quote, own_pid = sys.process_gone, sys.read_file, sys.shell_quote, sys.own_pid
 
 --- The Lua interpreter running this process (the lowest `arg` index), else "lua5.4".
 -- @treturn string

@@ -9,15 +9,12 @@
 -- @module imageroute.localserver.responses
 
 local core = require "imageroute.core"
-local J = require "imageroute.localserver.json"
-local http = require "imageroute.localserver.http"
-local fixtures = require "imageroute.localserver.png"
 local mock = require "imageroute.localserver.mock"
-local S = require "imageroute.localserver.state"
 
 local concat, find, format, sub = table.concat, string.find, string.format, string.sub
 local os_time = os.time
 local type, pairs, ipairs = type, pairs, ipairs
+local J, http, fixtures, S = mock.json, mock.http, mock.fixtures, mock.S
 local NULL, EMPTY_ARRAY, blob, field, int, str, array = J.NULL, J.EMPTY_ARRAY, J.blob, J.field, J.int, J.str,
   J.array
 local error_response, json_response = http.error_response, http.json_response
