@@ -1,4 +1,4 @@
--- Specs for the bundled local server (lua/imageroute/localserver.lua, bin/imageroute-localserver)
+-- Specs for the bundled local server (lua/imageroute/localserver/, bin/imageroute-localserver)
 -- and its test helper (spec/support/server.lua).
 
 local socket = require "socket"

@@ -28,11 +28,14 @@
 -- `images`, `responses`, `chat`. `process` starts and stops a server in another process.
 --
 -- Adding an endpoint: write its handler (`function(ctx, B)`, see `imageroute.localserver.dispatch`)
--- in a module of its own (or in the mock of its API) and add ONE line to the table below, e.g.
+-- in the mock of its API or in a module of its own (listed in the rockspec), and add ONE line to the
+-- endpoint table below, e.g.
 --
---    dispatch.add("GET", "/v1/responses/{id}", responses.retrieve)
+--    dispatch.add("GET", "/v1/responses/{id}", responses.retrieve)            -- ctx.params.id
+--    dispatch.add("GET", "/v1/organization/costs", require("imageroute.localserver.billing").costs)
 --
--- Every `/v1` endpoint is recorded, takes behaviours and rate limits like the others.
+-- Every `/v1` endpoint is recorded (`GET /__requests`), takes behaviours (the queue, the
+-- `x-imageroute-test` header: errors, delays, drops, truncation...) and rate limits like the others.
 -- @module imageroute.localserver
 
 local J = require "imageroute.localserver.json"

@@ -130,5 +130,4 @@ function L.run(opts, handle_connection)
   end
 end
 
-
 return L
