@@ -48,6 +48,7 @@ build = {
     ["imageroute.dataurl"] = "lua/imageroute/dataurl.lua",
     ["imageroute.localserver"] = "lua/imageroute/localserver/init.lua",
     ["imageroute.localserver.chat"] = "lua/imageroute/localserver/chat.lua",
+    ["imageroute.localserver.organization"] = "lua/imageroute/localserver/organization.lua",
     ["imageroute.localserver.control"] = "lua/imageroute/localserver/control.lua",
     ["imageroute.localserver.dispatch"] = "lua/imageroute/localserver/dispatch.lua",
     ["imageroute.localserver.faults"] = "lua/imageroute/localserver/faults.lua",

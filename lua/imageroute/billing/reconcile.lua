@@ -331,7 +331,8 @@ end
 -- @tparam table records from `imageroute.log.read`
 -- @tparam function fetch `fetch(path, query) -> decoded page | nil, err`: one GET with the admin key
 -- @tparam table opts `since`, `until` (Unix seconds, required), `route` (only this route's calls),
---   `key_map` (log key_id -> API api_key_id), `tolerance` (USD, default `M.TOLERANCE`)
+--   `key_map` (log key_id -> API api_key_id), `tolerance` (USD, default `M.TOLERANCE`), `routes`
+--   (name -> Route: prices the failed calls as if billed, to explain a difference)
 -- @treturn table `ok` (every row within tolerance), `bucket_width`, `since`, `until`, `images` (rows per
 --   day, model, key and project: `{day =, model =, api_key_id =, key_id =, project =, log =, api =,
 --   log_requests =, api_requests =, diff =}`), `costs` (rows per day, project and key: `{day =,
@@ -351,7 +352,7 @@ function M.official(records, fetch, opts)
   if not costs then return nil, cerr end
   local step = q.bucket_width == "1m" and 60 or 86400
   local calls = M.calls(records, {since = q.usage.query.start_time, ["until"] = q.usage.query.end_time,
-    route = opts.route, lane = "official"})
+    route = opts.route, lane = "official", routes = opts.routes})
   -- the API's key ids: log key ids map to them (given, or by elimination)
   local key_map = {}
   for k, v in pairs(opts.key_map or {}) do key_map[k] = v end
@@ -459,6 +460,16 @@ function M.official(records, fetch, opts)
         d.text = ("%s %s: %d calls logged %d image(s) (%s), the usage shows %d"):format(bk.bucket, tostring(bk.model),
           #bk.calls, bk.log, concat(ids, ", "), bk.api)
       end
+      local failed = {}
+      for _, c in ipairs(bk.calls) do
+        if c.outcome ~= "success" then
+          failed[#failed + 1] = tostring(c.request_id) .. " (" .. tostring(c.outcome) .. ")"
+        end
+      end
+      if #failed > 0 and #failed == bk.api - bk.log then
+        d.billed_failed = failed
+        d.text = d.text .. "; the usage counts the failed call(s) " .. concat(failed, ", ") .. ": they were billed"
+      end
       out.differences[#out.differences + 1] = d
     end
   end
@@ -475,7 +486,7 @@ function M.official(records, fetch, opts)
     return r
   end
   local dcalls = M.calls(records, {since = q.costs.query.start_time, ["until"] = q.costs.query.end_time,
-    route = opts.route, lane = "official"})
+    route = opts.route, lane = "official", routes = opts.routes})
   local grouped_by_key = false
   for _, b in ipairs(costs) do
     for _, res in ipairs(b.results or {}) do if res.api_key_id then grouped_by_key = true end end
@@ -484,6 +495,10 @@ function M.official(records, fetch, opts)
     local r = crow(day_of(c.t), c.project, grouped_by_key and api_key(c) or nil)
     r.key_id = c.key_id
     if c.amount then r.log = r.log + c.amount else r.log_unknown = r.log_unknown + 1 end
+    if c.outcome ~= "success" then
+      r.failed = r.failed or {}
+      r.failed[#r.failed + 1] = c
+    end
   end
   for _, b in ipairs(costs) do
     for _, res in ipairs(b.results or {}) do
@@ -496,7 +511,27 @@ function M.official(records, fetch, opts)
   for _, k in ipairs(corder) do
     local r = crows[k]
     r.diff = r.api - r.log
-    if abs(r.diff) > tol then out.ok = false end
+    if abs(r.diff) > tol then
+      out.ok = false
+      -- does the difference equal the failed calls of that day, priced as billed?
+      local sum, ids, known = 0, {}, true
+      for _, c in ipairs(r.failed or {}) do
+        if (c.amount or 0) == 0 then
+          if c.price_if_billed then sum = sum + c.price_if_billed else known = false end
+          ids[#ids + 1] = tostring(c.request_id)
+        end
+      end
+      if #ids > 0 and known and abs(r.diff - sum) <= tol then
+        r.explained = ("the difference is the failed call(s) %s priced as billed (%s)"):format(concat(ids, ", "),
+          M.money(sum))
+        out.differences[#out.differences + 1] = {bucket = r.day, calls = r.failed, text = r.day .. " costs: "
+          .. r.explained}
+      else
+        out.differences[#out.differences + 1] = {bucket = r.day, text = ("%s costs: the log says %s, the costs %s "
+          .. "(%s): calls not in the log, or priced otherwise"):format(r.day, M.money(r.log), M.money(r.api),
+          format("%+.6f", r.diff))}
+      end
+    end
     out.costs[#out.costs + 1] = r
   end
   sort(out.costs, function(a, b)

@@ -77,14 +77,13 @@ end
 -- @tparam Route admin a route whose `api_key_env` is `OPENAI_ADMIN_KEY`
 function M.fetcher(admin)
   return function(path, query)
-    if type(imageroute.api) ~= "function" then
-      return nil, {kind = "validation", message = "this build has no imageroute.api (the generic API request)"}
-    end
     local res, err = imageroute.api(admin, {method = "GET", path = path, query = query})
     if not res then return nil, err end
-    local body = res.json or res.data or res.body
-    if type(body) == "string" then body = imageroute.core.json_decode(body) end
-    return body
+    if type(res.body) ~= "table" then
+      return nil, {kind = "decode", message = path .. " answered without a JSON body (status " .. tostring(res.status)
+        .. ")", request_id = res.request_id}
+    end
+    return res.body
   end
 end
 
@@ -185,7 +184,8 @@ local function official(ctx, args, records, path)
     map[a] = b
   end
   local r, err = reconcile.official(records, M.fetcher(admin), {since = since, ["until"] = till,
-    route = args.route or (pr and pr.route), key_map = map, tolerance = args.tolerance})
+    route = args.route or (pr and pr.route), key_map = map, tolerance = args.tolerance,
+    routes = pcall(common.load_routes, ctx) and ctx.routes or nil})
   if not r then
     io.stderr:write("imageroute: reconcile failed: ", common.message(err), "\n")
     return 1
