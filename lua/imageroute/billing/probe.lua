@@ -16,9 +16,9 @@
 --
 -- Both calls are made with `max_retries = 0`: a retry could bill a second time.
 -- The invalid field of the failed call depends on the route's shape: `n = 0` on the Images API
--- (`CreateImageRequest.n` is 1..10; stop rule `n_range` waived for this call), an image model as
--- the top-level Responses model (stop rule `image_model_on_top` waived), and a model label no
--- gateway serves on the chat shape (no stop rule applies to chat bodies). OpenAI API reference,
+-- (`CreateImageRequest.n` is 1..10; stop rule `n_range` waived for this call, `opts.skip_rules`), a
+-- `previous_response_id` no response has on the Responses API, and a model label no gateway serves
+-- on the chat shape (no stop rule applies to those). OpenAI API reference,
 -- Images > Create image, https://platform.openai.com/docs/api-reference/images/create, and
 -- Responses, https://platform.openai.com/docs/api-reference/responses, read 2026-12-01.
 -- @module imageroute.billing.probe
@@ -37,6 +37,9 @@ local M = {}
 
 --- The prompt of the probe's calls (short: fewest text tokens).
 M.PROMPT = "a small red dot on white"
+
+--- The `previous_response_id` of the responses shape's failed call: no response has it.
+M.INVALID_RESPONSE_ID = "resp_imageroute_probe_invalid"
 
 --- The model label of the chat shape's failed call: no gateway serves it.
 M.INVALID_MODEL = "imageroute-probe-invalid-model"
@@ -108,11 +111,10 @@ function M.plan(route)
     local c = cheapest(route.image_model)
     success = {kind = "respond", params = {input = M.PROMPT, tool_choice = "image_generation", size = c.size,
       quality = c.quality}, why = c.why}
-    local top = route.image_model or "gpt-image-1"
-    if not models.is_image_model(top) then top = "gpt-image-1" end
-    failed = {kind = "respond", params = {input = M.PROMPT, tool_choice = "image_generation", model = top,
-      size = c.size, quality = c.quality}, opts = {skip_rules = {"image_model_on_top"}}, field = "model", value = top,
-      why = "an image model as the top-level Responses model (the API takes a text model there)"}
+    failed = {kind = "respond", params = {input = M.PROMPT, tool_choice = "image_generation",
+      previous_response_id = M.INVALID_RESPONSE_ID, size = c.size, quality = c.quality}, opts = {},
+      field = "previous_response_id", value = M.INVALID_RESPONSE_ID,
+      why = "a previous_response_id no response has (the API answers 400)"}
   elseif shape == "chat" then
     success = {kind = "generate", params = {prompt = M.PROMPT},
       why = "a chat body carries the prompt and the model label only"}
