@@ -25,21 +25,23 @@ local M = {}
 --- The capabilities, in report order: `id`, `label`, `replacement` (the official one), `acceptance`
 -- (what to check before moving it), `needs` (what an official route must offer: `shape` =
 -- `"images"` | `"responses"` | `"any"`, and optional model facts `edits`, `partial_images`,
--- `max_edit_images`).
+-- `max_edit_images`, and `params`: the model takes every size and quality the route was used with).
 M.CAPABILITIES = {
   {id = "text_to_image", label = "text-to-image", replacement = "Images API generate",
-    acceptance = "same prompt returns and stores consistently at target size/quality", needs = {shape = "images"}},
+    acceptance = "same prompt returns and stores consistently at target size/quality",
+    needs = {shape = "images", params = true}},
   {id = "edit", label = "image edit, no mask", replacement = "Images API edit",
     acceptance = "reference image, mask, output format and input-image cost are logged",
-    needs = {shape = "images", edits = true}},
+    needs = {shape = "images", edits = true, params = true}},
   {id = "edit_mask", label = "image edit with a mask", replacement = "Images API edit (mask: a PNG with alpha, "
     .. "applies to the first image)", acceptance = "reference image, mask, output format and input-image cost are "
-    .. "logged", needs = {shape = "images", edits = true}},
+    .. "logged", needs = {shape = "images", edits = true, params = true}},
   {id = "edit_multi", label = "edit with several input images", replacement = "Images API edit (up to 16 image[] "
     .. "parts)", acceptance = "every reference image sent and its input-image cost logged",
-    needs = {shape = "images", edits = true, max_edit_images = true}},
+    needs = {shape = "images", edits = true, max_edit_images = true, params = true}},
   {id = "agent_step", label = "agent image step (Responses)", replacement = "Responses image_generation",
-    acceptance = "multi-step state, tool calls and image artifacts traceable together", needs = {shape = "responses"}},
+    acceptance = "multi-step state, tool calls and image artifacts traceable together",
+    needs = {shape = "responses", params = true}},
   {id = "streaming", label = "streaming", replacement = "Images API / Responses partial images",
     acceptance = "preview count, extra tokens, final-output relation explainable", needs = {shape = "any",
     partial_images = true}},
@@ -74,7 +76,7 @@ M.CAPABILITIES = {
 
 local function new_route_row(rec)
   return {route = rec.route, lane = rec.lane, provider = rec.provider, host = rec.host, shape = rec.shape,
-    calls = 0, used = {}, max_edit_images = 0, models = {}}
+    calls = 0, used = {}, max_edit_images = 0, models = {}, sizes = {}, qualities = {}}
 end
 
 local function mark(row, id, rec, extra)
@@ -99,6 +101,14 @@ local function covers(route, needs, row)
   if needs.partial_images and entry and entry.partial_images == false then return false end
   if needs.max_edit_images and entry and entry.max_edit_images and row.max_edit_images > entry.max_edit_images then
     return false
+  end
+  if needs.params and entry then -- the sizes and qualities the old route was used with
+    for q in pairs(row.qualities) do
+      if type(entry.quality) == "table" and not models.listed(entry.quality, q) then return false end
+    end
+    for size in pairs(row.sizes) do
+      if not models.size_ok(entry, size) then return false end
+    end
   end
   return true
 end
@@ -137,6 +147,8 @@ function M.build(records, routes, order)
         r.calls = r.calls + 1
         if rec.model then r.models[rec.model] = true end
         if rec.tool_model then r.models[rec.tool_model] = true end
+        if type(rec.quality) == "string" then r.qualities[rec.quality] = true end
+        if type(rec.size) == "string" then r.sizes[rec.size] = true end
         local sent = rec.phase ~= "not_sent"
         if sent then
           if rec.kind == "respond" or rec.shape == "responses" then mark(r, "agent_step", rec)

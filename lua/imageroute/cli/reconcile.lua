@@ -174,6 +174,21 @@ local function official(ctx, args, records, path)
   local since, till = window(args, pr, os.time() + 1)
   local route = find_route(ctx, args.route or (pr and pr.route))
   local base = (pr and pr.base_url) or (route and route.base_url) or nil
+  if not base then -- the API the window's official calls went to
+    local bases, list = {}, {}
+    for _, c in ipairs(reconcile.calls(records, {since = since, ["until"] = till, lane = "official"})) do
+      local r = find_route(ctx, c.route)
+      if r and not bases[r.base_url] then
+        bases[r.base_url] = true
+        list[#list + 1] = r.base_url
+      end
+    end
+    if #list > 1 then
+      fail(2, "imageroute: the window's official calls went to several APIs (" .. concat(list, ", ") .. "): choose "
+        .. "the route with --route NAME")
+    end
+    base = list[1]
+  end
   local admin, aerr = imageroute.route{name = "admin", lane = "official", base_url = base,
     api_key_env = M.ADMIN_KEY_ENV, max_retries = 2}
   if not admin then fail(2, "imageroute: the admin route: " .. common.message(aerr)) end
