@@ -97,8 +97,9 @@ describe("imageroute reconcile", function()
       table.sort(outcomes)
       assert.same({"moderation", "server_error", "success"}, outcomes)
       local billing = route.billing
-      assert.same({moderation = "no", server_error = "no"}, reconcile.provider(calls, 0.03, {billing = billing}).answers)
-      assert.same({moderation = "yes", server_error = "yes"}, reconcile.provider(calls, 0.09, {billing = billing}).answers)
+      local function answers(amount) return reconcile.provider(calls, amount, {billing = billing}).answers end
+      assert.same({moderation = "no", server_error = "no"}, answers(0.03))
+      assert.same({moderation = "yes", server_error = "yes"}, answers(0.09))
       local r = reconcile.provider(calls, 0.06, {billing = billing})
       assert.equal(2, #r.matches)                 -- one of the two was billed: which one, the bill cannot say
       assert.same({moderation = "unknown", server_error = "unknown"}, r.answers)
@@ -135,9 +136,9 @@ describe("imageroute reconcile", function()
       rc, out, err = cli.run(dir, {"--routes", routes, "reconcile", "--probe", id})
       assert.equal(2, rc, out)
       assert.truthy(err:find("--billed AMOUNT", 1, true), err)
-      rc, _, err = cli.run(dir, {"--routes", routes, "reconcile", "--route", "gw", "--since", "2026-13-45x",
+      rc, out, err = cli.run(dir, {"--routes", routes, "reconcile", "--route", "gw", "--since", "2026-13-45x",
         "--billed", "1"})
-      assert.equal(2, rc)
+      assert.equal(2, rc, out)
       assert.truthy(err:find("--since", 1, true), err)
     end)
   end)
@@ -211,9 +212,10 @@ describe("imageroute reconcile", function()
       local routes = cli.routes_file(dir, s, "official", 'log = "' .. log .. '"')
       local env = "OPENAI_PROJECT_ID=proj_spec OPENAI_ADMIN_KEY=sk-admin-spec-0123456789"
       local since = os.time()
-      local rc, out, err = cli.run(dir, {"--routes", routes, "generate", "a fox", "-q", "low", "-s", "1024x1024",
+      local rc, _, err = cli.run(dir, {"--routes", routes, "generate", "a fox", "-q", "low", "-s", "1024x1024",
         "-n", "2", "-o", dir .. "/img/"}, {env = env})
       assert.equal(0, rc, err)
+      local out
       rc, out, err = cli.run(dir, {"--routes", routes, "probe", "official", "--failed"}, {env = env})
       assert.equal(0, rc, err)
       local id = out:match("^probe (probe%-%S+)")
@@ -269,8 +271,8 @@ describe("imageroute reconcile", function()
       assert.equal(1, r.differences[1].api - r.differences[1].log)
       assert.truthy(r.differences[1].text:find(pr.calls[1].request_id, 1, true), r.differences[1].text)
       -- no admin key: exit 2 and what to set
-      rc, _, err = cli.run(dir, {"--routes", routes, "reconcile", "--official", "--probe", id})
-      assert.equal(2, rc)
+      rc, out, err = cli.run(dir, {"--routes", routes, "reconcile", "--official", "--probe", id})
+      assert.equal(2, rc, out)
       assert.truthy(err:find("export OPENAI_ADMIN_KEY=", 1, true), err)
     end)
   end)
