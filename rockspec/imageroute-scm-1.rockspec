@@ -89,6 +89,7 @@ build = {
     ["imageroute.billing.probe"] = "lua/imageroute/billing/probe.lua",
     ["imageroute.billing.reconcile"] = "lua/imageroute/billing/reconcile.lua",
     ["imageroute.billing.inventory"] = "lua/imageroute/billing/inventory.lua",
+    ["imageroute.billing.figures"] = "lua/imageroute/billing/figures.lua",
     ["imageroute.compare"] = "lua/imageroute/compare.lua",
     ["imageroute.compare.json"] = "lua/imageroute/compare/json.lua",
     ["imageroute.compare.report"] = "lua/imageroute/compare/report.lua",

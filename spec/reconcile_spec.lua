@@ -113,7 +113,9 @@ describe("imageroute reconcile", function()
         base_url = %q, api_key_env = "IMAGEROUTE_TEST_KEY", max_retries = 0, accepted = "spec gateway",
         billing = {unit = "call", price = 0.03, currency = "USD"}, log = %q,
         contract = {failed_calls_billed = {rejected = "unknown", moderation = "no", timeout = "unknown",
-          server_error = "no"}}}}]]):format(s.base_url, log))
+          server_error = "no"}}},
+        official = {lane = "official", model = "gpt-image-1", base_url = %q, api_key_env = "IMAGEROUTE_TEST_KEY"}}
+      ]]):format(s.base_url, log, s.base_url))
       s:script({{}, REFUSE})
       local rc, out, err = cli.run(dir, {"--routes", routes, "probe", "gw", "--failed"})
       assert.equal(0, rc, err)
@@ -133,6 +135,20 @@ describe("imageroute reconcile", function()
       rc, out = cli.run(dir, {"--routes", routes, "reconcile", "--probe", id, "--billed", "0.05"})
       assert.equal(1, rc, out)
       assert.truthy(out:find("did NOT hold", 1, true), out)
+      -- the comparison report shows the route's latest billing test and reconciliation
+      rc, out, err = cli.run(dir, {"--routes", routes, "compare", "a fox", "--route", "gw", "--route", "official",
+        "-o", dir .. "/cmp", "--json"})
+      assert.equal(0, rc, err)
+      local cmp = assert(core.json_decode(out))
+      local gw_entry, off_entry = cmp.entries[1], cmp.entries[2]
+      assert.equal(id, gw_entry.billing.probe.probe_id)
+      assert.equal(0.05, gw_entry.billing.reconcile.billed) -- the latest reconcile line of the route
+      assert.is_false(gw_entry.billing.reconcile.flat_held)
+      assert.is_nil(off_entry.billing)
+      local html = fx.read(dir .. "/cmp/compare.html")
+      assert.truthy(html:find("<th scope=\"row\">billing test</th>", 1, true))
+      assert.truthy(html:find(id .. " ", 1, true))
+      assert.truthy(html:find("billed 0.05 USD, estimated 0.03 USD: flat price did NOT hold", 1, true))
       rc, out, err = cli.run(dir, {"--routes", routes, "reconcile", "--probe", id})
       assert.equal(2, rc, out)
       assert.truthy(err:find("--billed AMOUNT", 1, true), err)
