@@ -262,7 +262,8 @@ function M.text(rec)
   add("window %s .. %s (Unix %s .. %s)\n", tostring(rec.started), tostring(rec.ended), tostring(rec.start_time),
     tostring(rec.end_time))
   local price = b.price and format("%s %s per %s", tostring(b.price), tostring(b.currency or "USD"),
-    tostring(b.unit)) or ("unit " .. tostring(b.unit or "unknown"))
+    tostring(b.unit)) or (rec.lane == "official" and "the published prices, imageroute.prices")
+    or ("unit " .. tostring(b.unit or "unknown"))
   for i, c in ipairs(rec.calls or {}) do
     add("call %d %-7s request_id=%s endpoint=%s model=%s%s size=%s quality=%s n=%s images=%s status=%s "
       .. "latency=%s estimated=%s basis=%s\n", i, c.role, tostring(c.request_id or "-"), tostring(c.endpoint or "-"),
