@@ -223,6 +223,33 @@ describe("imageroute reconcile", function()
       assert.equal(400, status)
     end)
 
+    it("in Lua: over imageroute.api; no project in the log, no grouping by project; other hosts left out", function()
+      local log = dir .. "/lua-official.jsonl"
+      local since = os.time()
+      local route = fx.route(s, {name = "off-lua", max_retries = 0, log = log})
+      assert(imageroute.generate(route, {prompt = "a fox", quality = "low", size = "1024x1024"}))
+      -- a line of another host in the same log is not this API's
+      imageroute.log.event(log, nil, {event = "attempt", call_id = "x", attempt = 1, final = true, ok = true,
+        images = 5, lane = "official", host = "api.openai.com", route = "off-lua", kind = "generate",
+        model = "gpt-image-1", time = os.date("!%Y-%m-%dT%H:%M:%SZ")})
+      local admin = fx.route(s, {name = "admin", max_retries = 0})
+      local function fetch(path, query)
+        local res, err = imageroute.api(admin, {path = path, query = query})
+        if not res then return nil, err end
+        return res.body
+      end
+      local r = assert(reconcile.official(assert(imageroute.log.read(log)), fetch, {since = since,
+        ["until"] = os.time() + 1, host = route.host}))
+      assert.is_true(r.ok)
+      assert.same({"model", "api_key_id"}, r.queries.usage.query.group_by)
+      assert.same({"api_key_id"}, r.queries.costs.query.group_by)
+      assert.equal(1, r.images[1].log)
+      assert.equal(1, r.images[1].api)
+      local q = s:requests()[2].query
+      assert.truthy(q:find("group_by=model", 1, true), q)
+      assert.is_nil(q:find("project_id", 1, true), q)
+    end)
+
     it("agrees with the log per day, model, key and project, and lists a changed bill call by call", function()
       local log = dir .. "/official.jsonl"
       local routes = cli.routes_file(dir, s, "official", 'log = "' .. log .. '"')

@@ -99,7 +99,7 @@ end
 --- The requests a log shows as sent (one per attempt that reached for the server: refusals before
 -- sending and image downloads left out), filtered.
 -- @tparam table records from `imageroute.log.read`
--- @tparam[opt] table opts `route` (a name), `lane`, `since`, `until` (Unix seconds; `until`
+-- @tparam[opt] table opts `route` (a name), `lane`, `host`, `since`, `until` (Unix seconds; `until`
 --   exclusive), `call_ids` (a set), `routes` (name -> Route, to price calls if billed)
 -- @treturn table list of `{time =, t =, route =, lane =, kind =, endpoint =, model =, tool_model =, size =,
 --   quality =, n =, images =, request_id =, call_id =, status =, outcome =, ok =, final =, amount =,
@@ -129,8 +129,9 @@ function M.calls(records, opts)
     if rec.event == "attempt" and rec.phase ~= "not_sent" and rec.phase ~= "download"
       and (tonumber(rec.attempt) or 0) >= 1 then
       local t = M.parse_time(rec.time)
-      local keep = t ~= nil and (opts.route == nil or rec.route == opts.route) and (opts.lane == nil or rec.lane ==
-        opts.lane) and (opts.since == nil or t >= opts.since) and (opts["until"] == nil or t < opts["until"])
+      local keep = t ~= nil and (opts.route == nil or rec.route == opts.route)
+        and (opts.lane == nil or rec.lane == opts.lane) and (opts.host == nil or rec.host == opts.host)
+        and (opts.since == nil or t >= opts.since) and (opts["until"] == nil or t < opts["until"])
         and (opts.call_ids == nil or opts.call_ids[rec.call_id])
       if keep then
         local c = type(rec.cost) == "table" and rec.cost or {}
@@ -145,7 +146,7 @@ function M.calls(records, opts)
           ok = rec.final and rec.ok or false, final = rec.final,
           amount = type(c.amount) == "number" and c.amount or nil,
           price_if_billed = price_if_billed(rec, route), currency = c.currency, key_id = rec.key_id,
-          project = rec.project, attempt = rec.attempt, shape = rec.shape}
+          project = rec.project, attempt = rec.attempt, shape = rec.shape, host = rec.host}
       end
     end
   end
@@ -284,9 +285,19 @@ end
 --- The queries `M.official` sends, for a window.
 -- @tparam number since Unix seconds
 -- @tparam number till Unix seconds (exclusive)
+-- @tparam[opt] table by `keys`, `projects` (booleans, default true): group by `api_key_id` and
+--   `project_id` (not when the log holds no key ids, or no project ids: the rows would never meet)
 -- @treturn table `{usage = {path =, query =}, costs = {path =, query =}, bucket_width =}`: minute
 --   buckets when the window is at most a day (so differences can be told call by call), else days
-function M.queries(since, till)
+function M.queries(since, till, by)
+  by = by or {}
+  local usage_groups, cost_groups = {"model"}, {}
+  if by.keys ~= false then usage_groups[#usage_groups + 1] = "api_key_id" end
+  if by.projects ~= false then
+    usage_groups[#usage_groups + 1] = "project_id"
+    cost_groups[#cost_groups + 1] = "project_id"
+  end
+  if by.keys ~= false then cost_groups[#cost_groups + 1] = "api_key_id" end
   local width = (till - since) <= 86400 and "1m" or "1d"
   local step = width == "1m" and 60 or 86400
   local start = floor(since / step) * step
@@ -296,9 +307,9 @@ function M.queries(since, till)
   return {
     bucket_width = width,
     usage = {path = "/organization/usage/images", query = {start_time = start, end_time = stop, bucket_width = width,
-      group_by = {"model", "api_key_id", "project_id"}, limit = width == "1m" and 1440 or 31}},
+      group_by = usage_groups, limit = width == "1m" and 1440 or 31}},
     costs = {path = "/organization/costs", query = {start_time = dstart, end_time = dstop, bucket_width = "1d",
-      group_by = {"project_id", "api_key_id"}, limit = 180}},
+      group_by = #cost_groups > 0 and cost_groups or nil, limit = 180}},
   }
 end
 
@@ -331,7 +342,8 @@ end
 -- @tparam table records from `imageroute.log.read`
 -- @tparam function fetch `fetch(path, query) -> decoded page | nil, err`: one GET with the admin key
 -- @tparam table opts `since`, `until` (Unix seconds, required), `route` (only this route's calls),
---   `key_map` (log key_id -> API api_key_id), `tolerance` (USD, default `M.TOLERANCE`), `routes`
+--   `host` (only the calls to this host: the admin route's), `key_map` (log key_id -> API api_key_id),
+--   `tolerance` (USD, default `M.TOLERANCE`), `routes`
 --   (name -> Route: prices the failed calls as if billed, to explain a difference)
 -- @treturn table `ok` (every row within tolerance), `bucket_width`, `since`, `until`, `images` (rows per
 --   day, model, key and project: `{day =, model =, api_key_id =, key_id =, project =, log =, api =,
@@ -346,13 +358,21 @@ function M.official(records, fetch, opts)
   local since, till = opts.since, opts["until"]
   local tol = opts.tolerance or M.TOLERANCE
   local q = M.queries(since, till)
+  local dcalls = M.calls(records, {since = q.costs.query.start_time, ["until"] = q.costs.query.end_time,
+    route = opts.route, lane = "official", routes = opts.routes, host = opts.host})
+  local has_keys, has_projects = false, false
+  for _, c in ipairs(dcalls) do
+    has_keys = has_keys or c.key_id ~= nil
+    has_projects = has_projects or c.project ~= nil
+  end
+  q = M.queries(since, till, {keys = has_keys, projects = has_projects})
   local usage, uerr = all_buckets(fetch, q.usage)
   if not usage then return nil, uerr end
   local costs, cerr = all_buckets(fetch, q.costs)
   if not costs then return nil, cerr end
   local step = q.bucket_width == "1m" and 60 or 86400
   local calls = M.calls(records, {since = q.usage.query.start_time, ["until"] = q.usage.query.end_time,
-    route = opts.route, lane = "official", routes = opts.routes})
+    route = opts.route, lane = "official", routes = opts.routes, host = opts.host})
   -- the API's key ids: log key ids map to them (given, or by elimination)
   local key_map = {}
   for k, v in pairs(opts.key_map or {}) do key_map[k] = v end
@@ -485,8 +505,6 @@ function M.official(records, fetch, opts)
     end
     return r
   end
-  local dcalls = M.calls(records, {since = q.costs.query.start_time, ["until"] = q.costs.query.end_time,
-    route = opts.route, lane = "official", routes = opts.routes})
   local grouped_by_key = false
   for _, b in ipairs(costs) do
     for _, res in ipairs(b.results or {}) do if res.api_key_id then grouped_by_key = true end end

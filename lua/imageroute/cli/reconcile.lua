@@ -199,7 +199,7 @@ local function official(ctx, args, records, path)
     map[a] = b
   end
   local r, err = reconcile.official(records, M.fetcher(admin), {since = since, ["until"] = till,
-    route = args.route or (pr and pr.route), key_map = map, tolerance = args.tolerance,
+    route = args.route or (pr and pr.route), key_map = map, tolerance = args.tolerance, host = admin.host,
     routes = pcall(common.load_routes, ctx) and ctx.routes or nil})
   if not r then
     io.stderr:write("imageroute: reconcile failed: ", common.message(err), "\n")
