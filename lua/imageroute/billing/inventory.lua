@@ -119,7 +119,9 @@ end
 -- @tparam[opt] table order the routes file's names in order
 -- @treturn table `routes` (list, by route name: `{route =, lane =, provider =, host =, shape =, calls =,
 --   models = {...}, rows = {{id =, label =, count =, example =, replacement =, acceptance =, covered_by =
---   {names}, covered = boolean, note =}}}`), `official` (the official routes of the routes file)
+--   {names}, covered = boolean, note =}}}`; the row `retries_may_bill` also has `may_have_billed`, the
+--   most the retried attempts may have cost, in `currency`), `official` (the official routes of the
+--   routes file)
 function M.build(records, routes, order)
   local by, names = {}, {}
   local function row_for(rec)
@@ -141,7 +143,14 @@ function M.build(records, routes, order)
       local r = row_for(rec)
       if rec.retry_reason then
         mark(r, "retries", rec)
-        if rec.may_have_billed ~= false then mark(r, "retries_may_bill", rec) end
+        if rec.may_have_billed ~= false then
+          mark(r, "retries_may_bill", rec)
+          local c = type(rec.cost) == "table" and rec.cost or {}
+          local u = r.used.retries_may_bill
+          local a = type(c.max_amount) == "number" and c.max_amount or (type(c.amount) == "number" and c.amount)
+          if a then u.amount = (u.amount or 0) + a else u.unknown = (u.unknown or 0) + 1 end
+          u.currency = u.currency or c.currency
+        end
       end
       if rec.final then
         r.calls = r.calls + 1
@@ -201,6 +210,11 @@ function M.build(records, routes, order)
         local row = {id = cap.id, label = cap.label, count = u.count, example = u.example,
           replacement = cap.replacement, acceptance = cap.acceptance, covered_by = by_names, covered = #by_names > 0}
         if cap.id == "edit_multi" then row.note = ("up to %d input images per edit"):format(r.max_edit_images) end
+        if cap.id == "retries_may_bill" then
+          row.may_have_billed, row.currency, row.unknown = u.amount or 0, u.currency or "USD", u.unknown
+          row.note = ("they may have billed up to %s %s%s"):format(string.format("%.6g", row.may_have_billed),
+            row.currency, u.unknown and (" and " .. u.unknown .. " attempt(s) of unknown price") or "")
+        end
         if cap.needs.shape == "none" then row.note = "stays a provider route, declared in a router" end
         entry.rows[#entry.rows + 1] = row
       end
@@ -229,7 +243,8 @@ function M.text(inv, table_text)
       #r.models > 0 and concat(r.models, ",") or "-")
     local rows = {{"CAPABILITY", "SEEN", "EXAMPLE", "OFFICIAL REPLACEMENT", "COVERED BY", "ACCEPTANCE"}}
     for _, row in ipairs(r.rows) do
-      rows[#rows + 1] = {row.label, tostring(row.count), row.example or "-", row.replacement,
+      local label = row.id == "retries_may_bill" and (row.label .. " (" .. row.note .. ")") or row.label
+      rows[#rows + 1] = {label, tostring(row.count), row.example or "-", row.replacement,
         row.covered and concat(row.covered_by, ",") or (row.note and ("no (" .. row.note .. ")") or "no"),
         row.acceptance}
     end
