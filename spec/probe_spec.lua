@@ -112,6 +112,20 @@ describe("imageroute probe", function()
     assert.truthy(text:find("0.06 USD if it was", 1, true), text)
   end)
 
+  it("a refused call that could not be sent (here: over the route's budget) is recorded as not sent", function()
+    local b = imageroute.budget{name = "probe-spec", usd = 0.04, per = "run"}
+    local route = fx.route(s, {name = "gw-budget", lane = "provider", provider = "gw", shape = "chat",
+      model = "gpt-image-2", billing = {unit = "call", price = 0.03, currency = "USD"}, accepted = "spec",
+      max_retries = 0, budget = b, log = dir .. "/budget.jsonl"})
+    local rec = assert(probe.run(route, {failed = true}))
+    assert.equal(1, #s:requests())
+    assert.is_false(rec.calls[2].sent)
+    assert.equal("budget", rec.calls[2].error_kind)
+    assert.equal(0.03, rec.estimated.if_failed_billed) -- nothing sent, nothing to bill
+    assert.truthy(probe.text(rec):find("NOT SENT", 1, true))
+    assert.equal(1, #require("imageroute.billing.reconcile").probe_calls(rec))
+  end)
+
   it("the command: prints the ids and the window, exit 0; exit 1 when the server accepts the invalid field", function()
     local routes = cli.routes_file(dir, s, "official", 'log = "' .. dir .. '/cli.jsonl"')
     local rc, out, err = cli.run(dir, {"--routes", routes, "probe", "official", "--failed"})

@@ -142,7 +142,9 @@ local function call_row(role, step, route, res, err, price_if_billed)
     price_if_billed = price_if_billed}
   if err then
     row.error_kind, row.error_code, row.error = err.kind, err.code, log.scrub(err.message)
-    row.sent = not (err.attempts == 0 or (type(err.attempt_log) == "table" and #err.attempt_log == 0))
+    -- sent: some attempt went out (a refusal before sending has no attempt: gates, stop rules, budgets)
+    row.sent = (type(err.attempt_log) == "table" and #err.attempt_log > 0)
+      or (type(err.attempts) == "number" and err.attempts > 0)
   else
     row.sent = true
   end
@@ -271,7 +273,9 @@ function M.text(rec)
       tostring(c.quality or "-"), tostring(c.n or 1), tostring(c.images or 0), tostring(c.status or "-"),
       type(c.latency) == "number" and format("%.3fs", c.latency) or "-", money(c.estimated, cur),
       tostring(c.basis or "-"))
-    if c.role == "failed" then
+    if c.role == "failed" and c.sent == false then
+      add("       NOT SENT: refused before sending (%s): %s\n", tostring(c.error_kind), tostring(c.error))
+    elseif c.role == "failed" then
       add("       invalid field %s = %s (%s): %s, outcome %s, failed_calls_billed.%s = %s, %s if billed\n",
         tostring(c.field), tostring(c.value), tostring(c.why or "refused by the server"),
         c.ok and "the server ACCEPTED it" or ("refused " .. tostring(c.error_code or c.error_kind or "")),

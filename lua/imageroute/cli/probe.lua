@@ -63,6 +63,10 @@ function M.run(ctx)
     io.write("log ", path, "\n")
   end
   local failed = rec.calls[2]
+  if failed and failed.sent == false then
+    io.stderr:write("imageroute: the refused call was not sent (", tostring(failed.error), ")\n")
+    return 2
+  end
   if failed and failed.ok then
     io.stderr:write("imageroute: the server accepted the invalid field ", tostring(failed.field), " = ",
       tostring(failed.value), ": it did not refuse the call (request ", tostring(failed.request_id), ")\n")
