@@ -188,6 +188,10 @@ local function official(ctx, args, records, path)
         .. "the route with --route NAME")
     end
     base = list[1]
+    if not base then
+      fail(2, "imageroute: no official call of the routes file in that window tells which API to ask: choose the "
+        .. "route with --route NAME")
+    end
   end
   local admin, aerr = imageroute.route{name = "admin", lane = "official", base_url = base,
     api_key_env = M.ADMIN_KEY_ENV, max_retries = 2}
