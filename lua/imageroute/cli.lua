@@ -5,7 +5,8 @@
 --    echo "a fox in the snow" | imageroute generate - -n 2 -s 1024x1024 -q low -o fox.png   # fox-1.png, fox-2.png
 --    imageroute --routes routes.lua compare "a fox" --route official-images --route acme-chat
 --
--- Subcommands: `generate`, `edit`, `respond`, `check`, `batch`, `log summary`, `compare`; each
+-- Subcommands: `generate`, `edit`, `respond`, `check`, `batch`, `log summary`, `log inventory`, `compare`,
+-- `probe`, `reconcile`; each
 -- has `--help`. One meaning per flag across subcommands: `--routes FILE` is always the routes
 -- file, `--route NAME` always a route (repeated for `compare`), `-o` the output (`-o FILE` that
 -- file, several images `FILE-1.ext`, `FILE-2.ext`, ...; `-o DIR/` or an existing directory: files
@@ -37,6 +38,8 @@ local imageroute = require "imageroute"
 local common = require "imageroute.cli.common"
 local output = require "imageroute.cli.output"
 local commands = require "imageroute.cli.commands"
+local billing = {probe = require "imageroute.cli.probe", reconcile = require "imageroute.cli.reconcile"}
+local inventory = require "imageroute.cli.inventory"
 
 local format, concat = string.format, table.concat
 local Exit = common.Exit
@@ -205,7 +208,7 @@ local function build_parser(state)
   call_options(bt, "batch")
   opt(bt, "--parallel", "Calls in flight at most (default 4).", "N", integer_at_least("--parallel", 1), 4)
 
-  local lg = parser:command("log", "Read a call log (subcommand: summary).")
+  local lg = parser:command("log", "Read a call log (subcommands: summary, inventory).")
   help(lg, EPILOG)
   lg:command_target("log_command"):require_command(false)
   local ls = lg:command("summary", "Per-route totals of a call log: calls, failures, images, cost, p50/p95 "
@@ -234,11 +237,15 @@ local function build_parser(state)
   opt(cp, "--timeout", "Seconds per attempt.", "SECONDS", positive_number("--timeout"))
   opt(cp, "--retries", "Retries after the first attempt.", "N", integer_at_least("--retries", 0))
   cp:flag("--json", "Print the record (with the report's paths) as JSON.")
+  billing.probe.add(parser, help, opt, EPILOG)
+  billing.reconcile.add(parser, help, opt, EPILOG)
+  inventory.add(lg, help, opt, EPILOG)
   return parser
 end
 
 local COMMANDS = {generate = commands.generate, edit = commands.edit, respond = commands.respond,
-  check = commands.check, batch = commands.batch, compare = commands.compare}
+  check = commands.check, batch = commands.batch, compare = commands.compare, probe = billing.probe.run,
+  reconcile = billing.reconcile.run}
 
 --- Runs the command.
 -- @tparam {string,...} argv the arguments (without the program name), e.g. `arg`
@@ -268,12 +275,13 @@ function M.main(argv)
     return 2
   end
   if args.command == "log" and not args.log_command then
-    io.stderr:write("imageroute: log needs a subcommand: imageroute log summary [FILE]\n")
+    io.stderr:write("imageroute: log needs a subcommand: imageroute log summary [FILE] | log inventory [FILE]\n")
     return 2
   end
   if args.image == nil then args.image = {} end
   local ctx = {args = args}
-  local fn = args.command == "log" and commands.log_summary or COMMANDS[args.command]
+  local fn = args.command == "log" and (args.log_command == "inventory" and inventory.run or commands.log_summary)
+    or COMMANDS[args.command]
   local okr, code = xpcall(fn, function(e)
     if getmetatable(e) == Exit then return e end
     return debug.traceback(tostring(e), 2)

@@ -21,6 +21,7 @@ local imageroute = require "imageroute"
 local core = require "imageroute.core"
 local json = require "imageroute.compare.json"
 local report = require "imageroute.compare.report"
+local figures = require "imageroute.billing.figures"
 
 local type, pairs, ipairs, tostring, format = type, pairs, ipairs, tostring, string.format
 
@@ -159,7 +160,8 @@ end
 --   `source`, `date`, `reason`, `known_amount`, `max_amount`, ...), `contract_reason`, `output_text`,
 --   `error` (`kind`, `message`, `status`, `code`, `type`, `text` = the one-line `tostring(err)`), and
 --   `images` (each `{index, mime, format, width, height, bytes, sha256, image}`; `image` is the
---   Image, which `write` saves and the JSON leaves out).
+--   Image, which `write` saves and the JSON leaves out), and `billing` when the route's call log holds
+--   a billing test or a reconciliation (`probe`, `reconcile`: see `imageroute.billing.figures`).
 -- @treturn[2] nil
 -- @treturn[2] table error (`kind = "io"`) when an input image cannot be read
 -- @raise when prompt is not a non-empty string, routes is not a non-empty list of Routes with unique
@@ -222,6 +224,7 @@ function M.run(prompt, routes, opts)
   local all_ok = true
   for i, r in ipairs(routes) do
     local e = entry_of(r, call, results[i].result, results[i].error)
+    e.billing = figures.for_route(r, opts.call_opts) -- the route's latest probe and reconcile, if any
     record.entries[i] = e
     all_ok = all_ok and e.ok
   end

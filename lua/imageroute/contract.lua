@@ -9,7 +9,10 @@
 --   the evidence), `false` when it is known not to be verified.
 -- * `failed_calls_billed`: per outcome, `{rejected =, moderation =, timeout =, server_error =}`, each
 --   `"yes"` | `"no"` | `"unknown"` (or a boolean); one string applies to every outcome. When the
---   contract does not say, the route's `billing.failed_calls_billed` is used.
+--   contract does not say, the route's `billing.failed_calls_billed` is used. The table may also
+--   record how the answers are known: `checked` (the date they were checked, `"YYYY-MM-DD"`) and
+--   `source` (how: e.g. the probe and bill `imageroute reconcile` compared), both optional strings;
+--   `imageroute reconcile` prints such a line.
 -- * `output_rights`: may outputs be stored, sold, deleted: a string, or `{store =, sell =, delete =}`
 --   (`"yes"` | `"no"` | a description | `"unknown"`).
 -- * `observability`: `{request_ids =, error_types =, usage =, dashboard =}` (true / `"yes"` / a
@@ -144,8 +147,10 @@ function gate.failed_calls_billed(route, c)
     parts[#parts + 1] = o .. "=" .. rule[o]
     if rule[o] == "unknown" then unknown[#unknown + 1] = o end
   end
-  if #unknown > 0 then return "unknown", "not known whether billed: " .. concat(unknown, ", ") end
-  return "pass", concat(parts, ", ")
+  local checked = type(raw) == "table" and type(raw.checked) == "string" and
+    (" (checked " .. raw.checked .. (type(raw.source) == "string" and (": " .. raw.source) or "") .. ")") or ""
+  if #unknown > 0 then return "unknown", "not known whether billed: " .. concat(unknown, ", ") .. checked end
+  return "pass", concat(parts, ", ") .. checked
 end
 
 function gate.output_rights(_, c)
@@ -311,6 +316,13 @@ function M.allow(route)
   return M.decide(route, M.check(route))
 end
 
+--- The optional fields of a `failed_calls_billed` table besides the outcomes, each with its check:
+-- `checked` (the date the answers were checked, `"YYYY-MM-DD"`) and `source` (how they are known).
+M.FAILED_META = {
+  checked = function(v) return type(v) == "string" and v:match("^%d%d%d%d%-%d%d%-%d%d$") ~= nil end,
+  source = function(v) return type(v) == "string" and v ~= "" end,
+}
+
 --- Checks the shape of a contract table (for route files): known keys, valid yes/no answers.
 -- @tparam table|nil c the contract
 -- @treturn true
@@ -329,13 +341,17 @@ function M.validate(c)
   local f = c.failed_calls_billed
   if type(f) == "table" then
     for k, v in pairs(f) do
-      local known = false
+      local known = M.FAILED_META[k] ~= nil
+      if known and not M.FAILED_META[k](v) then
+        return nil, ("failed_calls_billed.%s must be %s"):format(k, k == "checked" and "a date \"YYYY-MM-DD\""
+          or "a string"), "contract.failed_calls_billed." .. k
+      end
       for _, o in ipairs(M.OUTCOMES) do known = known or o == k end
       if not known then
-        return nil, ("unknown outcome '%s' (rejected, moderation, timeout, server_error)"):format(tostring(k)),
-          "contract.failed_calls_billed." .. tostring(k)
+        return nil, ("unknown outcome '%s' (rejected, moderation, timeout, server_error; or checked, source)")
+          :format(tostring(k)), "contract.failed_calls_billed." .. tostring(k)
       end
-      if not M.yes_no(v) then
+      if not M.FAILED_META[k] and not M.yes_no(v) then
         return nil, ("failed_calls_billed.%s must be yes | no | unknown"):format(k),
           "contract.failed_calls_billed." .. k
       end

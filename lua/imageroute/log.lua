@@ -17,7 +17,11 @@
 -- `cost` (this attempt's part: `amount`, `currency`, `basis`, `estimated`, `outcome`, `billed`,
 -- `source`, `date`), `call_cost` (final line: `amount`, `known_amount`, `max_amount`, `currency`),
 -- `accepted` / `risk_exception` (the route's recorded reasons), `prompt_sha256`, `prompt_chars`, and
--- `prompt` only when it is at most `prompt_limit` characters (default 200).
+-- `prompt` only when it is at most `prompt_limit` characters (default 200). For billing checks
+-- (`imageroute.billing`): `key_id` (the first 8 hex digits of the SHA-256 of the key sent, never
+-- the key: from the call's own `key_id` when it carries one, else from the route's `api_key_env`),
+-- `project` (the `OPENAI_PROJECT_ID` sent as `OpenAI-Project`, when it is), `input_images` and
+-- `mask` (edits), and on the final line `outputs` (`{b64 =, url =, data_url =}`: how the images came).
 --
 -- Saving an image of a logged call appends `event = "save"` with `host`, `path`, `bytes`, `sha256`.
 --
@@ -187,6 +191,43 @@ local function count(v)
   return nil
 end
 
+--- The id of a key in the log: the first 8 hex digits of its SHA-256 (never the key).
+-- @tparam string key
+-- @treturn string|nil
+function M.key_id(key)
+  if type(key) ~= "string" or key == "" then return nil end
+  return core.sha256(key):sub(1, 8)
+end
+
+-- The key id and project id of a call: the call's own key_id when it carries one, else the key of
+-- the route's api_key_env; the project as sent (official lane, or send_openai_ids).
+local function who(route, r)
+  local id = type(r.key_id) == "string" and r.key_id or nil
+  if not id and type(route.api_key_env) == "string" then id = M.key_id(os.getenv(route.api_key_env)) end
+  local project
+  if route.lane == "official" or route.send_openai_ids then
+    project = os.getenv("OPENAI_PROJECT_ID")
+    if project == "" then project = nil end
+  end
+  return id, project
+end
+
+-- How the images of a result came: base64, a downloaded URL, a data URL.
+local function outputs(r)
+  if type(r.images) ~= "table" or #r.images == 0 then return nil end
+  local o = {b64 = 0, url = 0, data_url = 0}
+  local links = type(r.links) == "table" and r.links or nil
+  for i, img in ipairs(r.images) do
+    local ok, url = pcall(function() return img.url end)
+    local link = links and type(links[i]) == "table" and links[i].url
+    local u = (ok and type(url) == "string" and url) or (type(link) == "string" and link) or nil
+    if u and u:sub(1, 5) == "data:" then o.data_url = o.data_url + 1
+    elseif u then o.url = o.url + 1
+    else o.b64 = o.b64 + 1 end
+  end
+  return o
+end
+
 --- The log records of one call: one per attempt (one for a call refused before sending).
 -- @tparam string kind `"generate"` | `"edit"` | `"respond"`
 -- @tparam Route route
@@ -218,6 +259,12 @@ function M.records(kind, route, params, opts, res, err, settings)
     router = type(opts) == "table" and opts.router or nil,
     scale_exception = route.scale_exception,
   }
+  base.key_id, base.project = who(route, r)
+  if kind == "edit" and type(params) == "table" then
+    local img = params.image
+    base.input_images = (type(img) == "table" and img.data == nil and img.path == nil) and #img or (img and 1)
+    base.mask = params.mask ~= nil or nil
+  end
   if prompt then
     base.prompt_sha256 = core.sha256(prompt)
     base.prompt_chars = utf8.len(prompt) or #prompt
@@ -238,6 +285,7 @@ function M.records(kind, route, params, opts, res, err, settings)
     rec.quality = r.quality or rec.quality
     rec.output_format = r.output_format or rec.output_format
     rec.partial_images_received = r.partial_images_received
+    rec.outputs = outputs(r)
     rec.response_id = r.response_id or r.id
     rec.call_latency = r.latency
     rec.bytes_received = r.bytes_received
@@ -421,6 +469,23 @@ function M.saved(log_path, route, image, file_path, bytes, extra)
   if not ok then rec.sha256 = nil end
   for k, v in pairs(extra or {}) do rec[k] = v end
   return core.append(log_path, encode_lines({rec}, route))
+end
+
+--- Appends one record of another kind (`event = "probe"`, `"reconcile"`, ...) as one line, made
+-- safe for JSON and redacted with the route's key like the call lines. `v`, `time` (UTC, ISO 8601)
+-- and `route`, `host`, `lane`, `provider` are filled in when missing.
+-- @tparam string log_path the log file
+-- @tparam Route|nil route
+-- @tparam table rec the record (`event` required)
+-- @treturn true|nil
+-- @treturn table error (`kind = "io"`)
+function M.event(log_path, route, rec)
+  local out = {v = 1, time = iso_time(gettime())}
+  if route then
+    out.route, out.host, out.lane, out.provider = route.name, route.host, route.lane, route.provider
+  end
+  for k, v in pairs(rec) do out[k] = v end
+  return core.append(log_path, encode_lines({out}, route))
 end
 
 --- Makes every image of a call log its saves: `image:save(...)` works as before and, when it

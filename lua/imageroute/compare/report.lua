@@ -53,6 +53,40 @@ local function basis_text(cost)
   return s
 end
 
+--- A route's latest billing test as one short text (`imageroute.billing.figures`).
+-- @tparam table|nil p the `probe` figures
+-- @treturn string e.g. `"probe-... 2026-12-01T10:00:00Z: 2 calls (success, rejected), estimated 0.03 USD"`
+function M.probe_text(p)
+  if type(p) ~= "table" then return "-" end
+  local e = type(p.estimated) == "table" and p.estimated or {}
+  local outcomes = {}
+  for i, c in ipairs(p.calls or {}) do outcomes[i] = tostring(c.outcome or c.role) end
+  return ("%s %s: %d call(s) (%s), estimated %s %s"):format(tostring(p.probe_id), tostring(p.started), #outcomes,
+    concat(outcomes, ", "), M.money(e.success), tostring(e.currency or "USD"))
+end
+
+--- A route's latest reconciliation as one short text.
+-- @tparam table|nil r the `reconcile` figures
+-- @treturn string e.g. `"billed 0.03 USD, estimated 0.03 USD: flat price held; rejected=no"`
+function M.reconcile_text(r)
+  if type(r) ~= "table" then return "-" end
+  if r.mode == "official" then
+    return ("usage %s images, log %s; costs %s USD, log %s USD: %s"):format(tostring(r.api_images),
+      tostring(r.log_images), M.money(r.api_usd), M.money(r.log_usd), r.ok and "agree" or
+      (tostring(r.differences) .. " difference(s)"))
+  end
+  local answers = {}
+  for k, v in pairs(type(r.answers) == "table" and r.answers or {}) do
+    answers[#answers + 1] = k .. "=" .. tostring(v)
+  end
+  sort(answers)
+  local cur = tostring(r.currency or "USD")
+  return ("billed %s %s, estimated %s %s%s%s"):format(M.money(r.billed), cur, M.money(r.expected), cur,
+    r.flat_held == true and ": flat price held" or r.flat_held == false and ": flat price did NOT hold" or
+    (r.matched and ": matches" or ": no match"), #answers > 0 and ("; failed calls billed: " .. concat(answers, ", "))
+    or "")
+end
+
 local function write_file(path, text)
   local tmp = path .. ".tmp"
   local f, msg = io.open(tmp, "wb")
@@ -226,6 +260,12 @@ function M.html(record)
   row("attempts", function(e) return esc(e.attempts) end)
   row("cost", function(e) return esc(M.cost_text(e.cost)) end)
   row("cost basis", function(e) return esc(basis_text(e.cost)) end)
+  local billed = false
+  for _, e in ipairs(entries) do billed = billed or e.billing ~= nil end
+  if billed then -- the routes' billing test and reconciliation, from their call logs
+    row("billing test", function(e) return esc(M.probe_text(e.billing and e.billing.probe)) end)
+    row("reconciled", function(e) return esc(M.reconcile_text(e.billing and e.billing.reconcile)) end)
+  end
   row("result", function(e)
     if e.ok then return "ok", "ok" end
     return esc(e.error and (e.error.text or e.error.message) or "failed"), "failed"

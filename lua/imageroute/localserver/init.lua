@@ -4,7 +4,9 @@
 --
 -- Endpoints under `/v1`: `POST images/generations` (JSON), `POST images/edits` (multipart or JSON),
 -- `POST responses` (with the `image_generation` tool), `POST chat/completions` (gateway style: a
--- Markdown image link). `GET /files/<name>` serves stored images. Control endpoints (not recorded):
+-- Markdown image link), `GET organization/usage/images` and `GET organization/costs` (the Usage and
+-- Costs API, from the calls served: `imageroute.localserver.organization`). `GET /files/<name>` serves
+-- stored images. Control endpoints (not recorded):
 -- `GET /__requests`, `POST /__reset`, `POST /__script`, `GET /__stats`, `GET /__health`.
 --
 -- Images are real PNGs (64x64 RGB, zlib "stored" blocks, CRC32 and Adler32 computed here) whose
@@ -48,12 +50,15 @@ local serve = require "imageroute.localserver.serve"
 local images = require "imageroute.localserver.images"
 local responses = require "imageroute.localserver.responses"
 local chat = require "imageroute.localserver.chat"
+local organization = require "imageroute.localserver.organization"
 
 -- The /v1 endpoints: one line each.
 dispatch.add("POST", "/v1/images/generations", images.generations)
 dispatch.add("POST", "/v1/images/edits", images.edits)
 dispatch.add("POST", "/v1/responses", responses.create)
 dispatch.add("POST", "/v1/chat/completions", chat.completions)
+dispatch.add("GET", "/v1/organization/usage/images", organization.usage_images)
+dispatch.add("GET", "/v1/organization/costs", organization.costs)
 
 local M = {}
 
