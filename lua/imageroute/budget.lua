@@ -180,7 +180,7 @@ function Budget:reserve(kind, route, params)
   local fits, left = store:reserve(acct, self.usd, amount, TTL[self.per])
   if fits == nil then
     local serr = left
-    if not (type(route) == "table" and route.on_state_error == "local") then
+    if not (route ~= nil and route.on_state_error == "local") then
       serr.budget = self.name
       return nil, serr
     end

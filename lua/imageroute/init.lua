@@ -149,7 +149,12 @@ function M.route(config)
     c.budget = config.budget.name
     config = c
   end
-  if type(config) == "table" and type(config.state) == "string" then -- a URL: checked now
+  if type(config) == "table" and state.is_store(config.state) then -- the route keeps its store's id
+    local c = {}
+    for k, v in pairs(config) do c[k] = v end
+    c.state = config.state.id
+    config = c
+  elseif type(config) == "table" and type(config.state) == "string" then -- a URL: checked now
     local _, serr = state.resolve(config.state)
     if serr then serr.field = "state"; return nil, serr end
   end

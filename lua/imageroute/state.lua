@@ -48,7 +48,8 @@
 --   (left in USD before the reservation). `ttl` (seconds, or nil) is how long the account lives.
 -- * `settle(account, reserved, charged)`: moves a reservation out and `charged` (USD) into spent.
 -- * `account(account)`: `{spent =, reserved =}` (USD). `reset(account)`: clears the account.
--- * `kind` (`"memory"` | `"redis"`), `url` (without password), `stats`.
+-- * `kind` (`"memory"` | `"redis"`), `url` (without password), `id` (unique in the process: what a
+--   route built with this store keeps in its `state` field), `stats`.
 -- @module imageroute.state
 
 local core = require "imageroute.core"
@@ -58,6 +59,15 @@ local M = {}
 local function now() return core.now() end
 
 local function new_stats() return {calls = 0, seconds = 0, max_seconds = 0, errors = 0} end
+
+-- every store by its id (a route keeps the id of its store: route fields are copied, stores are not)
+local by_id, next_id = {}, 0
+local function register(store, base)
+  next_id = next_id + 1
+  store.id = ("%s#%d"):format(base, next_id)
+  by_id[store.id] = store
+  return store
+end
 
 -- ---------------------------------------------------------------------------------------------
 -- memory
@@ -70,8 +80,8 @@ function Memory.__tostring() return "imageroute.state.memory()" end
 --- A store in this Lua state.
 -- @treturn table store (see the interface above)
 function M.memory()
-  return setmetatable({kind = "memory", url = "memory", windows = {}, pauses = {}, slots = {}, accounts = {},
-    next_lease = 0, stats = new_stats()}, Memory)
+  return register(setmetatable({kind = "memory", url = "memory", windows = {}, pauses = {}, slots = {},
+    accounts = {}, next_lease = 0, stats = new_stats()}, Memory), "memory")
 end
 
 -- units used in the window of key at time t (old entries dropped), and the entries left
@@ -374,8 +384,11 @@ end
 -- runs a script by its digest, loading it when the server does not know it
 local function script(self, name, keys, ...)
   local sha = self.sha[name]
+  local args = {#keys}
+  for _, k in ipairs(keys) do args[#args + 1] = k end
+  for i = 1, select("#", ...) do args[#args + 1] = (select(i, ...)) end
   if sha then
-    local ok, v = command(self, "EVALSHA", sha, #keys, table.unpack(keys), ...)
+    local ok, v = command(self, "EVALSHA", sha, table.unpack(args))
     if ok or not tostring(v.message):find("NOSCRIPT", 1, true) then
       if ok then return true, v end
       return nil, v
@@ -384,7 +397,7 @@ local function script(self, name, keys, ...)
   local ok, v = command(self, "SCRIPT", "LOAD", SCRIPTS[name])
   if not ok then return nil, v end
   self.sha[name] = v
-  return command(self, "EVALSHA", v, #keys, table.unpack(keys), ...)
+  return command(self, "EVALSHA", v, table.unpack(args))
 end
 
 local lease_seq = 0
@@ -438,7 +451,7 @@ function M.redis(config)
       {code = "redis_unavailable"})
   end
   s.driver = driver
-  return s
+  return register(s, s.url)
 end
 
 function Redis:admit(key, lim, n, lease_ttl)
@@ -520,14 +533,16 @@ M.default = M.memory()
 
 local by_url = {}
 
---- The store a `state` field names: a store as is, `nil` or `"memory"` the default store, a
--- `redis://` URL the Redis store of that URL (one per URL in this process).
+--- The store a `state` field names: a store as is (or its `id`, which a route keeps), `nil` or
+-- `"memory"` the default store, a `redis://` URL the Redis store of that URL (one per URL in this
+-- process).
 -- @param v a store, a URL string or nil
 -- @treturn table|nil store
 -- @treturn[2] table error (`validation`, or `state` / `redis_unavailable`)
 function M.resolve(v)
   if v == nil or v == "memory" then return M.default end
   if M.is_store(v) then return v end
+  if type(v) == "string" and by_id[v] then return by_id[v] end
   if type(v) == "string" then
     if not by_url[v] then
       local s, err = M.redis{url = v}
