@@ -61,6 +61,7 @@ build = {
     ["imageroute.cli.output"] = "lua/imageroute/cli/output.lua",
     ["imageroute.cli.progress"] = "lua/imageroute/cli/progress.lua",
     ["imageroute.cli.commands"] = "lua/imageroute/cli/commands.lua",
+    ["imageroute.cli.budget"] = "lua/imageroute/cli/budget.lua",
     ["imageroute.compare"] = "lua/imageroute/compare.lua",
     ["imageroute.hostloop"] = "lua/imageroute/hostloop.lua",
     ["imageroute.json"] = "lua/imageroute/json.lua",

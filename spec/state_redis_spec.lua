@@ -69,7 +69,8 @@ describe("the Redis URL", function()
     assert.same({host = "127.0.0.1", port = 6379, db = 0}, state.parse_url("redis://127.0.0.1"))
     assert.same({host = "cache.internal", port = 6380, db = 3, user = "app", password = "p@ss:w"},
       state.parse_url("redis://app:p%40ss:w@cache.internal:6380/3"))
-    assert.same({host = "::1", port = 7000, db = 0, password = "secret"}, state.parse_url("redis://:secret@[::1]:7000/"))
+    assert.same({host = "::1", port = 7000, db = 0, password = "secret"},
+      state.parse_url("redis://:secret@[::1]:7000/"))
     local _, tls = state.parse_url("rediss://127.0.0.1:6380/0")
     assert.matches("rediss:// %(Redis over TLS%) is not supported", tls)
     for _, bad in ipairs{"http://x", "redis://", "redis://h:0", "redis://h:70000", "redis://h/x", "redis://h:p",

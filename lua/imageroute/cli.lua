@@ -234,11 +234,13 @@ local function build_parser(state)
   opt(cp, "--timeout", "Seconds per attempt.", "SECONDS", positive_number("--timeout"))
   opt(cp, "--retries", "Retries after the first attempt.", "N", integer_at_least("--retries", 0))
   cp:flag("--json", "Print the record (with the report's paths) as JSON.")
+  require("imageroute.cli.budget").register(parser, help, EPILOG)
   return parser
 end
 
 local COMMANDS = {generate = commands.generate, edit = commands.edit, respond = commands.respond,
-  check = commands.check, batch = commands.batch, compare = commands.compare}
+  check = commands.check, batch = commands.batch, compare = commands.compare,
+  budget = require("imageroute.cli.budget").run}
 
 --- Runs the command.
 -- @tparam {string,...} argv the arguments (without the program name), e.g. `arg`

@@ -545,8 +545,8 @@ local function raw_call(start, kind)
       local sok, scale_err = M.contract.scale_allowed(route)
       if not sok then return nil, scale_err end
     end
-    local waited, release, keepalive, serr, state_fallback = limits.before(route, kind, params, wait_until)
-    if serr then return nil, serr end -- the state store failed: refused, nothing sent
+    local waited, release, keepalive, lerr, state_fallback = limits.before(route, kind, params, wait_until)
+    if lerr then return nil, lerr end -- the state store failed: refused, nothing sent
     if name then in_flight[name] = (in_flight[name] or 0) + 1 end
     local x, err = start(route, params, opts)
     local ok2, res, e = pcall(await, x, err, opts, keepalive)

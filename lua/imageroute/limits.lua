@@ -13,8 +13,8 @@
 -- `retry-after` (or a rate-limit reset) pauses the route's buckets for every call sharing them.
 -- Buckets are shared by the routes of the same name, in the store the route's `state` field names
 -- (`imageroute.state.default`, this process, without one; a Redis store shares them across processes
--- and machines: see `imageroute.state`). Tier-1 accounts get 5 images per minute on GPT image models (OpenAI API docs, Guides >
--- Rate limits, https://platform.openai.com/docs/guides/rate-limits, read 2026-12-01): set
+-- and machines: see `imageroute.state`). Tier-1 accounts get 5 images per minute on GPT image models
+-- (OpenAI API docs, Guides > Rate limits, https://platform.openai.com/docs/guides/rate-limits, read 2026-12-01): set
 -- `limits = {images_per_minute = 5}` and a parallel script waits instead of drowning in 429s.
 -- @module imageroute.limits
 
@@ -112,7 +112,7 @@ function M.before(route, kind, params, wait_until)
   end
   local n = images_asked(kind, params)
   local ttl = store.lease_ttl or 10
-  local t0, waited, lease = core.now(), false, nil
+  local t0, waited, lease = core.now(), false
   while true do
     local ok, wait = store:admit(key, lim, n, ttl)
     if ok == nil then
