@@ -56,7 +56,7 @@ return {
     assert.equal("memory", by.mine.store)
     assert.equal("state_unreachable", by.lost.error.code)
     assert.is_nil(by.lost.left)
-    rc, _, err = cli.run(dir, {"budget", "nope"})
+    rc, out, err = cli.run(dir, {"budget", "nope"})
     assert.equal(2, rc)
     assert.matches("declares no budget 'nope'", err)
   end)

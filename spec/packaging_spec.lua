@@ -44,7 +44,7 @@ describe("the rockspec", function()
     for _, f in pairs(rs.build.install.bin) do assert.truthy(io.open(ROOT .. "/" .. f), f) end
   end)
 
-  it("leaves the optional Redis module to a rockspec of its own, which builds every C source under src/redis/", function()
+  it("leaves the optional Redis module to a rockspec of its own, building every C source of src/redis/", function()
     local env = {}
     assert(loadfile(ROOT .. "/rockspec/imageroute-redis-scm-1.rockspec", "t", env))()
     local want, got = {}, {}
