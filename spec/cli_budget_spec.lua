@@ -57,6 +57,7 @@ return {
     assert.equal("state_unreachable", by.lost.error.code)
     assert.is_nil(by.lost.left)
     rc, out, err = cli.run(dir, {"budget", "nope"})
+    assert.equal("", out)
     assert.equal(2, rc)
     assert.matches("declares no budget 'nope'", err)
   end)
