@@ -108,6 +108,7 @@ rock-check: deps
 
 bench: deps build
 	$(LUA) bench/run.lua
+	$(LUA) bench/policy_overhead.lua
 
 check-valgrind: deps build
 	@command -v valgrind >/dev/null || { echo "check-valgrind: valgrind is not installed (apt-get install valgrind)"; exit 1; }

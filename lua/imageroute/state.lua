@@ -23,7 +23,8 @@
 -- and `timeout` (default 0.025 s, each command); after a failed connect the store does not try
 -- again for `reconnect_interval` (default 1 s) and fails at once meanwhile, so an unreachable
 -- store never stalls the loop for longer than one timeout per interval. `store.stats` counts the
--- calls and their time (`calls`, `seconds`, `max_seconds`, `errors`).
+-- calls and their time (`calls`, `seconds`, `max_seconds`, `over_5ms`: calls longer than 5 ms,
+-- `errors`).
 --
 -- A store that cannot be reached (or answers with an error) returns `nil, err` with
 -- `err.kind = "state"` and `err.code = "state_unreachable"` (connect, I/O or timeout) or
@@ -58,7 +59,7 @@ local M = {}
 
 local function now() return core.now() end
 
-local function new_stats() return {calls = 0, seconds = 0, max_seconds = 0, errors = 0} end
+local function new_stats() return {calls = 0, seconds = 0, max_seconds = 0, over_5ms = 0, errors = 0} end
 
 -- every store by its id (a route keeps the id of its store: route fields are copied, stores are not)
 local by_id, next_id = {}, 0
@@ -84,26 +85,36 @@ function M.memory()
     accounts = {}, next_lease = 0, stats = new_stats()}, Memory), "memory")
 end
 
--- units used in the window of key at time t (old entries dropped), and the entries left
+-- the window of key at time t, entries older than the window dropped: a queue
+-- {first =, last =, used =, [i] = {t =, n =}} (used: the units it holds)
 local function window_of(self, key, window, t)
-  local keep, used = {}, 0
-  for _, e in ipairs(self.windows[key] or {}) do
-    if e.t > t - window then keep[#keep + 1] = e; used = used + e.n end
+  local w = self.windows[key]
+  if not w then w = {first = 1, last = 0, used = 0}; self.windows[key] = w end
+  while w.first <= w.last and w[w.first].t <= t - window do
+    w.used = w.used - w[w.first].n
+    w[w.first] = nil
+    w.first = w.first + 1
   end
-  self.windows[key] = keep
-  return used, keep
+  return w
 end
 
 -- 0 when n units fit into the window, else the seconds until they would
 local function room(self, key, limit, window, n, t)
-  local used, keep = window_of(self, key, window, t)
-  if used == 0 or used + n <= limit then return 0 end
-  local free = limit - used
-  for _, e in ipairs(keep) do
-    free = free + e.n
-    if free >= n then return math.max(e.t + window - t, 0.001) end
+  local w = window_of(self, key, window, t)
+  if w.used == 0 or w.used + n <= limit then return 0 end
+  local free = limit - w.used
+  for i = w.first, w.last do
+    free = free + w[i].n
+    if free >= n then return math.max(w[i].t + window - t, 0.001) end
   end
   return window
+end
+
+local function add(self, key, t, n)
+  local w = self.windows[key]
+  w.last = w.last + 1
+  w[w.last] = {t = t, n = n}
+  w.used = w.used + n
 end
 
 function Memory:admit(key, lim, n)
@@ -127,8 +138,8 @@ function Memory:admit(key, lim, n)
     self.next_lease = self.next_lease + 1
     lease = tostring(self.next_lease)
   end
-  if lim.requests then table.insert(self.windows[key .. ":requests"], {t = t, n = 1}) end
-  if lim.images then table.insert(self.windows[key .. ":images"], {t = t, n = n}) end
+  if lim.requests then add(self, key .. ":requests", t, 1) end
+  if lim.images then add(self, key .. ":images", t, n) end
   return true, lease
 end
 
@@ -198,11 +209,17 @@ if p > now then return {0, tostring(p - now)} end
 local window, n = tonumber(ARGV[3]), tonumber(ARGV[4])
 local function units(m) return tonumber(string.match(m, ':(%d+)$')) or 1 end
 local function room(key, limit, want)
-  redis.call('ZREMRANGEBYSCORE', key, '-inf', now - window)
-  local es = redis.call('ZRANGE', key, 0, -1, 'WITHSCORES')
-  local used = 0
-  for i = 1, #es, 2 do used = used + units(es[i]) end
+  local sum = key .. ':sum'
+  local gone = redis.call('ZRANGEBYSCORE', key, '-inf', now - window)
+  local used = tonumber(redis.call('GET', sum) or '0')
+  if #gone > 0 then
+    for _, m in ipairs(gone) do used = used - units(m) end
+    redis.call('ZREMRANGEBYSCORE', key, '-inf', now - window)
+  end
+  if used < 0 or redis.call('EXISTS', key) == 0 then used = 0 end
+  redis.call('SET', sum, used, 'PX', math.ceil(window * 1000) + 1000)
   if used == 0 or used + want <= limit then return 0 end
+  local es = redis.call('ZRANGE', key, 0, -1, 'WITHSCORES')
   local free = limit - used
   for i = 1, #es, 2 do
     free = free + units(es[i])
@@ -220,8 +237,13 @@ if mx > 0 then
   redis.call('ZADD', KEYS[3], now + tonumber(ARGV[7]), ARGV[6])
   redis.call('PEXPIRE', KEYS[3], math.ceil(tonumber(ARGV[7]) * 1000) + 1000)
 end
-if rl > 0 then redis.call('ZADD', KEYS[1], now, ARGV[6] .. ':1'); redis.call('PEXPIRE', KEYS[1], ms) end
-if il > 0 then redis.call('ZADD', KEYS[2], now, ARGV[6] .. ':' .. n); redis.call('PEXPIRE', KEYS[2], ms) end
+local function add(key, units)
+  redis.call('ZADD', key, now, ARGV[6] .. ':' .. units)
+  redis.call('PEXPIRE', key, ms)
+  redis.call('SET', key .. ':sum', redis.call('INCRBY', key .. ':sum', units), 'PX', ms)
+end
+if rl > 0 then add(KEYS[1], 1) end
+if il > 0 then add(KEYS[2], n) end
 return {1, ''}
 ]],
   -- KEYS: slots. ARGV: lease, ttl s. 1 when renewed, 0 when the lease had expired (taken again)
@@ -375,6 +397,7 @@ local function command(self, ...)
   local st = self.stats
   st.calls, st.seconds = st.calls + 1, st.seconds + dt
   if dt > st.max_seconds then st.max_seconds = dt end
+  if dt > 0.005 then st.over_5ms = st.over_5ms + 1 end
   if ok then return true, v end
   if type(v) == "table" then return nil, v end
   if ekind == "io" then return state_error(self, "state_unreachable", tostring(v)) end
