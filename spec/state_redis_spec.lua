@@ -87,6 +87,33 @@ describe("the Redis URL", function()
   end)
 end)
 
+describe("an install without the Redis module", function()
+  it("builds and runs everything else; a Redis store says what is missing", function()
+    -- a cpath holding the core alone, as `make build WITH_REDIS=0` or the main rock installs it
+    local dir = fx.tmpdir()
+    local core_so = package.searchpath("imageroute.core", package.cpath)
+    assert(os.execute(("mkdir -p %s/imageroute && ln -s \"$(readlink -f %s)\" %s/imageroute/core.so"):format(dir,
+      core_so, dir)))
+    local s = server.start()
+    local script = ([[
+      local imageroute = require "imageroute"
+      assert(not pcall(require, "imageroute.redis"))
+      local store, err = imageroute.state.redis{url = "redis://127.0.0.1:1/0"}
+      assert(store == nil and err.kind == "state" and err.code == "redis_unavailable", tostring(err))
+      local route = assert(imageroute.route{name = "m", base_url = %q, model = "gpt-image-1", api_key = "sk-x",
+        limits = {requests = 5, window = 1}, budget = imageroute.budget{name = "b", usd = 1}})
+      local res = assert(imageroute.generate(route, {prompt = "p", size = "1024x1024", quality = "low"}))
+      print(err.message, #res.images)
+    ]]):format(s.base_url)
+    local p = assert(io.popen(("LUA_CPATH='%s/?.so;;' lua5.4 -e %q 2>&1"):format(dir, script)))
+    local out = p:read("a")
+    p:close()
+    s:stop()
+    os.execute("rm -rf " .. dir)
+    assert.matches("the C module imageroute.redis %(hiredis%) is not installed.*\t1\n$", out)
+  end)
+end)
+
 local available, why = redis.available()
 local describe_redis = available and describe or function(name) pending(name .. " (" .. why .. ")") end
 

@@ -32,6 +32,24 @@
 #include <string.h>
 #include <sys/time.h>
 
+/* -DIR_STACK_CHECK (make check-asan): every pushed reply is exactly one value, or abort */
+#ifdef IR_STACK_CHECK
+#include <stdio.h>
+#include <stdlib.h>
+#define STACK_MARK(L, name) int name = lua_gettop(L)
+#define STACK_EXPECT(L, name, delta)                                                             \
+    do {                                                                                         \
+        if (lua_gettop(L) != (name) + (delta)) {                                                 \
+            fprintf(stderr, "%s:%d: Lua stack %d, expected %d\n", __FILE__, __LINE__,              \
+                    lua_gettop(L), (name) + (delta));                                            \
+            abort();                                                                             \
+        }                                                                                        \
+    } while (0)
+#else
+#define STACK_MARK(L, name) ((void)0)
+#define STACK_EXPECT(L, name, delta) ((void)0)
+#endif
+
 #define CONN_MT "imageroute.RedisConn"
 #define MAX_ARGS 64
 #define MAX_DEPTH 8
@@ -110,6 +128,7 @@ static int l_connect(lua_State *L)
 static void push_reply(lua_State *L, const redisReply *r, int depth)
 {
     size_t i;
+    STACK_MARK(L, top);
     luaL_checkstack(L, 3, "Redis reply");
     switch (r->type) {
     case REDIS_REPLY_STRING:
@@ -135,6 +154,7 @@ static void push_reply(lua_State *L, const redisReply *r, int depth)
         lua_pushnil(L);
         break;
     }
+    STACK_EXPECT(L, top, 1);
 }
 
 static int push_reply_protected(lua_State *L)
