@@ -84,6 +84,15 @@ describe("the Redis URL", function()
     assert.equal("state", berr.field)
     local _, verr = imageroute.route{name = "bad-policy", on_state_error = "ignore"}
     assert.equal("on_state_error", verr.field)
+    -- a routes file: its stores are URLs, checked when it loads
+    local dir = fx.tmpdir()
+    local f = assert(io.open(dir .. "/routes.lua", "w"))
+    f:write('return {official = {model = "gpt-image-1", state = "rediss://127.0.0.1:6380/0"}}')
+    f:close()
+    local _, ferr = imageroute.routes.load(dir .. "/routes.lua")
+    os.execute("rm -rf " .. dir)
+    assert.equal("state", ferr.field)
+    assert.matches("route 'official': rediss://", ferr.message)
   end)
 end)
 

@@ -167,6 +167,10 @@ function M.load(path)
         return v
       end
     end
+    if type(cfg.state) == "string" and cfg.state ~= "memory" then -- a store URL: checked now, opened at call time
+      local oks, smsg = require("imageroute.state").parse_url(cfg.state)
+      if not oks then return fail(path, e.name, "state", smsg) end
+    end
     local okc, cmsg, cfield = contract.validate(cfg.contract)
     if not okc then return fail(path, e.name, cfield, cmsg) end
     local route, err = core.route(cfg)
