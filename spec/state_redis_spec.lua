@@ -36,15 +36,16 @@ local function run_workers(list)
 end
 
 local function tally(lines)
-  local n = {ok = 0, err = {}, max_ms = 0, store_calls = 0}
+  local n = {ok = 0, err = {}, max_ms = 0, total_ms = 0, store_calls = 0}
   for _, proc in ipairs(lines) do
     for _, l in ipairs(proc) do
       if l == "ok" then n.ok = n.ok + 1
       elseif l:match("^err ") then n.err[#n.err + 1] = l
       elseif l:match("^stats ") then
-        local calls, ms = l:match("^stats (%d+) ([%d.]+)")
+        local calls, ms, total = l:match("^stats (%d+) ([%d.]+) ([%d.]+)")
         n.store_calls = n.store_calls + tonumber(calls)
         n.max_ms = math.max(n.max_ms, tonumber(ms))
+        n.total_ms = n.total_ms + tonumber(total)
       else error("worker said: " .. l) end
     end
   end
@@ -152,7 +153,12 @@ describe_redis("state in Redis", function()
     local most, total = most_in_window(s, W - 0.05)
     assert.equal(12, total)
     assert.is_true(most <= N, ("at most %d in any window, got %d"):format(N, most))
-    assert.is_true(n.max_ms < 20, "no store call stalled the loop for more than 20 ms: " .. n.max_ms)
+    -- store calls are short (a fraction of a ms on a quiet host: make bench), a few ms on average
+    -- with 4 clients, the server and Redis starting at once on a busy host; the longest within the
+    -- default timeouts (connect 50 ms + command 50 ms) and some scheduling slack
+    local mean = n.total_ms / n.store_calls
+    assert.is_true(mean < 25, "store calls take a few ms on average: " .. mean)
+    assert.is_true(n.max_ms < 150, "no store call held the loop beyond its timeouts: " .. n.max_ms)
     -- the same 4 processes with their limits in memory: each holds its own window, 4 x N get through
     s:reset()
     local control = tally(run_workers{

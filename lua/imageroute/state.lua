@@ -19,8 +19,9 @@
 -- * A URL string stands for the store: `"memory"` (the default store) or a `redis://` URL (one
 --   store per distinct URL and process, so routes naming the same URL share one connection).
 --
--- Every store call is a short blocking exchange, bounded by `connect_timeout` (default 0.05 s)
--- and `timeout` (default 0.025 s, each command); after a failed connect the store does not try
+-- Every store call is a short blocking exchange (a fraction of a millisecond on a quiet host),
+-- bounded by `connect_timeout` (default 0.05 s) and `timeout` (default 0.05 s, each command:
+-- tighter ones refuse calls spuriously on a loaded host); after a failed connect the store does not try
 -- again for `reconnect_interval` (default 1 s) and fails at once meanwhile, so an unreachable
 -- store never stalls the loop for longer than one timeout per interval. `store.stats` counts the
 -- calls and their time (`calls`, `seconds`, `max_seconds`, `over_5ms`: calls longer than 5 ms,
@@ -431,7 +432,7 @@ end
 
 --- A store in a Redis server, shared by every process that names it.
 -- @tparam table config `url` (`redis://[user:password@]host[:port][/db]`, required), `connect_timeout`
---   (seconds, default 0.05), `timeout` (seconds per command, default 0.025), `reconnect_interval`
+--   (seconds, default 0.05), `timeout` (seconds per command, default 0.05), `reconnect_interval`
 --   (seconds, default 1), `lease_ttl` (seconds, default 10: how long an in-flight slot outlives a
 --   process that stopped renewing it), `prefix` (key prefix, default `"imageroute:"`)
 -- @treturn table|nil store (see the interface above); no connection is made until the first call
@@ -454,7 +455,7 @@ function M.redis(config)
     return v
   end
   local s = setmetatable({kind = "redis", host = u.host, port = u.port, db = u.db,
-    connect_timeout = secs("connect_timeout", 0.05, 60), timeout = secs("timeout", 0.025, 60),
+    connect_timeout = secs("connect_timeout", 0.05, 60), timeout = secs("timeout", 0.05, 60),
     reconnect_interval = secs("reconnect_interval", 1, 3600), lease_ttl = secs("lease_ttl", 10, 86400),
     prefix = config.prefix or "imageroute:", sha = {}, stats = new_stats()}, Redis)
   for _, k in ipairs{"connect_timeout", "timeout", "reconnect_interval", "lease_ttl"} do

@@ -5,7 +5,8 @@
 -- MODE budget BASE STATE USD COUNT: COUNT calls of a flat 0.10 USD provider route under a budget
 --             of USD per run, kept in STATE
 -- MODE hold   BASE STATE TTL: one slow call holding the only in-flight slot (lease TTL seconds)
--- Prints one line per call ("ok" or "err KIND CODE"), then "stats CALLS MAX_MS" (the store's calls).
+-- Prints one line per call ("ok" or "err KIND CODE"), then "stats CALLS MAX_MS TOTAL_MS" (the store's
+-- calls: how many, the longest, all of them together).
 local imageroute = require "imageroute"
 local fx = require "support.fixtures"
 
@@ -33,4 +34,4 @@ for _ = 1, count do
   io.stdout:flush()
 end
 local stats = type(store) == "table" and store.stats or imageroute.state.default.stats
-print(("stats %d %.3f"):format(stats.calls, stats.max_seconds * 1000))
+print(("stats %d %.3f %.3f"):format(stats.calls, stats.max_seconds * 1000, stats.seconds * 1000))
