@@ -62,6 +62,7 @@ function M.normalise(t)
 end
 
 local function images_asked(kind, params)
+  if kind == "api" then return 0 end -- a generic API request (imageroute.api) makes no image
   if kind == "respond" then return 1 end
   local n = type(params) == "table" and math.tointeger(params.n) or 1
   return (n and n > 0) and n or 1

@@ -37,7 +37,7 @@
 --
 -- The interface a store offers (both kinds; `nil, err` on a store failure):
 --
--- * `admit(key, lim, n, lease_ttl)`: atomically admits one call of `n` images into the buckets of
+-- * `admit(key, lim, n, lease_ttl)`: atomically admits one call of `n` images (0: none) into the buckets of
 --   `key` (`lim = {requests =, images =, window = seconds, max_in_flight =}`, each optional) and
 --   takes an in-flight slot when `max_in_flight` is set. Returns `true, lease` (the lease id, a
 --   string, or nil without `max_in_flight`), or `false, wait`: the seconds after which asking again
@@ -127,7 +127,8 @@ function Memory:admit(key, lim, n)
     local wait = room(self, key .. ":requests", lim.requests, w, 1, t)
     if wait > 0 then return false, wait end
   end
-  if lim.images then
+  local images = lim.images and n > 0 -- a call that makes no image (imageroute.api) takes none
+  if images then
     local wait = room(self, key .. ":images", lim.images, w, n, t)
     if wait > 0 then return false, wait end
   end
@@ -140,7 +141,7 @@ function Memory:admit(key, lim, n)
     lease = tostring(self.next_lease)
   end
   if lim.requests then add(self, key .. ":requests", t, 1) end
-  if lim.images then add(self, key .. ":images", t, n) end
+  if images then add(self, key .. ":images", t, n) end
   return true, lease
 end
 
@@ -482,7 +483,8 @@ function Redis:admit(key, lim, n, lease_ttl)
   local p = self.prefix .. key
   local lease = new_lease()
   local ok, v = script(self, "admit", {p .. ":requests", p .. ":images", p .. ":slots", p .. ":pause"},
-    lim.requests or 0, lim.images or 0, lim.window or 60, n, lim.max_in_flight or 0, lease, lease_ttl or self.lease_ttl)
+    lim.requests or 0, n > 0 and lim.images or 0, lim.window or 60, n, lim.max_in_flight or 0, lease,
+    lease_ttl or self.lease_ttl)
   if not ok then return nil, v end
   if v[1] == 1 then return true, lim.max_in_flight and lease or nil end
   if v[2] == "" then return false, nil end
