@@ -21,6 +21,14 @@ endif
 SRCS        = $(wildcard src/*.c)
 OBJS        = $(SRCS:src/%.c=$(BUILD)/obj/%.o)
 CORE        = $(BUILD)/imageroute/core.so
+# the optional Redis client of imageroute.state.redis (src/redis/, hiredis): built when pkg-config finds
+# hiredis, or with WITH_REDIS=1 (fails without it); WITH_REDIS=0 never builds it
+HIREDIS_OK := $(shell pkg-config --exists hiredis 2>/dev/null && echo 1 || echo 0)
+WITH_REDIS ?= $(HIREDIS_OK)
+REDIS_MOD   = $(BUILD)/imageroute/redis.so
+ifeq ($(WITH_REDIS),1)
+REDIS_TARGET = $(REDIS_MOD)
+endif
 
 export LUA_PATH  := $(CURDIR)/lua/?.lua;$(CURDIR)/lua/?/init.lua;;
 export LUA_CPATH := $(CURDIR)/$(BUILD)/?.so;;
@@ -47,7 +55,12 @@ help:
 deps:
 	@scripts/deps.sh
 
-build: $(CORE)
+build: $(CORE) $(REDIS_TARGET)
+
+$(REDIS_MOD): src/redis/redis.c
+	@mkdir -p $(dir $@)
+	$(CC) $(ALL_CFLAGS) $(shell pkg-config --cflags hiredis 2>/dev/null) -shared $(LDFLAGS) -o $@ $< \
+	  $(shell pkg-config --libs hiredis 2>/dev/null || echo -lhiredis)
 
 $(BUILD)/obj/%.o: src/%.c src/ir.h src/xfer.h
 	@mkdir -p $(dir $@)
@@ -95,6 +108,7 @@ rock-check: deps
 
 bench: deps build
 	$(LUA) bench/run.lua
+	$(LUA) bench/policy_overhead.lua
 
 check-valgrind: deps build
 	@command -v valgrind >/dev/null || { echo "check-valgrind: valgrind is not installed (apt-get install valgrind)"; exit 1; }

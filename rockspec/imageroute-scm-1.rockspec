@@ -90,6 +90,7 @@ build = {
     ["imageroute.billing.reconcile"] = "lua/imageroute/billing/reconcile.lua",
     ["imageroute.billing.inventory"] = "lua/imageroute/billing/inventory.lua",
     ["imageroute.billing.figures"] = "lua/imageroute/billing/figures.lua",
+    ["imageroute.cli.budget"] = "lua/imageroute/cli/budget.lua",
     ["imageroute.compare"] = "lua/imageroute/compare.lua",
     ["imageroute.compare.json"] = "lua/imageroute/compare/json.lua",
     ["imageroute.compare.report"] = "lua/imageroute/compare/report.lua",

@@ -16,6 +16,8 @@ PKGS="$PKGS liblua5.3-dev lua5.3 pandoc"
 # host event loops the adapters are tested in (imageroute.loop.cqueues with a lua-http server,
 # imageroute.loop.luv), and the network-namespace tools of the download-policy spec (ip, unshare)
 PKGS="$PKGS lua-cqueues lua-luv lua-http iproute2 util-linux"
+# the optional Redis state store (imageroute.state.redis): hiredis for its C module, redis-server for its specs
+PKGS="$PKGS libhiredis-dev redis-server"
 missing=""
 for p in $PKGS; do
   if ! dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed"; then

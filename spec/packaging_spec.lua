@@ -44,6 +44,28 @@ describe("the rockspec", function()
     for _, f in pairs(rs.build.install.bin) do assert.truthy(io.open(ROOT .. "/" .. f), f) end
   end)
 
+  it("leaves the optional Redis module to a rockspec of its own, building every C source of src/redis/", function()
+    local env = {}
+    assert(loadfile(ROOT .. "/rockspec/imageroute-redis-scm-1.rockspec", "t", env))()
+    local want, got = {}, {}
+    for _, f in ipairs(lines("cd " .. ROOT .. " && ls src/redis/*.c | sort")) do want[f] = true end
+    local names = {}
+    for mod, v in pairs(env.build.modules) do
+      names[#names + 1] = mod
+      for _, f in ipairs(v.sources) do got[f] = true end
+    end
+    assert.same({"imageroute.redis"}, names)
+    assert.same(want, got)
+    assert.same({"hiredis"}, env.build.modules["imageroute.redis"].libraries)
+    assert.equal("hiredis", env.external_dependencies.HIREDIS.library)
+    assert.is_nil(env.external_dependencies.HIREDIS.header)
+    assert.equal("lua >= 5.3, < 5.5", env.dependencies[1])
+    assert.equal("imageroute", env.dependencies[2])
+    -- the main rock needs no hiredis: no module of it links it, and imageroute.state loads it lazily
+    for _, dep in pairs(rockspec().external_dependencies) do assert.not_equal("hiredis", dep.library) end
+    assert.is_nil(rockspec().build.modules["imageroute.redis"])
+  end)
+
   it("says Lua 5.3 to 5.4, checks its C libraries by library, and has the fields of a published rock", function()
     local rs = rockspec()
     assert.equal("lua >= 5.3, < 5.5", rs.dependencies[1])

@@ -31,7 +31,7 @@ static const char *const KNOWN[] = {
     "retry_after_max", "max_response_bytes", "max_event_bytes", "low_speed_limit", "low_speed_time", "ca_file", "billing", "contract", "accepted",
     "risk_exception", "description", "log",
     "download_hosts", "allow_private_downloads", "deadline", "max_images", "max_call_bytes", "send_openai_ids",
-    "resolve", "retry_policy", "limits", "budget", "scale_exception", NULL
+    "resolve", "retry_policy", "limits", "budget", "scale_exception", "state", "on_state_error", NULL
 };
 
 /* ---- the route's own key (api_key) ---- */
@@ -574,6 +574,18 @@ static int l_route(lua_State *L)
     if (lua_getfield(L, cfg, "limits") != LUA_TNIL && !lua_istable(L, -1))
         FAIL("limits", "route field 'limits' must be a table");
     lua_setfield(L, out, "limits");
+    /* state: the store of the route's limits (imageroute.state), or its URL; checked by the Lua layer */
+    lua_getfield(L, cfg, "state");
+    if (!lua_isnil(L, -1) && !lua_istable(L, -1) && lua_type(L, -1) != LUA_TSTRING)
+        FAIL("state", "route field 'state' must be a store (imageroute.state.memory() / .redis{...}) or its URL");
+    lua_setfield(L, out, "state");
+    if (opt_string(L, cfg, out, "on_state_error", "refuse") < 0)
+        FAIL("on_state_error", "route field 'on_state_error' must be \"refuse\" or \"local\"");
+    lua_getfield(L, out, "on_state_error");
+    if (strcmp(lua_tostring(L, -1), "refuse") != 0 && strcmp(lua_tostring(L, -1), "local") != 0)
+        FAIL("on_state_error", "route field 'on_state_error' must be \"refuse\" (a store that cannot be reached "
+             "refuses the call) or \"local\" (this process's memory store stands in)");
+    lua_pop(L, 1);
 
     {
         ir_route_block *rb = (ir_route_block *)lua_newuserdatauv(L, sizeof *rb, 1);

@@ -18,13 +18,21 @@
 -- not reserved. A call whose price in USD is unknown (a credit or quote route, a provider alias
 -- without a price) is refused unless the budget says `unknown_price = "allow"`.
 --
--- Periods: `"run"` (as long as the budget object lives), `"day"` and `"month"` (UTC). Budgets live
--- in this process (`imageroute.state`); a store shared across machines is planned.
+-- Periods: `"run"` (as long as the budget object lives; in Redis, until `budget:reset()`), `"day"`
+-- and `"month"` (UTC). The account (spent, reserved) lives in the store the budget's `state` field
+-- names (`imageroute.state`): without one, in a memory store of the budget's own (this process);
+-- with a Redis store (or its `redis://` URL) it is shared by every process naming the same budget
+-- there, and reservations are atomic (a Redis-side script), so processes sharing a budget never
+-- reserve more than it holds together. A reservation of a process that crashed stays reserved (its
+-- call may have billed) until the period ends or `budget:reset()`. When the store cannot be reached
+-- the call is refused (`kind = "state"`, see `imageroute.state`) unless its route says
+-- `on_state_error = "local"`: then a memory store of the budget's own serves the call.
 -- @module imageroute.budget
 
 local prices = require "imageroute.prices"
 local cost = require "imageroute.cost"
 local models = require "imageroute.models"
+local state = require "imageroute.state"
 
 local M = {}
 
@@ -43,7 +51,9 @@ function M.get(name) return registry[name] end
 
 --- Builds a budget.
 -- @tparam table config `name` (string), `usd` (number > 0: the limit per period, USD), `per`
---   (`"run"` | `"day"` | `"month"`, default "run"), `unknown_price` (`"refuse"` default | `"allow"`)
+--   (`"run"` | `"day"` | `"month"`, default "run"), `unknown_price` (`"refuse"` default | `"allow"`),
+--   `state` (a store of `imageroute.state` or its URL: where the account lives; default a memory
+--   store of this budget's own)
 -- @treturn Budget|nil
 -- @treturn[2] table a validation error with `field`
 function M.new(config)
@@ -64,36 +74,54 @@ function M.new(config)
     return bad("unknown_price", "budget field 'unknown_price' must be refuse or allow")
   end
   for k in pairs(config) do
-    if k ~= "name" and k ~= "usd" and k ~= "per" and k ~= "unknown_price" then
+    if k ~= "name" and k ~= "usd" and k ~= "per" and k ~= "unknown_price" and k ~= "state" then
       return bad(k, "unknown budget field '" .. tostring(k) .. "'")
     end
   end
+  local own = state.memory()
+  local store = own
+  if config.state ~= nil then
+    local serr
+    store, serr = state.resolve(config.state)
+    if not store then
+      serr.field = "state"
+      return nil, serr
+    end
+  end
   local b = setmetatable({name = config.name, usd = usd, per = per, unknown_price = unknown,
-    periods = {}, next_id = 0, open = {}}, Budget)
+    store = store, local_store = own, next_id = 0, open = {}}, Budget)
   registry[b.name] = b
   return b
 end
 
--- The current period's key and its account {spent =, reserved =}.
-function Budget:account()
+local TTL = {day = 3 * 86400, month = 63 * 86400} -- how long a period's account outlives its start (s)
+
+-- The current period's key and the store key of its account.
+function Budget:period()
   local key = self.per == "day" and os.date("!%Y-%m-%d") or self.per == "month" and os.date("!%Y-%m") or "run"
-  local a = self.periods[key]
-  if not a then a = {spent = 0, reserved = 0}; self.periods[key] = a end
-  return a, key
+  return key, "budget:" .. self.name .. ":" .. key
 end
 
---- What is spent, reserved and left in the current period (USD).
--- @treturn table `{name =, period =, usd =, spent =, reserved =, left =}`
+--- What is spent, reserved and left in the current period (USD), from the budget's store.
+-- @treturn table `{name =, period =, usd =, spent =, reserved =, left =, store =}` (`store`: the
+--   store's URL); when the store fails, `spent`, `reserved` and `left` are nil and `error` holds the
+--   `state` error
 function Budget:status()
-  local a, key = self:account()
-  return {name = self.name, period = key, usd = self.usd, spent = a.spent, reserved = a.reserved,
-    left = self.usd - a.spent - a.reserved}
+  local key, acct = self:period()
+  local a, err = self.store:account(acct)
+  local out = {name = self.name, period = key, usd = self.usd, store = self.store.url}
+  if not a then out.error = err; return out end
+  out.spent, out.reserved, out.left = a.spent, a.reserved, self.usd - a.spent - a.reserved
+  return out
 end
 
---- Clears the current period (a "run" budget starts again).
+--- Clears the current period (a "run" budget starts again; in Redis for every process sharing it).
+-- @treturn boolean|nil true
+-- @treturn[2] table the `state` error
 function Budget:reset()
-  local _, key = self:account()
-  self.periods[key] = {spent = 0, reserved = 0}
+  local _, acct = self:period()
+  self.local_store:reset(acct)
+  return self.store:reset(acct)
 end
 
 local function priciest(model, size, quality)
@@ -138,7 +166,7 @@ end
 function Budget:reserve(kind, route, params)
   local core = require "imageroute.core"
   local amount, how = M.worst_case(kind, route, params)
-  local a, key = self:account()
+  local key, acct = self:period()
   if not amount then
     if self.unknown_price ~= "allow" then
       return nil, core.error("budget", ("budget '%s' refuses a call whose price in USD is unknown (%s); " ..
@@ -148,15 +176,27 @@ function Budget:reserve(kind, route, params)
     end
     amount = 0
   end
-  local left = self.usd - a.spent - a.reserved
-  if amount > left + 1e-12 then
+  local store, fallback = self.store, nil
+  local fits, left = store:reserve(acct, self.usd, amount, TTL[self.per])
+  if fits == nil then
+    local serr = left
+    if not (route ~= nil and route.on_state_error == "local") then
+      serr.budget = self.name
+      return nil, serr
+    end
+    fallback = tostring(serr.message) .. "; budget '" .. self.name ..
+      "' served from this process's memory store (on_state_error = local)"
+    io.stderr:write("imageroute: ", fallback, "\n")
+    store = self.local_store
+    fits, left = store:reserve(acct, self.usd, amount, TTL[self.per])
+  end
+  if not fits then
     return nil, core.error("budget", ("budget '%s' (%g USD per %s) has %.4f USD left, and this call may cost " ..
       "%.4f USD (%s)"):format(self.name, self.usd, self.per, math.max(left, 0), amount, how),
       {budget = self.name, code = "budget_exceeded", reserved = amount, left = math.max(left, 0)})
   end
-  a.reserved = a.reserved + amount
   self.next_id = self.next_id + 1
-  local r = {id = self.next_id, amount = amount, period = key}
+  local r = {id = self.next_id, amount = amount, period = key, account = acct, store = store, fallback = fallback}
   self.open[r.id] = r
   return r
 end
@@ -169,17 +209,19 @@ end
 function Budget:settle(r, res, err)
   if not r or not self.open[r.id] then return 0 end
   self.open[r.id] = nil
-  local a = self.periods[r.period] or self:account()
-  a.reserved = math.max(0, a.reserved - r.amount)
   local outcome = res or err or {}
-  local never_left = err and (err.kind == "validation" or err.kind == "route" or err.kind == "budget")
-    and not (type(err.attempt_log) == "table" and #err.attempt_log > 0)
-  if never_left or (err and outcome.may_have_billed == false) then return 0 end
-  local c = type(outcome.cost) == "table" and outcome.cost or {}
-  local charged = c.amount or c.max_amount or c.known_amount
-  if type(charged) ~= "number" or charged ~= charged or charged < 0 or charged > 1e6 then charged = r.amount end
-  if c.currency and c.currency ~= "USD" then charged = r.amount end
-  a.spent = a.spent + charged
+  local never_left = err and (err.kind == "validation" or err.kind == "route" or err.kind == "budget"
+    or err.kind == "state") and not (type(err.attempt_log) == "table" and #err.attempt_log > 0)
+  local charged = 0
+  if not (never_left or (err and outcome.may_have_billed == false)) then
+    local c = type(outcome.cost) == "table" and outcome.cost or {}
+    charged = c.amount or c.max_amount or c.known_amount
+    if type(charged) ~= "number" or charged ~= charged or charged < 0 or charged > 1e6 then charged = r.amount end
+    if c.currency and c.currency ~= "USD" then charged = r.amount end
+  end
+  -- a settle the store cannot take leaves the reservation counted (never less than was spent)
+  r.store:settle(r.account, r.amount, charged)
+  if r.fallback and type(outcome) == "table" then outcome.state_fallback = outcome.state_fallback or r.fallback end
   return charged
 end
 

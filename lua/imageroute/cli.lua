@@ -240,12 +240,13 @@ local function build_parser(state)
   billing.probe.add(parser, help, opt, EPILOG)
   billing.reconcile.add(parser, help, opt, EPILOG)
   inventory.add(lg, help, opt, EPILOG)
+  require("imageroute.cli.budget").register(parser, help, EPILOG)
   return parser
 end
 
 local COMMANDS = {generate = commands.generate, edit = commands.edit, respond = commands.respond,
   check = commands.check, batch = commands.batch, compare = commands.compare, probe = billing.probe.run,
-  reconcile = billing.reconcile.run}
+  reconcile = billing.reconcile.run, budget = require("imageroute.cli.budget").run}
 
 --- Runs the command.
 -- @tparam {string,...} argv the arguments (without the program name), e.g. `arg`

@@ -18,6 +18,7 @@ local policy = require "imageroute.policy" -- gates, stop rules, cost, the call 
 local router = require "imageroute.router" -- explicit fallback across routes
 local limits = require "imageroute.limits" -- client-side rate limits of routes
 local budget = require "imageroute.budget" -- spending limits in USD
+local state = require "imageroute.state" -- where limits and budgets live (memory, Redis)
 
 local M = {
   _VERSION = core._VERSION,
@@ -28,6 +29,7 @@ local M = {
   markdown = require "imageroute.markdown", -- Markdown image links in chat replies
   dataurl = require "imageroute.dataurl",   -- data: URLs
   flow = require "imageroute.flow",         -- records of multi-step flows
+  state = state,                            -- state stores: memory(), redis{url =}
 }
 
 --- Builds a route: one validated, immutable route configuration (a userdata).
@@ -75,6 +77,12 @@ local M = {
 -- * `limits` (table): client-side rate limits, `{requests_per_minute =, images_per_minute =,
 --   max_in_flight =}` or `{requests =, images =, window = seconds}`; a call over them waits
 --   (yielding to the loop) instead of being sent into a 429 (see `imageroute.limits`).
+-- * `state` (store or URL string): where the route's limits live: `imageroute.state.memory()` (the
+--   default, this process), `imageroute.state.redis{url = "redis://host:port/db"}` or that URL (shared
+--   by every process and machine naming it; see `imageroute.state`).
+-- * `on_state_error` (string): `"refuse"` (default: a store that cannot be reached refuses the call,
+--   `kind = "state"`, `code = "state_unreachable"`, nothing sent) or `"local"` (this process's memory
+--   store stands in for that call; the result and the log carry `state_fallback`).
 -- * `retry_policy` (string): `"sdk"` (default: retry as the official SDKs do) or `"safe"`: retry
 --   only an attempt that provably was not billed, one that never reached the server (DNS, connect
 --   or TLS handshake failure, nothing sent) or that the server said it did not process (429,
@@ -140,6 +148,15 @@ function M.route(config)
     for k, v in pairs(config) do c[k] = v end
     c.budget = config.budget.name
     config = c
+  end
+  if type(config) == "table" and state.is_store(config.state) then -- the route keeps its store's id
+    local c = {}
+    for k, v in pairs(config) do c[k] = v end
+    c.state = config.state.id
+    config = c
+  elseif type(config) == "table" and type(config.state) == "string" then -- a URL: checked now
+    local _, serr = state.resolve(config.state)
+    if serr then serr.field = "state"; return nil, serr end
   end
   if type(config) == "table" and config.limits ~= nil then
     local ok, msg = limits.normalise(config.limits)
@@ -317,10 +334,11 @@ local function wait_until(is_ready)
 end
 
 --- Waits for a transfer, delivering its callbacks meanwhile (a callback that raises cancels it).
-local function await(xfer, err, opts)
+local function await(xfer, err, opts, keepalive)
   if not xfer then return nil, err end
   hostloop.flush() -- a host loop learns the new transfer's timer now
   return wait_until(function()
+    if keepalive then keepalive() end -- renews the call's in-flight lease when due (imageroute.limits)
     deliver_or_cancel(xfer, opts)
     if xfer:done() then return true, outcome(xfer) end
     return false
@@ -527,16 +545,18 @@ local function raw_call(start, kind)
       local sok, scale_err = M.contract.scale_allowed(route)
       if not sok then return nil, scale_err end
     end
-    local waited, release = limits.before(route, kind, params, wait_until)
+    local waited, release, keepalive, lerr, state_fallback = limits.before(route, kind, params, wait_until)
+    if lerr then return nil, lerr end -- the state store failed: refused, nothing sent
     if name then in_flight[name] = (in_flight[name] or 0) + 1 end
     local x, err = start(route, params, opts)
-    local ok2, res, e = pcall(await, x, err, opts)
+    local ok2, res, e = pcall(await, x, err, opts, keepalive)
     if name then in_flight[name] = in_flight[name] - 1 end
     if not ok2 then release(); error(res, 0) end
     release(res, e)
     if res and opts and opts.save_to then res, e = save_rest(res, opts) end
     local target = res or e
     if waited > 0 and type(target) == "table" then target.limit_wait = waited end
+    if state_fallback and type(target) == "table" then target.state_fallback = state_fallback end
     return res, e
   end
 end
@@ -729,9 +749,10 @@ function M.api(route, req, opts)
   end
   local ok, gate_err = M.contract.allow(route) -- the route's gates (no stop rule: nothing here makes an image)
   if not ok then return nil, gate_err end
-  local waited, release = limits.before(route, "api", {}, wait_until)
+  local waited, release, keepalive, lerr = limits.before(route, "api", {}, wait_until)
+  if lerr then return nil, lerr end -- the state store failed: refused, nothing sent
   local x, err = core.start_api(route, req, opts)
-  local okw, res, e = pcall(await, x, err, opts)
+  local okw, res, e = pcall(await, x, err, opts, keepalive)
   if not okw then release(); error(res, 0) end
   release(res, e)
   if waited > 0 and type(res or e) == "table" then (res or e).limit_wait = waited end

@@ -11,9 +11,10 @@
 -- the loop (other calls go on), in a host's coroutine it waits through the host, elsewhere it steps
 -- the loop; it never sleeps the thread while other work could run. A 429 that carries
 -- `retry-after` (or a rate-limit reset) pauses the route's buckets for every call sharing them.
--- Buckets are shared by the routes of the same name, in the store `imageroute.state.default` (this
--- process). Tier-1 accounts get 5 images per minute on GPT image models (OpenAI API docs, Guides >
--- Rate limits, https://platform.openai.com/docs/guides/rate-limits, read 2026-12-01): set
+-- Buckets are shared by the routes of the same name, in the store the route's `state` field names
+-- (`imageroute.state.default`, this process, without one; a Redis store shares them across processes
+-- and machines: see `imageroute.state`). Tier-1 accounts get 5 images per minute on GPT image models
+-- (OpenAI API docs, Guides > Rate limits, https://platform.openai.com/docs/guides/rate-limits, read 2026-12-01): set
 -- `limits = {images_per_minute = 5}` and a parallel script waits instead of drowning in 429s.
 -- @module imageroute.limits
 
@@ -67,57 +68,96 @@ local function images_asked(kind, params)
   return (n and n > 0) and n or 1
 end
 
---- Waits until the route's limits admit the call, then takes its share. Returns the seconds
--- waited (0 when none) and a release function to call with the outcome.
+--- The store of a route's limits (its `state` field; `imageroute.state.default` without one).
+-- @treturn table|nil store
+-- @treturn[2] table error
+function M.store(route)
+  return state.resolve(route.state)
+end
+
+-- How often a call that waits for an in-flight slot held in another process asks again (seconds).
+M.SLOT_POLL = 0.05
+
+--- Waits until the route's limits admit the call, then takes its share: one request and its
+-- images from the windows, and an in-flight slot (a lease renewed while the call runs, every
+-- third of the store's `lease_ttl`, from the loop's timer). Returns the seconds waited (0 when
+-- none), a release function to call with the outcome, and a keep-alive function to call while the
+-- call runs (it renews the lease when due). When the store fails, the call is refused (third value
+-- nil, fourth the `state` error) unless the route says `on_state_error = "local"`: then the
+-- process's memory store serves this call, and `fallback` (in the keep-alive's table) says why.
 -- @tparam Route route
 -- @tparam string kind
 -- @tparam table params
 -- @tparam function wait_until the scheduler's wait (`wait_until(is_ready)`)
 -- @treturn number seconds waited
 -- @treturn function release(res, err)
+-- @treturn function|nil keepalive() (nil when refused)
+-- @treturn[2] table error (`kind = "state"`) when refused
+-- @treturn string|nil why the local store served the call (on_state_error = "local")
 function M.before(route, kind, params, wait_until)
   local lim = route.limits
-  if type(lim) ~= "table" then return 0, function() end end
+  if type(lim) ~= "table" then return 0, function() end, function() end end
   lim = assert(M.normalise(lim))
-  local store, key = state.default, "route:" .. tostring(route.name)
+  local key = "route:" .. tostring(route.name)
+  local store, serr = M.store(route)
+  local fallback
+  local function on_error(e)
+    if route.on_state_error ~= "local" then return e end
+    fallback = tostring(e and e.message or e) .. "; served from this process's memory store (on_state_error = local)"
+    io.stderr:write("imageroute: route '", tostring(route.name), "': ", fallback, "\n")
+    store = state.default
+  end
+  if not store then
+    local e = on_error(serr)
+    if e then return 0, function() end, nil, e end
+  end
   local n = images_asked(kind, params)
-  local t0, waited = core.now(), false
+  local ttl = store.lease_ttl or 10
+  local t0, waited, lease = core.now(), false
   while true do
-    local ok, wait = true, nil
-    if lim.requests then ok, wait = store:room(key .. ":requests", lim.requests, lim.window, 1) end
-    if ok and lim.images and n > 0 then ok, wait = store:room(key .. ":images", lim.images, lim.window, n) end
-    if ok and lim.max_in_flight and not store:acquire(key .. ":slots", lim.max_in_flight) then
-      ok, wait = false, nil -- a slot frees when a call ends: checked again at every loop tick
-    end
-    if ok then
-      if lim.requests then store:take(key .. ":requests", lim.requests, lim.window, 1) end
-      if lim.images and n > 0 then store:take(key .. ":images", lim.images, lim.window, n) end
+    local ok, wait = store:admit(key, lim, n, ttl)
+    if ok == nil then
+      local e = on_error(wait)
+      if e then return 0, function() end, nil, e end
+    elseif ok then
+      lease = wait
       break
+    else
+      waited = true
+      if wait == nil and store.kind ~= "memory" then wait = M.SLOT_POLL end
+      local until_t = wait and core.now() + wait
+      if until_t then core.wake_at(until_t) end
+      local s = store
+      wait_until(function()
+        if until_t then return core.now() >= until_t end
+        return (s:free_slots(key, lim.max_in_flight) or 1) > 0
+      end)
     end
-    waited = true
-    local until_t = wait and core.now() + wait
-    if until_t then core.wake_at(until_t) end
-    wait_until(function()
-      if until_t then return core.now() >= until_t end
-      return store:free_slots(key .. ":slots", lim.max_in_flight) > 0
-    end)
+  end
+  local held = store
+  local next_renew = lease and core.now() + ttl / 3
+  if next_renew then core.wake_at(next_renew) end
+  local function keepalive()
+    if not next_renew or core.now() < next_renew then return end
+    held:renew(key, lease, ttl) -- a failure is left to the lease's TTL
+    next_renew = core.now() + ttl / 3
+    core.wake_at(next_renew)
   end
   local released = false
   return waited and core.now() - t0 or 0, function(_, err)
     if released then return end
     released = true
-    if lim.max_in_flight then store:release(key .. ":slots") end
+    next_renew = nil
+    if lim.max_in_flight then held:release(key, lease) end
     if type(err) == "table" and err.status == 429 then
       local pause = tonumber(err.retry_after)
       local rl = type(err.rate_limit) == "table" and err.rate_limit or {}
       if not pause and rl.remaining_requests == 0 then pause = rl.reset_requests end
       if pause and pause > 0 then
-        pause = math.min(pause, 600)
-        store:pause(key .. ":requests", pause)
-        store:pause(key .. ":images", pause)
+        held:pause(key, math.min(pause, 600))
       end
     end
-  end
+  end, keepalive, nil, fallback
 end
 
 return M

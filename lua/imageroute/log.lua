@@ -293,6 +293,7 @@ function M.records(kind, route, params, opts, res, err, settings)
     rec.rate_limit = type(r.rate_limit) == "table" and r.rate_limit or nil
     rec.fallback_from = type(r.fallback_from) == "table" and #r.fallback_from > 0 and r.fallback_from or nil
     rec.fallback_reason = type(opts) == "table" and opts.fallback_reason or nil
+    rec.state_fallback = r.state_fallback -- the memory store stood in for an unreachable one
     if err then
       rec.error_kind, rec.error_code, rec.error = err.kind, err.code, M.scrub(err.message)
       rec.rule, rec.gate = err.rule, err.gate

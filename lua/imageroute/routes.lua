@@ -15,6 +15,12 @@
 --    local routes = require "imageroute.routes"
 --    local gateway = assert(routes.get("config/routes.lua", "acme-chat"))
 --
+-- An entry with `usd =` declares a budget (the fields of `imageroute.budget`: `usd`, `per`,
+-- `unknown_price`, `state`; its name is the entry's), which the file's routes and routers name
+-- with `budget = "NAME"`; `state` (in routes and budgets) is a URL string, `"memory"` or
+-- `"redis://host:port/db"` (see `imageroute.state`): the store the file names, which
+-- `imageroute budget` reads.
+--
 -- Errors name the file, the route and the field.
 -- @module imageroute.routes
 
@@ -91,6 +97,7 @@ end
 -- @tparam string path the file
 -- @treturn table|nil name -> Route
 -- @treturn[1] table the names, in order (file order for a list, sorted for a map)
+-- @treturn[1] table the budgets the file declares (Budget objects, in the same order)
 -- @treturn[2] table error: `kind = "validation"` (or `"io"` when the file cannot be read), `path`,
 --   `route` (the route's name or position), `field` (the offending field)
 function M.load(path)
@@ -133,9 +140,17 @@ function M.load(path)
       entries[#entries + 1] = {name = k, cfg = cfg}
     end
   end
-  local out, order, routers = {}, {}, {}
+  local out, order, routers, budgets = {}, {}, {}, {}
   for _, e in ipairs(entries) do
     if out[e.name] or routers[e.name] then return fail(path, e.name, "name", "is declared twice") end
+    if e.cfg.usd ~= nil then -- a budget
+      local bcfg = {name = e.name}
+      for k, v in pairs(e.cfg) do if k ~= "name" then bcfg[k] = v end end
+      local b, berr = require("imageroute.budget").new(bcfg)
+      if not b then return fail(path, e.name, berr.field, berr.message) end
+      budgets[#budgets + 1] = b
+      goto continue
+    end
     if e.cfg.routes ~= nil then -- a router: built below, once every route exists
       routers[e.name] = e
       order[#order + 1] = e.name
@@ -151,6 +166,10 @@ function M.load(path)
         if not okf then error(v, 0) end
         return v
       end
+    end
+    if type(cfg.state) == "string" and cfg.state ~= "memory" then -- a store URL: checked now, opened at call time
+      local oks, smsg = require("imageroute.state").parse_url(cfg.state)
+      if not oks then return fail(path, e.name, "state", smsg) end
     end
     local okc, cmsg, cfield = contract.validate(cfg.contract)
     if not okc then return fail(path, e.name, cfield, cmsg) end
@@ -176,7 +195,7 @@ function M.load(path)
     if not r then return fail(path, name, err.field, err.message) end
     out[name] = r
   end
-  return out, order
+  return out, order, budgets
 end
 
 --- Loads one route of a routes file by name.
