@@ -64,7 +64,8 @@
 --- A transfer: one call in flight on the C core's libcurl multi loop (a userdata), made by
 -- `imageroute.core.start_generate`, `start_edit` or `start_respond` (the same arguments as
 -- `imageroute.generate`, `edit`, `respond`, without the policy around them: no gates, stop rules,
--- cost or log). The loop keeps it alive until it is done; `imageroute.step` drives it.
+-- cost or log), or `imageroute.core.start_api(route, req [, opts])` (a generic API request, the
+-- arguments and result of `imageroute.api` except the decoded `body`). The loop keeps it alive until it is done; `imageroute.step` drives it.
 -- `transfer:__close()` (a `<close>` variable, or the collector) stops a transfer that is still
 -- running and frees its connection.
 -- @type Transfer

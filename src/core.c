@@ -5,6 +5,7 @@
  *   json.c   the private lua-cjson instance  error.c   structured error values
  *   image.c  the Image userdata, save        route.c   the Route userdata
  *   xfer.c   transfers, retries, downloads   api.c     request shapes (generate, edit, ...)
+ *   request.c  generic API requests (api, start_api)
  *   loop.c   driving libcurl by sockets and timers (step, fds, socket_action, timer_action)
  *   extract.c, sse.c  reading responses as they stream in
  */
@@ -25,6 +26,7 @@ IR_EXPORT int luaopen_imageroute_core(lua_State *L)
     ir_xfer_open(L);
     ir_loop_open(L);
     ir_api_open(L);
+    ir_request_open(L);
     ir_input_open(L);
     ir_respond_open(L);
     ir_util_open(L);

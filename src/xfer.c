@@ -20,6 +20,7 @@
 #include "xfer.h"
 
 #define ERRBODY_MAX (64 * 1024) /* bytes of an error body kept for the message excerpt */
+#define ALL_HEADERS_MAX (64 * 1024) /* bytes of response headers a generic API request keeps */
 
 /* ------------------------------------------------------------------------------------------ */
 /* the loop                                                                                    */
@@ -108,6 +109,7 @@ static size_t header_cb(char *p, size_t sz, size_t nm, void *ud)
     size_t cap = 0;
     if (n >= 5 && memcmp(p, "HTTP/", 5) == 0) { /* a new response (after a redirect or 1xx) */
         memset(&x->h, 0, sizeof x->h);
+        x->all_headers.n = 0;
         return n;
     }
     colon = memchr(p, ':', n);
@@ -139,6 +141,17 @@ static size_t header_cb(char *p, size_t sz, size_t nm, void *ud)
         memcpy(dst, v, vlen);
         dst[vlen] = '\0';
     }
+    if (x->raw_reply && x->phase == PH_API && x->all_headers.n + klen + vlen + 3 <= ALL_HEADERS_MAX &&
+        !ir_buf_reserve(&x->all_headers, klen + vlen + 3)) {
+        size_t i;
+        char *o = x->all_headers.p + x->all_headers.n;
+        for (i = 0; i < klen; i++) o[i] = (char)tolower((unsigned char)p[i]);
+        o[klen] = ':';
+        o[klen + 1] = ' ';
+        memcpy(o + klen + 2, v, vlen);
+        o[klen + 2 + vlen] = '\n';
+        x->all_headers.n += klen + vlen + 3;
+    }
     return n;
 }
 
@@ -154,7 +167,7 @@ static size_t write_cb(char *p, size_t sz, size_t nm, void *ud)
         long st = 0;
         curl_easy_getinfo(x->easy, CURLINFO_RESPONSE_CODE, &st);
         if (st < 200 || st >= 300) x->mode = M_ERRBODY;
-        else if (x->phase == PH_FETCH) x->mode = M_RAW;
+        else if (x->phase == PH_FETCH || x->raw_reply) x->mode = M_RAW;
         else if (strstr(x->h.content_type, "text/event-stream")) x->mode = M_SSE;
         else if (!x->h.content_type[0] || strstr(x->h.content_type, "json")) x->mode = M_JSON;
         else x->mode = M_ERRBODY; /* a 2xx that is not JSON (an HTML page from a proxy) */
@@ -260,6 +273,7 @@ static void reset_attempt(ir_xfer *x)
     ir_sse_reset(x);
     memset(&x->h, 0, sizeof x->h);
     x->mode = M_UNSET;
+    x->all_headers.n = 0;
     x->bytes = 0;
     x->errbuf[0] = '\0';
     x->abort_why = NULL;
@@ -286,6 +300,9 @@ void ir_xfer_release(ir_xfer *x)
     wipe_key(x);
     ir_buf_free(&x->body);
     ir_buf_free(&x->resp);
+    ir_buf_free(&x->all_headers);
+    free(x->endpoint_own);
+    x->endpoint_own = NULL;
     ir_extract_free(&x->ex);
     ir_sse_free(x);
 }
@@ -862,6 +879,7 @@ static void finish(lua_State *L, int xi, ir_xfer *x, int ok)
     if (x->mime) { curl_mime_free(x->mime); x->mime = NULL; }
     ir_buf_free(&x->body);
     ir_buf_free(&x->resp);
+    ir_buf_free(&x->all_headers);
     ir_extract_free(&x->ex);
     ir_sse_free(x);
     luaL_unref(L, LUA_REGISTRYINDEX, x->ref);
@@ -1122,6 +1140,10 @@ static void attempt_done(lua_State *L, int xi, ir_xfer *x, CURLcode cc)
         if (x->phase == PH_FETCH && u) ir_setfield_str(L, "url", u);
     } else {
         push_status_error(L, x);
+        if (x->raw_reply && x->phase == PH_API && x->resp.n) { /* the error body as it came (redacted in finish) */
+            lua_pushlstring(L, x->resp.p, x->resp.n);
+            lua_setfield(L, -2, "text");
+        }
         if (x->phase == PH_FETCH) {
             char *u = NULL;
             curl_easy_getinfo(x->easy, CURLINFO_EFFECTIVE_URL, &u);

@@ -131,6 +131,10 @@ struct ir_xfer {
     int safe_retries;         /* retry_policy = "safe": retry only what provably was not billed */
     int may_have_billed;      /* the last attempt may have been billed (it reached the server) */
     char rate_limit[6][40];   /* the API response's x-ratelimit-* headers */
+    /* generic API requests (request.c): the reply is kept as it came, with all its headers */
+    int raw_reply;            /* a 2xx API reply is kept raw (M_RAW), never read for images or events */
+    ir_buf all_headers;       /* with raw_reply: "name: value\n" lines of the response, names lowercased */
+    char *endpoint_own;       /* an endpoint path built for this call (malloc), or NULL */
 };
 
 ir_loop *ir_get_loop(lua_State *L);
@@ -205,6 +209,9 @@ void ir_order_images(lua_State *L, int idx);
 typedef int (*ir_builder)(lua_State *L, ir_xfer *x, int xi, int route, int params, int opts);
 int ir_start(lua_State *L, const ir_ops *ops, ir_builder build);
 int ir_run(lua_State *L, const ir_ops *ops, ir_builder build);
+
+/* request.c: core.api / core.start_api, generic API requests */
+void ir_request_open(lua_State *L);
 
 /* respond.c and chat.c */
 extern const ir_ops IR_RESPOND_OPS, IR_CHAT_OPS;

@@ -61,6 +61,7 @@ function M.normalise(t)
 end
 
 local function images_asked(kind, params)
+  if kind == "api" then return 0 end -- a generic API request (imageroute.api) makes no image
   if kind == "respond" then return 1 end
   local n = type(params) == "table" and math.tointeger(params.n) or 1
   return (n and n > 0) and n or 1
@@ -84,13 +85,13 @@ function M.before(route, kind, params, wait_until)
   while true do
     local ok, wait = true, nil
     if lim.requests then ok, wait = store:room(key .. ":requests", lim.requests, lim.window, 1) end
-    if ok and lim.images then ok, wait = store:room(key .. ":images", lim.images, lim.window, n) end
+    if ok and lim.images and n > 0 then ok, wait = store:room(key .. ":images", lim.images, lim.window, n) end
     if ok and lim.max_in_flight and not store:acquire(key .. ":slots", lim.max_in_flight) then
       ok, wait = false, nil -- a slot frees when a call ends: checked again at every loop tick
     end
     if ok then
       if lim.requests then store:take(key .. ":requests", lim.requests, lim.window, 1) end
-      if lim.images then store:take(key .. ":images", lim.images, lim.window, n) end
+      if lim.images and n > 0 then store:take(key .. ":images", lim.images, lim.window, n) end
       break
     end
     waited = true
