@@ -30,11 +30,11 @@ local M = {
   flow = require "imageroute.flow",         -- records of multi-step flows
 }
 
-local json = require "imageroute.json"
 --- Marks a table (empty or not) as a JSON array, sent as `[]` when empty (`imageroute.json.array`).
 -- Replies are decoded with every array of the text marked, so an echoed `summary: []` stays `[]`.
 -- @function array
-M.array, M.is_array = json.array, json.is_array -- is_array(v): true when v is marked as a JSON array
+M.array = require("imageroute.json").array
+M.is_array = require("imageroute.json").is_array -- is_array(v): true when v is marked as a JSON array
 
 --- Builds a route: one validated, immutable route configuration (a userdata).
 --
