@@ -56,6 +56,7 @@ build = {
     ["imageroute.localserver.json"] = "lua/imageroute/localserver/json.lua",
     ["imageroute.localserver.loop"] = "lua/imageroute/localserver/loop.lua",
     ["imageroute.localserver.mock"] = "lua/imageroute/localserver/mock.lua",
+    ["imageroute.localserver.models"] = "lua/imageroute/localserver/models.lua",
     ["imageroute.localserver.multipart"] = "lua/imageroute/localserver/multipart.lua",
     ["imageroute.localserver.png"] = "lua/imageroute/localserver/png.lua",
     ["imageroute.localserver.responses"] = "lua/imageroute/localserver/responses.lua",

@@ -7,6 +7,7 @@ local core = require "imageroute.core"
 local J = require "imageroute.localserver.json"
 local fixtures = require "imageroute.localserver.png"
 local S = require "imageroute.localserver.state"
+local http = require "imageroute.localserver.http"
 
 local find, sub = string.find, string.sub
 local ceil = math.ceil
@@ -84,6 +85,19 @@ end
 local function boolish(v)
   v = val(v)
   return v == true or v == "true" or v == "1"
+end
+
+--- The 403 an organization gets before it is verified for a GPT image model, with the API's
+-- message (behaviour `unverified`), or nil without the behaviour.
+-- @tparam table B the behaviour
+-- @tparam string model the image model asked for
+-- @treturn table|nil the response
+function M.unverified(B, model)
+  if field(B, "unverified") ~= true then return nil end
+  return http.error_response(403, "Your organization must be verified to use the model `" .. tostring(model) ..
+    "`. Please go to: https://platform.openai.com/settings/organization/general and click on Verify " ..
+    "Organization. If you just verified, it can take up to 15 minutes for access to propagate.", J.NULL, J.NULL,
+    "invalid_request_error")
 end
 
 M.text_tokens, M.norm_size, M.norm_quality, M.norm_background = text_tokens, norm_size, norm_quality, norm_background
