@@ -87,6 +87,7 @@ build = {
     ["imageroute.loop.cqueues"] = "lua/imageroute/loop/cqueues.lua",
     ["imageroute.loop.luv"] = "lua/imageroute/loop/luv.lua",
     ["imageroute.assistant"] = "lua/imageroute/assistant.lua",
+    ["imageroute.live"] = "lua/imageroute/live.lua",
     ["imageroute.core"] = {
       sources = {
         "src/addr.c", "src/api.c", "src/b64.c", "src/buf.c", "src/chat.c", "src/core.c", "src/error.c", "src/extract.c",

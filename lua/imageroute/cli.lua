@@ -197,6 +197,8 @@ local function build_parser(state)
   ck:argument("route", "The route name."):args("?")
   help(ck, EPILOG)
   ck:flag("--json", "Print the report as JSON.")
+  ck:flag("--live", "Also ask the route's API whether its models are available to this account (GET "
+    .. "/models/{model}: free, no image made), one row each; exit 1 when one is not.")
 
   local bt = parser:command("batch", "Run a file of prompts (one per line; blank lines and # comments skipped) "
     .. "or of jobs (.json list or .jsonl lines of {\"prompt\", \"route\", \"call\", \"size\", ...}), N calls in "

@@ -125,9 +125,9 @@ function M.check(ctx)
   local reports, all_allowed = {}, true
   for _, name in ipairs(names) do
     local r = common.pick_route(ctx, name, "check")
-    local rep = r:check()
+    local rep = r:check{live = args.live}
     reports[#reports + 1] = rep
-    all_allowed = all_allowed and rep.allowed
+    all_allowed = all_allowed and rep.allowed and rep.live_ok ~= false
   end
   if args.json then
     io.write(to_json(#reports == 1 and reports[1] or {reports = reports}), "\n")
