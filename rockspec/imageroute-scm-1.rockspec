@@ -88,6 +88,7 @@ build = {
     ["imageroute.loop.luv"] = "lua/imageroute/loop/luv.lua",
     ["imageroute.assistant"] = "lua/imageroute/assistant.lua",
     ["imageroute.live"] = "lua/imageroute/live.lua",
+    ["imageroute.background"] = "lua/imageroute/background.lua",
     ["imageroute.core"] = {
       sources = {
         "src/addr.c", "src/api.c", "src/b64.c", "src/buf.c", "src/chat.c", "src/core.c", "src/error.c", "src/extract.c",
