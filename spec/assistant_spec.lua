@@ -115,7 +115,8 @@ describe("assistant.place: every option goes where the caller put it", function(
   end)
 
   it("image_model, tool.model and tool_choice", function()
-    local p = assert(assistant.place(route, {input = "x", image_model = "gpt-image-1", tool_choice = "image_generation"}))
+    local p = assert(assistant.place(route, {input = "x", image_model = "gpt-image-1",
+      tool_choice = "image_generation"}))
     assert.equal("gpt-image-1", p.tools[1].model)
     assert.same({type = "image_generation"}, p.tool_choice)
     local _, err = assistant.place(route, {input = "x", image_model = "gpt-image-1", tool = {model = "gpt-image-2"}})

@@ -302,8 +302,9 @@ function M.of(kind, route, params, res, err)
       p.outcome, p.max_amount = "success", p.amount
     else
       -- the request attempt's own status: a later download's failure does not undo an answer
-      local outcome = (e.status and e.status >= 200 and e.status < 300) and "answered"
-        or M.outcome(err.status or e.status, err.kind, err.code)
+      -- a moderation block is never an answer, even when it came as a 2xx response (Responses)
+      local outcome = err.code ~= "moderation_blocked" and (e.status and e.status >= 200 and e.status < 300)
+        and "answered" or M.outcome(err.status or e.status, err.kind, err.code)
       if outcome == "answered" then
         if type(err.usage) == "table" or provider_billing(route) and route.billing.unit == "call" then
           p = answered(kind, route, params, err)

@@ -15,7 +15,10 @@
 -- `retry_reason`, `retry_delay` (s), `latency` (s, this attempt), `call_latency` (s, the whole call,
 -- final line), `bytes` (received by this attempt), `bytes_received` (the call), `billing_unit`,
 -- `cost` (this attempt's part: `amount`, `currency`, `basis`, `estimated`, `outcome`, `billed`,
--- `source`, `date`), `call_cost` (final line: `amount`, `known_amount`, `max_amount`, `currency`),
+-- `source`, `date`), `format_mismatch` (final line, when an image came back in another format than
+-- asked: `{requested =, got =, count =}`), `function_calls` (final line: how many the model asked for),
+-- `background_polls`, `moderation_blocked` (final line), `call_cost` (final line: `amount`,
+-- `known_amount`, `max_amount`, `currency`),
 -- `accepted` / `risk_exception` (the route's recorded reasons), `prompt_sha256`, `prompt_chars`, and
 -- `prompt` only when it is at most `prompt_limit` characters (default 200).
 --
@@ -245,6 +248,11 @@ function M.records(kind, route, params, opts, res, err, settings)
     rec.rate_limit = type(r.rate_limit) == "table" and r.rate_limit or nil
     rec.fallback_from = type(r.fallback_from) == "table" and #r.fallback_from > 0 and r.fallback_from or nil
     rec.fallback_reason = type(opts) == "table" and opts.fallback_reason or nil
+    -- assistant flows: a format other than the one asked, the function calls, background polls, a block
+    rec.format_mismatch = type(r.format_mismatch) == "table" and r.format_mismatch or nil
+    rec.function_calls = type(r.function_calls) == "table" and #r.function_calls > 0 and #r.function_calls or nil
+    rec.background_polls = type(r.background_mode) == "table" and r.background_mode.polls or nil
+    rec.moderation_blocked = type(r.moderation) == "table" and r.moderation.blocked == true or nil
     if err then
       rec.error_kind, rec.error_code, rec.error = err.kind, err.code, M.scrub(err.message)
       rec.rule, rec.gate = err.rule, err.gate

@@ -19,6 +19,7 @@ local cost = require "imageroute.cost"
 local log = require "imageroute.log"
 local ratelimit = require "imageroute.ratelimit"
 local budget = require "imageroute.budget"
+local assistant = require "imageroute.assistant"
 
 local type, pcall, tostring = type, pcall, tostring
 
@@ -66,6 +67,14 @@ end
 function M.after(kind, route, params, opts, res, err)
   local target = res or err
   if type(target) ~= "table" or not core.is_route(route) then return res, err end
+  if err then assistant.classify_error(err) end -- the verification 403's fix, a moderation block's details
+  if res and type(res.images) == "table" and type(params) == "table" then -- a format other than the one asked
+    local okv, view = pcall(rules.view, kind, route, params)
+    local fields = okv and view and view.fields
+    if type(fields) == "table" then
+      res.format_mismatch = assistant.format_mismatch(res.images, fields.output_format)
+    end
+  end
   if type(target.rate_limit_headers) == "table" then
     target.rate_limit = ratelimit.parse(target.rate_limit_headers)
     target.rate_limit_headers = nil
