@@ -30,7 +30,9 @@ dependencies = {
   "lua >= 5.3, < 5.5",
   "lua-cjson >= 2.1",
   "argparse >= 0.7",   -- the command line
-  "luasocket >= 3.0",  -- the bundled local server (imageroute.localserver, imageroute --local)
+  -- the bundled local server only (imageroute.localserver and its process helper, behind
+  -- imageroute-localserver and imageroute --local): the library and the other commands load without it
+  "luasocket >= 3.0",
 }
 -- Checked by library, not header: Debian keeps curl/curl.h under /usr/include/<multiarch>, where
 -- LuaRocks looks for libraries but not for headers; the compiler finds the header by itself there,
@@ -45,6 +47,10 @@ build = {
   modules = {
     ["imageroute"] = "lua/imageroute/init.lua",
     ["imageroute.markdown"] = "lua/imageroute/markdown.lua",
+    ["imageroute.markdown.blocks"] = "lua/imageroute/markdown/blocks.lua",
+    ["imageroute.markdown.escapes"] = "lua/imageroute/markdown/escapes.lua",
+    ["imageroute.markdown.inline"] = "lua/imageroute/markdown/inline.lua",
+    ["imageroute.markdown.refs"] = "lua/imageroute/markdown/refs.lua",
     ["imageroute.dataurl"] = "lua/imageroute/dataurl.lua",
     ["imageroute.localserver"] = "lua/imageroute/localserver/init.lua",
     ["imageroute.localserver.chat"] = "lua/imageroute/localserver/chat.lua",
@@ -59,6 +65,7 @@ build = {
     ["imageroute.localserver.models"] = "lua/imageroute/localserver/models.lua",
     ["imageroute.localserver.multipart"] = "lua/imageroute/localserver/multipart.lua",
     ["imageroute.localserver.png"] = "lua/imageroute/localserver/png.lua",
+    ["imageroute.localserver.process"] = "lua/imageroute/localserver/process.lua",
     ["imageroute.localserver.responses"] = "lua/imageroute/localserver/responses.lua",
     ["imageroute.localserver.serve"] = "lua/imageroute/localserver/serve.lua",
     ["imageroute.localserver.state"] = "lua/imageroute/localserver/state.lua",
@@ -77,6 +84,8 @@ build = {
     ["imageroute.cli.progress"] = "lua/imageroute/cli/progress.lua",
     ["imageroute.cli.commands"] = "lua/imageroute/cli/commands.lua",
     ["imageroute.compare"] = "lua/imageroute/compare.lua",
+    ["imageroute.compare.json"] = "lua/imageroute/compare/json.lua",
+    ["imageroute.compare.report"] = "lua/imageroute/compare/report.lua",
     ["imageroute.hostloop"] = "lua/imageroute/hostloop.lua",
     ["imageroute.json"] = "lua/imageroute/json.lua",
     ["imageroute.ratelimit"] = "lua/imageroute/ratelimit.lua",

@@ -16,6 +16,7 @@
 -- @module support.drip_stream
 
 local socket = require "socket"
+local process = require "imageroute.localserver.process"
 
 local M = {}
 
@@ -81,15 +82,8 @@ function M.start(opts)
   write_file(base, ("return {head = %q, seconds = %s, port_file = %q, result_file = %q}"):format(
     opts.head, tostring(opts.seconds or 8), self.port_file, self.result_file))
   local src = debug.getinfo(1, "S").source:sub(2)
-  local p = assert(io.popen(("lua5.4 %q %q >/dev/null 2>&1 & echo $!"):format(src, base)))
-  self.pid = tonumber(p:read("l"))
-  p:close()
-  local deadline = socket.gettime() + 5
-  while not read_file(self.port_file) do
-    assert(socket.gettime() < deadline, "drip_stream did not start")
-    socket.sleep(0.01)
-  end
-  self.port = tonumber(read_file(self.port_file))
+  self.pid = assert(process.spawn({"lua5.4", src, base}), "drip_stream did not start")
+  self.port = assert(process.wait_port(self.pid, self.port_file, 5), "drip_stream did not start")
   self.base_url = "http://127.0.0.1:" .. self.port .. "/v1"
   return self
 end
@@ -112,7 +106,7 @@ end
 
 --- Stops the child (if still running) and removes its files.
 function Drip:stop()
-  if self.pid then os.execute("kill " .. self.pid .. " 2>/dev/null") end
+  if self.pid then process.stop(self.pid) end
   for _, f in ipairs{self.config, self.port_file, self.result_file} do os.remove(f) end
 end
 

@@ -15,6 +15,7 @@ local cjson = require "cjson"
 local socket = require "socket"
 local server = require "support.server"
 local tls = require "support.tls"
+local process = require "imageroute.localserver.process"
 local imageroute = require "imageroute"
 
 local out_path = assert(arg[1], "usage: netns_downloads.lua OUT.json")
@@ -51,23 +52,13 @@ local proxies = {
 -- the redirector, behind TLS too (download redirects are followed over https only)
 local rport_file = os.tmpname()
 os.remove(rport_file)
-local rp = io.popen(("lua5.4 %s/spec/support/redirector.lua %s 120 </dev/null >/dev/null 2>&1 & echo $!")
-  :format(ROOT, rport_file))
-local redirector_pid = rp:read("l")
-rp:close()
-local rport
-for _ = 1, 250 do
-  local f = io.open(rport_file)
-  if f then rport = tonumber(f:read("l")); f:close() end
-  if rport then break end
-  socket.sleep(0.02)
-end
-assert(rport, "redirector did not start")
+local redirector_pid = assert(process.spawn({"lua5.4", ROOT .. "/spec/support/redirector.lua", rport_file, "120"}))
+local rport = assert(process.wait_port(redirector_pid, rport_file, 5), "redirector did not start")
 proxies.pr = tls.proxy{addr = "127.0.0.1", cert = pki.cert, key = pki.key, backend = rport}
 -- a port that completes the TCP handshake and then says nothing (never accepted)
 local hang = assert(socket.bind("10.0.0.1", 8445))
 -- a port that answers garbage instead of TLS
-local gp = io.popen([[lua5.4 -e '
+local garbage_pid = assert(process.spawn({"lua5.4", "-e", [[
   local socket = require "socket"
   local srv = assert(socket.bind("10.0.0.1", 8444))
   srv:settimeout(0.5)
@@ -75,9 +66,7 @@ local gp = io.popen([[lua5.4 -e '
   while socket.gettime() < stop do
     local c = srv:accept()
     if c then c:send("HTTP/1.0 200 OK\r\n\r\nnot tls at all\n") c:close() end
-  end' </dev/null >/dev/null 2>&1 & echo $!]])
-local garbage_pid = gp:read("l")
-gp:close()
+  end]]}))
 socket.sleep(0.3)
 
 -- a real image file on the local server: its name works through every proxy
@@ -227,7 +216,8 @@ end
 -- done
 for _, p in pairs(proxies) do p:stop() end
 hang:close()
-os.execute("kill " .. redirector_pid .. " " .. garbage_pid .. " 2>/dev/null")
+process.stop(redirector_pid)
+process.stop(garbage_pid)
 s:stop()
 os.execute("rm -rf " .. dir)
 local f = assert(io.open(out_path, "w"))

@@ -6,16 +6,16 @@
 --     s:script({{status = 500}, {}})      -- queue behaviours, one per /v1 request
 --     ... -- run the client against s.base_url
 --     s:requests()                        -- what the server received
---     s:stop()
+--     s:stop()                            -- and s:log(): from imageroute.localserver.process
 --
 -- The server exits by itself when the process that started it is gone (--owner-pid), so a spec
 -- that dies before `stop` leaves nothing behind.
 -- @module support.server
 
-local socket = require "socket"
 local http = require "socket.http"
 local ltn12 = require "ltn12"
 local cjson = require "cjson"
+local process = require "imageroute.localserver.process"
 
 local json = cjson.new()
 
@@ -28,31 +28,8 @@ local function repo_root()
   return dir or "."
 end
 
-local function shell_quote(s)
-  return "'" .. tostring(s):gsub("'", "'\\''") .. "'"
-end
-
-local function read_file(path)
-  local f = io.open(path, "rb")
-  if not f then return nil end
-  local s = f:read("a")
-  f:close()
-  return s
-end
-
-local function own_pid()
-  local stat = read_file("/proc/self/stat")
-  return stat and tonumber(stat:match("^(%d+)"))
-end
-
-local function process_gone(pid)
-  local stat = read_file("/proc/" .. pid .. "/stat")
-  if not stat then return true end
-  local st = stat:match("^%d+ %b() (%a)")
-  return st == "Z" or st == "X"
-end
-
-local Server = {}
+-- The server object: process.Server (pid, port, base_url, stop, log) plus the methods below.
+local Server = setmetatable({}, {__index = process.Server})
 Server.__index = Server
 
 --- Start a server in the background and wait (bounded) until it listens.
@@ -61,39 +38,11 @@ Server.__index = Server
 -- @return server object; raises if the server did not come up in time
 function M.start(opts)
   opts = opts or {}
-  local root = repo_root()
-  local host = opts.host or "127.0.0.1"
-  local port_file = os.tmpname()
-  local log_file = os.tmpname()
-  os.remove(port_file)
-  local args = {opts.lua or "lua5.4", root .. "/bin/imageroute-localserver", "--host", host, "--port", "0",
-    "--port-file", port_file}
-  local owner = own_pid()
-  if owner then args[#args + 1] = "--owner-pid"; args[#args + 1] = tostring(owner) end
-  if opts.quiet ~= false then args[#args + 1] = "--quiet" end
-  for k, a in ipairs(args) do args[k] = shell_quote(a) end
-  local cmd = table.concat(args, " ") .. " </dev/null >" .. shell_quote(log_file) .. " 2>&1 & echo $!"
-  local p = assert(io.popen(cmd, "r"))
-  local pid = tonumber(p:read("l"))
-  p:close()
-  assert(pid, "could not start the local server")
-  local deadline = socket.gettime() + (opts.timeout or 5)
-  local port
-  repeat
-    local text = read_file(port_file)
-    port = text and tonumber(text:match("^(%d+)"))
-    if not port then
-      if process_gone(pid) or socket.gettime() > deadline then
-        os.execute("kill " .. pid .. " 2>/dev/null")
-        error("local server did not start: " .. (read_file(log_file) or "(no log)"))
-      end
-      socket.sleep(0.02)
-    end
-  until port
-  os.remove(port_file)
-  local self = setmetatable({pid = pid, port = port, host = host, log_file = log_file}, Server)
-  self.root_url = "http://" .. host .. ":" .. port
-  self.base_url = self.root_url .. "/v1"
+  local self, why, log = process.start{script = repo_root() .. "/bin/imageroute-localserver",
+    lua = opts.lua or "lua5.4", host = opts.host, quiet = opts.quiet, timeout = opts.timeout or 5}
+  assert(why ~= "spawn", "could not start the local server")
+  if not self then error("local server did not start: " .. (log ~= "" and log or "(no log)")) end
+  setmetatable(self, Server)
   --- Absolute URL of `path` on this server ("/v1/images/generations" -> "http://127.0.0.1:P/v1/...").
   -- Works as `s.url(path)` and as `s:url(path)`.
   self.url = function(a, b)
@@ -170,27 +119,6 @@ end
 --- Counters: {requests, in_flight, max_in_flight, queued}.
 function Server:stats()
   return control(self, "GET", "/__stats")
-end
-
---- Server log (stderr/stdout of the process); empty with quiet.
-function Server:log()
-  return read_file(self.log_file) or ""
-end
-
---- Stop the server: SIGTERM, wait (bounded) until it is gone, SIGKILL if needed. Idempotent.
-function Server:stop()
-  if self.stopped then return end
-  self.stopped = true
-  os.execute("kill " .. self.pid .. " 2>/dev/null")
-  local deadline = socket.gettime() + 5
-  while not process_gone(self.pid) do
-    if socket.gettime() > deadline then
-      os.execute("kill -9 " .. self.pid .. " 2>/dev/null")
-      break
-    end
-    socket.sleep(0.01)
-  end
-  os.remove(self.log_file)
 end
 
 return M

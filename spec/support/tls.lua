@@ -11,7 +11,7 @@
 -- spec can prove that a refused address saw no connection at all.
 -- @module support.tls
 
-local socket = require "socket"
+local process = require "imageroute.localserver.process"
 
 local M = {}
 
@@ -73,21 +73,13 @@ Proxy.__index = Proxy
 -- (the plain port on 127.0.0.1), `seconds` (lifetime, default 120).
 function M.proxy(opts)
   local log = os.tmpname()
-  local p = io.popen(("%s %s %d %s %s %d %s %d </dev/null >/dev/null 2>%s.err & echo $!"):format(M.build(),
-    opts.addr, opts.port or 0, opts.cert, opts.key, opts.backend, log, opts.seconds or 120, log))
-  local pid = tonumber(p:read("l"))
-  p:close()
-  local deadline = socket.gettime() + 5
-  local port
-  repeat
-    port = tonumber((read(log) or ""):match("^(%d+)\n"))
-    if not port then
-      if socket.gettime() > deadline then
-        error("tls proxy did not start on " .. opts.addr .. ": " .. (read(log .. ".err") or ""))
-      end
-      socket.sleep(0.02)
-    end
-  until port
+  local pid = process.spawn({M.build(), opts.addr, tostring(opts.port or 0), opts.cert, opts.key,
+    tostring(opts.backend), log, tostring(opts.seconds or 120)}, log .. ".err")
+  local port = pid and process.wait_port(pid, log, 5, "^(%d+)\n")
+  if not port then
+    if pid then process.stop(pid) end
+    error("tls proxy did not start on " .. opts.addr .. ": " .. (read(log .. ".err") or ""))
+  end
   return setmetatable({pid = pid, port = port, log = log, addr = opts.addr}, Proxy)
 end
 
@@ -99,7 +91,7 @@ function Proxy:accepts()
 end
 
 function Proxy:stop()
-  os.execute("kill " .. self.pid .. " 2>/dev/null")
+  process.stop(self.pid)
   os.remove(self.log)
   os.remove(self.log .. ".err")
 end

@@ -5,6 +5,7 @@
 local imageroute = require "imageroute"
 local routes_file = require "imageroute.routes"
 local compare = require "imageroute.compare"
+local core = require "imageroute.core"
 
 local format, concat = string.format, table.concat
 
@@ -61,44 +62,13 @@ function M.is_dir(path)
   return os.execute("test -d " .. shell_quote(path)) == true
 end
 
-local socket do
-  local ok, s = pcall(require, "socket")
-  if ok and type(s) == "table" then socket = s end
-end
-
 function M.now()
-  return socket and socket.gettime() or os.time()
+  return core.now()
 end
-local now = M.now
-
-function M.sleep(s)
-  if socket then socket.sleep(s) else os.execute("sleep " .. s) end
-end
-local sleep = M.sleep
 
 function M.own_pid()
   local stat = read_file("/proc/self/stat")
   return stat and tonumber(stat:match("^(%d+)"))
-end
-local own_pid = M.own_pid
-
-local function process_gone(pid)
-  local stat = read_file("/proc/" .. pid .. "/stat")
-  if not stat then return true end
-  local st = stat:match("^%d+ %b() (%a)")
-  return st == "Z" or st == "X"
-end
-
--- The Lua interpreter running this process (the lowest arg index), else lua5.4.
-local function interpreter()
-  local a = rawget(_G, "arg")
-  local lua
-  if type(a) == "table" then
-    local i = -1
-    while a[i] ~= nil do lua = a[i]; i = i - 1 end
-  end
-  if type(lua) ~= "string" or not lua:match("lua[%d.]*$") then lua = "lua5.4" end
-  return lua
 end
 
 function M.mkdir(dir)
@@ -174,60 +144,17 @@ end
 -- ---------------------------------------------------------------------------------------------
 -- the local server (--local)
 
-local Server = {}
-Server.__index = Server
-
--- Starts the bundled local server in the background on a free loopback port. It exits by itself
--- when this process is gone (`--owner-pid`), and `stop` ends it.
+-- Starts the bundled local server in the background on a free loopback port
+-- (imageroute.localserver.process; luasocket is needed only then). It exits by itself when this
+-- process is gone (`owner_pid`), and its `stop` ends it.
 function M.start_server()
-  local port_file = os.tmpname()
-  local log_file = os.tmpname()
-  os.remove(port_file)
-  local pid = own_pid()
-  local code = format("package.path = %q; package.cpath = %q; require('imageroute.localserver').serve{host = "
-    .. "'127.0.0.1', port = 0, port_file = %q, owner_pid = %s, quiet = true}", package.path, package.cpath,
-    port_file, pid and tostring(pid) or "nil")
-  local cmd = shell_quote(interpreter()) .. " -e " .. shell_quote(code) .. " </dev/null >" .. shell_quote(log_file)
-    .. " 2>&1 & echo $!"
-  local p = io.popen(cmd, "r")
-  local spid = p and tonumber(p:read("l"))
-  if p then p:close() end
-  if not spid then fail(1, "imageroute: could not start the local server") end
-  local self = setmetatable({pid = spid, log_file = log_file}, Server)
-  local deadline = now() + 10
-  while true do
-    local text = read_file(port_file)
-    local port = text and tonumber(text:match("^(%d+)"))
-    if port then
-      self.port = port
-      break
-    end
-    if process_gone(spid) or now() > deadline then
-      local log = read_file(log_file) or ""
-      self:stop()
-      fail(1, "imageroute: the local server did not start: " .. oneline(log ~= "" and log or "no output", 400))
-    end
-    sleep(0.02)
+  local process = require "imageroute.localserver.process"
+  local server, why, log = process.start{timeout = 10}
+  if not server then
+    if why == "spawn" then fail(1, "imageroute: could not start the local server") end
+    fail(1, "imageroute: the local server did not start: " .. oneline(log ~= "" and log or "no output", 400))
   end
-  os.remove(port_file)
-  self.base_url = "http://127.0.0.1:" .. self.port .. "/v1"
-  return self
-end
-
--- Stops the server: SIGTERM, a bounded wait, SIGKILL if needed. Idempotent.
-function Server:stop()
-  if self.stopped then return end
-  self.stopped = true
-  os.execute("kill " .. self.pid .. " 2>/dev/null")
-  local deadline = now() + 5
-  while not process_gone(self.pid) do
-    if now() > deadline then
-      os.execute("kill -9 " .. self.pid .. " 2>/dev/null")
-      break
-    end
-    sleep(0.01)
-  end
-  os.remove(self.log_file)
+  return server
 end
 
 -- ---------------------------------------------------------------------------------------------
