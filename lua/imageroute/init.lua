@@ -15,6 +15,7 @@
 
 local core = require "imageroute.core"
 local policy = require "imageroute.policy" -- gates, stop rules, cost, the call log; installs route:check()
+local dispatch = require "imageroute.dispatch" -- a call's normalised request, body and reply, by shape
 local router = require "imageroute.router" -- explicit fallback across routes
 local limits = require "imageroute.limits" -- client-side rate limits of routes
 local budget = require "imageroute.budget" -- spending limits in USD
@@ -524,7 +525,7 @@ end
 -- the scheduler's coroutines).
 local in_flight = {} -- route name -> calls in flight (the scale rule for routes without observability)
 
-local function raw_call(start, kind)
+local function raw_call(kind)
   return function(route, params, opts)
     local ok, serr = check_save_to(params, opts)
     if not ok then return nil, serr end
@@ -535,10 +536,11 @@ local function raw_call(start, kind)
     end
     local waited, release = limits.before(route, kind, params, wait_until)
     if name then in_flight[name] = (in_flight[name] or 0) + 1 end
-    local x, err = start(route, params, opts)
+    local x, err, req = dispatch.start(kind, route, params, opts)
     local ok2, res, e = pcall(await, x, err, opts)
     if name then in_flight[name] = in_flight[name] - 1 end
     if not ok2 then release(); error(res, 0) end
+    res, e = dispatch.finish(req, res, e)
     release(res, e)
     if res and opts and opts.save_to then res, e = save_rest(res, opts) end
     local target = res or e
@@ -547,7 +549,7 @@ local function raw_call(start, kind)
   end
 end
 
-local raw_generate = raw_call(core.start_generate, "generate")
+local raw_generate = raw_call("generate")
 
 --- Generates images. On an `images` route: `POST {base_url}/images/generations` (JSON). On a
 -- `chat` route: `POST {base_url}/chat/completions` with the prompt as one user message; the images
@@ -614,7 +616,7 @@ function M.generate(route, params, opts)
   return reraise(policy.call("generate", raw_generate, route, params, opts))
 end
 
-local raw_edit = raw_call(core.start_edit, "edit")
+local raw_edit = raw_call("edit")
 
 --- Edits images. On an `images` route: `POST {base_url}/images/edits` (multipart,
 -- OpenAI API reference, Images > Create image edit,
@@ -644,7 +646,7 @@ function M.edit(route, params, opts)
   return reraise(policy.call("edit", raw_edit, route, params, opts))
 end
 
-local raw_respond = raw_call(core.start_respond, "respond")
+local raw_respond = raw_call("respond")
 
 --- Calls the Responses API with the `image_generation` tool: `POST {base_url}/responses`.
 --
@@ -754,7 +756,7 @@ end
 -- ------------------------------------------------------------------------------------------
 -- Streaming as an iterator
 
-local STREAM_START = {generate = core.start_generate, edit = core.start_edit, respond = core.start_respond}
+local STREAM_KINDS = {generate = true, edit = true, respond = true}
 
 local Stream = {}
 Stream.__index = Stream
@@ -796,7 +798,7 @@ local function stream_next(s)
     end)
     if s.queue[1] then return "partial", table.remove(s.queue, 1) end
     s.xfer = nil
-    local res, err = x:result()
+    local res, err = dispatch.finish(s.req, x:result())
     if res and s.opts.save_to then res, err = save_rest(res, s.opts) end
     s.res, s.err = policy.after(s.kind, s.route, s.params, s.opts, res, err)
   end
@@ -848,8 +850,7 @@ function M.stream(route, params, opts)
   assert(type(params) == "table", "stream: params must be a table")
   opts = opts or {}
   local kind = opts.call or (params.image ~= nil and "edit") or (params.input ~= nil and "respond") or "generate"
-  local start = STREAM_START[kind]
-  assert(start, "stream: opts.call must be \"generate\", \"edit\" or \"respond\"")
+  assert(STREAM_KINDS[kind], "stream: opts.call must be \"generate\", \"edit\" or \"respond\"")
   local p = {}
   for k, v in pairs(params) do p[k] = v end
   p.stream = true
@@ -859,7 +860,8 @@ function M.stream(route, params, opts)
   local ok, err = policy.before(kind, route, p, o)
   if ok then ok, err = check_save_to(p, o) end
   if ok then
-    local x, serr = start(route, p, o)
+    local x, serr, req = dispatch.start(kind, route, p, o)
+    s.req = req
     if x then
       s.xfer = x
       hostloop.flush() -- a host loop learns the new transfer's timer now
