@@ -23,18 +23,22 @@ describe("the normalised request (imageroute.request)", function()
 
   it("says once what a Responses call asks: the text model on top, the merged tool, the fields sent", function()
     local r = fx.route(s, {shape = "responses", model = "gpt-5", image_model = "gpt-image-2"})
-    local params = {prompt = "a fox", size = "1024x1024", tool = {quality = "high", size = "1536x1024"}}
+    local params = {prompt = "a fox", size = "1536x1024", tool = {quality = "high"}}
     local req = request.normalise("generate", r, params)
     assert.equal("responses", req.shape)
     assert.equal("gpt-5", req.top_model)
     assert.equal("gpt-image-2", req.model)
     assert.equal("gpt-image-2", req.tool_model)
-    assert.equal("1536x1024", req.size) -- params.tool wins over the flat option
+    assert.equal("1536x1024", req.size) -- the flat option, in the tool
     assert.equal("high", req.quality)
     assert.equal(1, req.n)
     assert.same({model = "gpt-5", input = "a fox", tool_choice = {type = "image_generation"},
       tools = {{type = "image_generation", model = "gpt-image-2", size = "1536x1024", quality = "high"}}}, req.send)
-    assert.same({prompt = "a fox", size = "1024x1024", tool = {quality = "high", size = "1536x1024"}}, params)
+    assert.same({prompt = "a fox", size = "1536x1024", tool = {quality = "high"}}, params)
+    -- the same option flat and in params.tool: a problem naming both places (nothing dropped)
+    local both = request.normalise("generate", r, {prompt = "a fox", size = "1024x1024", tool = {size = "1536x1024"}})
+    assert.equal("size", both.problem.field)
+    assert.matches("params.tool.size", both.problem.message, 1, true)
     assert.is_nil(request.normalise("respond", r, {input = "x", tool = false}).tool)
     assert.equal("prompt", request.normalise("generate", r, {}).problem.field)
   end)

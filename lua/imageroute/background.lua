@@ -42,6 +42,15 @@ M.POLL_INTERVAL = 2
 --- The statuses of a response that is still running.
 M.PENDING = {queued = true, in_progress = true}
 
+--- Whether a call's normalised request asks for background mode (a Responses body with the
+-- top-level `background = true`; see `imageroute.assistant.place`).
+-- @tparam table req the normalised request (`imageroute.request`)
+-- @treturn boolean
+function M.wanted(req)
+  return type(req) == "table" and req.shape == "responses" and type(req.send) == "table"
+    and req.send.background == true and req.problem == nil
+end
+
 local Transfer = {}
 Transfer.__index = Transfer
 Transfer.__name = "imageroute.BackgroundTransfer"
@@ -66,6 +75,7 @@ end
 --- Waits for the outcome (the wait function is set by `imageroute.start_background`).
 function Transfer:wait()
   self.waiter(function() return self.finished end)
+  if self.raised ~= nil then error(self.raised, 0) end -- a callback's error, raised where the call is waited for
   return self.res, self.err
 end
 
@@ -149,7 +159,7 @@ function M.run(t, env)
   end
   local function cancel_remote(why)
     local r, e = env.api(route, {method = "POST", path = "/responses/" .. id .. "/cancel"},
-      {max_retries = 1, timeout = 30})
+      {max_retries = 1, timeout = 10}) -- best effort, after the deadline too: nothing keeps generating
     local status = r and type(r.body) == "table" and r.body.status or nil
     info.cancel = {status = status, http_status = (r or e or {}).status, request_id = (r or e or {}).request_id,
       error = e and tostring(e) or nil, why = why}
@@ -195,6 +205,8 @@ function M.run(t, env)
           end
           return res, ferr
         end
+      elseif type(e) == "table" and e.code == "deadline_exceeded" then -- the deadline passed during the poll
+        deadline = core.now() -- the next turn sends the cancel and ends the call
       elseif transient(e) and failures < 3 then
         failures = failures + 1
       else

@@ -29,13 +29,17 @@
 -- * `prompt`: the prompt's text (`params.prompt`, or the text parts of a Responses `input`).
 -- * `images`: the edit's input images (Images API edits, a list), `mask` (the edit mask, or the tool's
 --   `input_image_mask`).
--- * `send` (Responses): the body's fields before its images are encoded: API field names, the tool
---   in `tools`, `input` as items, every other field as given; and `problem` (a validation error:
---   `{field =, message =}`) when the params cannot make a request (no prompt, no model, ...).
+-- * `send` (Responses): the body's fields before its images are encoded: API field names, the tools
+--   in `tools` (placed by `imageroute.assistant.place`: the app's tools as given, the image tool added
+--   unless the list holds one), `input` as items, every other field as given; and `problem` (a
+--   validation error: `{field =, message =, fix =, rule =}`) when the params cannot make a request (no
+--   prompt, no model, an option whose place is ambiguous or that would be dropped, ...).
 --   The shape turns `send` into the wire body (`imageroute.shapes.responses.build`).
 -- @module imageroute.request
 
 local type, pairs, ipairs, rawlen, setmetatable, concat = type, pairs, ipairs, rawlen, setmetatable, table.concat
+
+local assistant = require "imageroute.assistant"
 
 local M = {}
 
@@ -113,39 +117,15 @@ local function responses_send(kind, route, params)
   if not ((type(input) == "string" and input ~= "") or (type(input) == "table" and rawlen(input) > 0)) then
     fail("input", "params.input must be a non-empty string or list")
   end
-  -- the tool: params.tool merged with the flat options (params.tool wins), the flat ones removed
-  local disabled = body.tool == false
-  local tool = type(body.tool) == "table" and copy(body.tool) or {}
-  for _, k in ipairs(M.TOOL_FIELDS) do
-    if body[k] ~= nil then
-      if tool[k] == nil then tool[k] = body[k] end
-      body[k] = nil
-    end
+  -- the tools: placed by imageroute.assistant (the app's tools as given plus the image tool; every
+  -- option sent where the caller put it, an ambiguous one refused naming both places)
+  local placed, added = assistant.place(route, body)
+  if not placed then
+    problem = problem or {field = added.field, message = added.message, fix = added.fix, rule = added.rule}
+    return body, nil, problem
   end
-  if body.image_model ~= nil then
-    if type(body.image_model) ~= "string" and type(body.image_model) ~= "number" then
-      fail("image_model", "params.image_model must be a string")
-    end
-    tool.model = body.image_model
-    body.image_model = nil
-  elseif tool.model == nil and type(route.image_model) == "string" then
-    tool.model = route.image_model
-  end
-  body.tool = nil
-  local sent_tool
-  if not disabled then
-    if body.tools == nil then
-      tool.type = "image_generation"
-      body.tools = {tool}
-      sent_tool = tool
-    elseif type(body.tools) == "table" then -- explicit tools: sent as given
-      for _, t in ipairs(body.tools) do
-        if type(t) == "table" and t.type == "image_generation" then sent_tool = t break end
-      end
-    end
-  end
-  if body.tool_choice == "image_generation" then body.tool_choice = {type = "image_generation"} end
-  return body, sent_tool, problem
+  local sent_tool = added or (type(placed.tools) == "table" and assistant.image_tool_in(placed.tools)) or nil
+  return placed, sent_tool, problem
 end
 
 --- Builds the normalised request of one call (see the module doc for its fields).

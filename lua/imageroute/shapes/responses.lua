@@ -35,6 +35,7 @@
 
 local core = require "imageroute.core"
 local json = require "imageroute.json"
+local assistant = require "imageroute.assistant"
 
 local type, pairs, ipairs, rawlen, tostring, tonumber, concat =
   type, pairs, ipairs, rawlen, tostring, tonumber, table.concat
@@ -56,8 +57,10 @@ local function is_image(v)
 end
 
 --- A validation error of a request that cannot be built, as the core gives one (nothing sent).
-local function invalid(req, field, message)
-  return core.error("validation", message, {field = field, route = req.route.name, attempts = 0})
+local function invalid(req, field, message, problem)
+  local p = type(problem) == "table" and problem or {}
+  return core.error("validation", message, {field = field, route = req.route.name, attempts = 0, fix = p.fix,
+    rule = p.rule})
 end
 
 -- One content item of an input list (at place n) as a Responses content part.
@@ -82,13 +85,29 @@ local function content_part(req, item, n)
   return part
 end
 
+-- The content part types (an input list starting with one of these, a string or an Image is a list of
+-- content items; anything else, a table with a `role` or another `type`, a list of input items).
+local CONTENT_TYPES = {input_text = true, input_image = true, input_file = true}
+
+--- Whether an input list is a list of input items (messages, `function_call_output`, echoed reply
+-- items such as `reasoning` or `message`) rather than the content of one user message.
+-- @tparam table input
+-- @treturn boolean
+function M.is_item_list(input)
+  local first = input[1]
+  if type(first) ~= "table" or is_image(first) then return false end
+  if first.role ~= nil then return true end
+  return type(first.type) == "string" and not CONTENT_TYPES[first.type]
+end
+
 -- params.input: a string as it is; a list of content items becomes one user message; a list of
--- messages ({role =, content =}) is sent with each message's content items converted.
+-- input items (messages {role =, content =}, function_call_output items, reply items echoed back) is
+-- sent item by item, each message's content items converted and every other item as given (arrays
+-- keep their JSON array marks, see imageroute.json).
 local function build_input(req, input)
   if type(input) ~= "table" then return input end
-  local out = {}
-  local first = input[1]
-  if not (type(first) == "table" and first.role ~= nil) then
+  local out = json.array({})
+  if not M.is_item_list(input) then
     for i = 1, rawlen(input) do
       local part, err = content_part(req, input[i], i)
       if not part then return nil, err end
@@ -100,8 +119,12 @@ local function build_input(req, input)
     local msg = input[i]
     if type(msg) ~= "table" then return nil, invalid(req, "input", "input messages must be tables") end
     msg = copy(msg)
-    if type(msg.content) == "table" then
-      local content = {}
+    if msg.type == "image_generation_call" and is_image(msg.image) then
+      -- an output item echoed back (result.output): its Image goes back as the base64 result
+      msg.result, msg.image = core.b64encode(msg.image.bytes), nil
+    end
+    if type(msg.content) == "table" and msg.role ~= nil then
+      local content = json.array({})
       for j = 1, rawlen(msg.content) do
         local part, err = content_part(req, msg.content[j], j)
         if not part then return nil, err end
@@ -119,7 +142,7 @@ end
 -- @treturn string|nil the body
 -- @treturn[2] table a `validation` error (`field`, `route`, `attempts = 0`)
 function M.build(req)
-  if req.problem then return nil, invalid(req, req.problem.field, req.problem.message) end
+  if req.problem then return nil, invalid(req, req.problem.field, req.problem.message, req.problem) end
   local body = copy(req.send)
   local input, err = build_input(req, body.input)
   if err then return nil, err end
@@ -201,7 +224,8 @@ local function output_text(output)
 end
 
 local IMAGE_FIELDS = {"revised_prompt", "size", "quality", "background", "output_format", "status"}
-local CARRY = {"response_id", "output_text", "image_calls", "usage", "incomplete_details"}
+local CARRY = {"response_id", "output_text", "image_calls", "usage", "incomplete_details", "output", "function_calls"}
+local PENDING = {queued = true, in_progress = true}
 local RESULT_FIELDS = {"id", "status", "usage", "error", "incomplete_details", "previous_response_id", "created_at"}
 
 local function str(v)
@@ -234,7 +258,8 @@ function M.reply(req, res, err)
     output = type(reply.items) == "table" and reply.items or {}
   else
     local text = reply.text or ""
-    body = json.decode(text)
+    body = reply.body -- already decoded (a background response's final poll, see reply_polled)
+    if body == nil then body = json.decode(text) end
     if type(body) ~= "table" then
       return fail(res, "decode", ("the response is not valid JSON (HTTP %d, content-type %s): %s"):format(
         res.http_status or 0, reply.content_type or "none", excerpt(text, 200)))
@@ -243,6 +268,8 @@ function M.reply(req, res, err)
     output = type(body.output) == "table" and body.output or {}
   end
   local response_id = type(body.id) == "string" and body.id or nil
+  -- a background response still running (its create reply): no output yet, nothing missing
+  local pending = req.send ~= nil and req.send.background == true and PENDING[body.status] == true
   local calls, failed = {}, 0
   for i = 1, rawlen(output) do
     local item = output[i]
@@ -268,7 +295,7 @@ function M.reply(req, res, err)
         img.call_id = item.id
         img.index = #images + 1
         images[#images + 1] = img
-      else
+      elseif not pending then
         call.error = ("no image (status %s, result %s)"):format(str(item.status) or "missing", "null")
         failed = failed + 1
       end
@@ -281,19 +308,27 @@ function M.reply(req, res, err)
     res.stream = true
     res.partial_images_received = reply.partials_received
   end
-  local tools = req.send and req.send.tools
-  res.tool_model = type(tools) == "table" and type(tools[1]) == "table" and tools[1].model or nil
+  res.tool_model = type(req.tool) == "table" and req.tool.model or nil -- the image tool's, wherever it sits
   res.output_text = output_text(body.output)
   res.images = images
   res.image_calls = calls
   res.shape = "responses"
   res.response_id = body.id
+  -- every output item in order (image calls with their Image), the function calls, moderation
+  assistant.decorate(res, {output = output, moderation = body.moderation})
   local function carried(e)
     for _, f in ipairs(CARRY) do e[f] = res[f] end
     if #images > 0 then e.images = images end
     return e
   end
+  if pending then return res end
   local status = str(res.status)
+  local block = assistant.moderation_block(body)
+  if block then -- never a success, never retried (a 2xx is not retried; see imageroute.router for fallback)
+    return fail(res, "api", ("the response was blocked by moderation (%s, status %s)"):format(block.reason,
+      tostring(status)), carried({code = "moderation_blocked", moderation = block, status = res.http_status,
+      retryable = false}))
+  end
   if status == "failed" or failed > 0 then
     local msg, code = "an image_generation_call returned no image", "image_generation_failed"
     if type(res.error) == "table" then
@@ -309,6 +344,51 @@ function M.reply(req, res, err)
       carried({code = "no_image", status = res.http_status}))
   end
   return res
+end
+
+--- Reads the final poll of a background response (`GET /responses/{id}`, decoded by `imageroute.api`)
+-- exactly as a foreground reply: every `image_generation_call`'s base64 `result` is lifted into an
+-- Image here (as the core does for a reply: at most the call's `max_images`, each sniffed), then
+-- `reply` reads it. The common fields (`request_id`, `http_status`, `attempts`, `attempt_log`, ...)
+-- are the create request's: the call was made by it, the polls only read it.
+-- @tparam table req the normalised request
+-- @tparam table created the create reply's result (`reply` of the `queued` response)
+-- @tparam table polled the `imageroute.api` result of the final poll (`body` decoded)
+-- @treturn table|nil the result
+-- @treturn[2] table the error, as for `reply`
+function M.reply_polled(req, created, polled)
+  local res = {}
+  for _, f in ipairs{"route", "attempt_log", "attempts", "request_id", "latency", "endpoint", "rate_limit_headers",
+    "http_status", "bytes_received", "contract_reason"} do res[f] = created[f] end
+  local body = polled.body
+  if type(body) ~= "table" then
+    return fail(res, "decode", "the final poll's reply is not a JSON object: " .. excerpt(polled.text or "", 200))
+  end
+  local max = type(req.opts) == "table" and tonumber(req.opts.max_images) or tonumber(req.route.max_images) or 16
+  local images, output = {}, type(body.output) == "table" and body.output or {}
+  for i = 1, rawlen(output) do
+    local item = output[i]
+    if type(item) == "table" and item.type == "image_generation_call" and type(item.result) == "string" then
+      if #images >= max then
+        return fail(res, "decode", ("the response holds more than %d images (max_images)"):format(max),
+          {code = "too_many_images", response_id = body.id})
+      end
+      local bytes, berr = core.b64decode(item.result)
+      local img
+      if not bytes then
+        img = "is not valid base64: " .. tostring(berr)
+      else
+        img = core.image(bytes)
+        if img.format == nil then
+          img = ("decoded to %d bytes that are not a PNG, JPEG, WebP or GIF image"):format(#bytes)
+        end
+      end
+      images[#images + 1] = img
+      item.result = "@imageroute-image:" .. (#images - 1)
+    end
+  end
+  res.reply = {body = body, images = images}
+  return M.reply(req, res)
 end
 
 return M
