@@ -100,6 +100,7 @@ describe("the tool loop on the Responses API", function()
       tools = imageroute.array()}))
     local raw = s:requests()[2].raw
     assert.truthy(raw:find('"annotations":[]', 1, true), raw)
+    assert.truthy(raw:find('"logprobs":[]', 1, true), raw)
     assert.truthy(raw:find('"tools":[]', 1, true), raw)
   end)
 

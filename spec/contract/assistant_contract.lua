@@ -43,7 +43,8 @@ describe("assistant-flow requests match the official spec", function()
     accepted(imageroute.respond(responses, {input = {
       {type = "reasoning", id = "rs_123", summary = imageroute.array()},
       {type = "message", role = "assistant", id = "msg_123", status = "completed",
-        content = {{type = "output_text", text = "Here it is", annotations = imageroute.array()}}},
+        content = {{type = "output_text", text = "Here it is", annotations = imageroute.array(),
+          logprobs = imageroute.array()}}},
       {role = "user", content = {"now make it night"}},
     }}))
   end)

@@ -299,7 +299,7 @@ local function handle_responses(ctx, B)
     if prev then say = say .. format(" (continuing from %s, where you said: %s)", prev_id, clip(prev.text, 80)) end
     message = {type = "message", id = new_id("msg_"), role = "assistant",
       status = status == "incomplete" and "incomplete" or "completed",
-      content = {{type = "output_text", text = say, annotations = EMPTY_ARRAY}}}
+      content = {{type = "output_text", text = say, annotations = EMPTY_ARRAY, logprobs = EMPTY_ARRAY}}}
     output[#output + 1] = message
     out_tokens = out_tokens + text_tokens(say)
   end
