@@ -103,6 +103,27 @@ describe("background mode", function()
     assert.equal(2, res.background_mode.polls) -- one in_progress poll (the default of the local server), then done
   end)
 
+  it("imageroute respond --background-mode: the same call from the command line", function()
+    local cli = require "support.cli_run"
+    local dir = os.tmpname()
+    os.remove(dir)
+    assert(os.execute("mkdir -p " .. cli.q(dir)))
+    local routes = dir .. "/routes.lua"
+    cli.write(routes, ([[return {bg = {lane = "official", shape = "responses", model = "gpt-5",
+      image_model = "gpt-image-1", base_url = %q, max_retries = 0, api_key_env = "IMAGEROUTE_TEST_KEY"}}]])
+      :format(s.base_url))
+    local rc, out, err = cli.run(dir, {"--routes", routes, "respond", "draw a fox", "--background-mode",
+      "--background", "opaque", "-o", dir .. "/fox.png", "--json"})
+    assert.equal(0, rc, err)
+    local res = assert(imageroute.core.json_decode(out))
+    assert.equal(2, res.background_mode.polls)
+    local create = s:requests()[1].json
+    assert.is_true(create.background)
+    assert.equal("opaque", create.tools[1].background)
+    assert.truthy(cli.exists(dir .. "/fox.png"))
+    os.execute("rm -rf " .. cli.q(dir))
+  end)
+
   it("a background response that ends blocked by moderation is the same error as in the foreground", function()
     s:script{{moderation_block = true}}
     local _, err = imageroute.respond(route, {input = "draw", tool_choice = "image_generation", background = true},

@@ -191,6 +191,8 @@ local function build_parser(state)
   local rs = parser:command("respond", "The Responses API with the image_generation tool (forced).")
   rs:argument("input", "The input text ('-': read it from standard input).")
   call_options(rs, "respond")
+  rs:flag("--background-mode", "Run the response in background mode (Responses background = true): created, then "
+    .. "polled every 2 s until done, within the route's deadline; for long, high-quality images.")
 
   local ck = parser:command("check", "Show a route's contract gates as a table; exit 0 when the route is "
     .. "allowed, 1 when refused. Without ROUTE: every route.")

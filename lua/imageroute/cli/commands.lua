@@ -33,6 +33,10 @@ local function params_from(args, kind)
     p.partial_images = args.partial or 2
   end
   if kind == "respond" then p.tool_choice = "image_generation" end
+  if kind == "respond" and args.background_mode then -- top-level background mode; the image's background in the tool
+    if p.background ~= nil then p.tool = {background = p.background} end
+    p.background = true
+  end
   return p
 end
 
