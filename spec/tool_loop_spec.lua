@@ -80,6 +80,14 @@ describe("the tool loop on the Responses API", function()
     assert.is_nil(out:find(fx.KEY, 1, true))
   end)
 
+  it("streamed: the function call comes in its output_item events, and is on the result", function()
+    local res = assert(imageroute.respond(route, {input = "use get_weather", tools = {WEATHER}, stream = true,
+      partial_images = 1}))
+    assert.is_true(res.stream)
+    assert.equal("get_weather", res.function_calls[1].name)
+    assert.same({"function_call"}, {res.output[1].type})
+  end)
+
   it("arguments that are not JSON: arguments as returned, args nil", function()
     s:script{{function_arguments = "{oops"}}
     local res = assert(imageroute.respond(route, {input = "use get_weather", tools = {WEATHER}}))

@@ -361,6 +361,18 @@ local function handle_responses(ctx, B)
   ev("response.created", {response = shell})
   ev("response.in_progress", {response = shell})
   local index = 0
+  if fn then -- the function call: added, its arguments (one delta), done
+    local item = output[1]
+    local pending = {}
+    for k, v in pairs(item) do pending[k] = v end
+    pending.status, pending.arguments = "in_progress", ""
+    ev("response.output_item.added", {output_index = index, item = pending})
+    ev("response.function_call_arguments.delta", {output_index = index, item_id = item.id, delta = item.arguments})
+    ev("response.function_call_arguments.done", {output_index = index, item_id = item.id,
+      arguments = item.arguments})
+    ev("response.output_item.done", {output_index = index, item = item})
+    index = index + 1
+  end
   if image_item then
     local pending = {}
     for k, v in pairs(image_item) do pending[k] = v end
