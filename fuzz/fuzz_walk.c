@@ -1,8 +1,8 @@
 /*
  * fuzz_walk.c - the reply walkers, in a real Lua state: the images parse (src/api.c), the
- * Responses parse and completion (src/respond.c), the chat parse (src/chat.c, which calls the Lua
- * module imageroute.markdown), and the event handling of ir_sse_process (src/sse.c), each on a
- * fuzzer-made 2xx reply body.
+ * Responses reply (src/respond.c lifts the images, lua/imageroute/shapes/responses.lua reads it),
+ * the chat parse (src/chat.c, which calls the Lua module imageroute.markdown), and the event
+ * handling of ir_sse_process (src/sse.c), each on a fuzzer-made 2xx reply body.
  *
  * Input: byte 0 is the option byte, the rest a chunked input (fuzz_common.h) whose payload is the
  * reply body and whose chunks are what "libcurl" hands over:
@@ -13,8 +13,10 @@
  *   bit 4     the caller stops the transfer after the first chunk (transfer:cancel, or with
  *             bit 5 transfer:close), as a callback that raises does
  *
- * Each run starts the transfer with the real start function (core.start_generate, ...: the
- * request is built, the transfer handed to the loop) and never steps the loop, so nothing is ever
+ * Each run starts the transfer the way imageroute does (imageroute.dispatch.start: the normalised
+ * request, the body built by its shape, the core's start function; the transfer handed to the loop),
+ * reads the outcome with the shape's walker (imageroute.dispatch.finish: the Responses reply is
+ * read in Lua, lua/imageroute/shapes/responses.lua), and never steps the loop, so nothing is ever
  * sent: no network at all. The body is fed the way the loop feeds it (write_cb: ir_extract_feed
  * or ir_sse_feed per chunk; for a stream, ir_xfer_stream_tick after each chunk, as sse_tick
  * does), then ir_xfer_reply_done walks it, as attempt_done does. A transfer left waiting for a
@@ -97,16 +99,27 @@ FZ_NOCOV static int known_kind(const char *k)
     return 0;
 }
 
-/* Starts the transfer for call `call` (see the header); pushes it. */
+/* Starts the transfer for call `call` (see the header) the way imageroute does: through
+ * imageroute.dispatch.start (the normalised request, the body built by the request shape, the
+ * core's start function). Pushes the transfer; keeps the request in req_ref for finish. */
+static const char *const START =
+    "local kind, route, params = ...\n"
+    "local x, err, req = require('imageroute.dispatch').start(kind, route, params)\n"
+    "return x, req, err\n";
+/* The outcome as imageroute reads it: the shape's reply walker over the transfer's outcome. */
+static const char *const FINISH =
+    "local req, x = ...\n"
+    "return require('imageroute.dispatch').finish(req, x:result())\n";
+static int req_ref = LUA_NOREF;
+
 FZ_NOCOV static ir_xfer *start(int call, int edit)
 {
-    static const char *const fn[] = {"start_generate", "start_respond", "start_generate", "start_generate"};
+    static const char *const kind[] = {"generate", "respond", "generate", "generate"};
     static const int route[] = {0, 1, 1, 2};
     int top = lua_gettop(L);
-    const char *name = edit && call != 1 ? "start_edit" : fn[call];
-    lua_rawgeti(L, LUA_REGISTRYINDEX, core_ref);
-    lua_getfield(L, -1, name);
-    lua_remove(L, -2);
+    const char *name = edit && call != 1 ? "edit" : kind[call];
+    if (luaL_loadstring(L, START) != LUA_OK) abort();
+    lua_pushstring(L, name);
     lua_rawgeti(L, LUA_REGISTRYINDEX, route_ref[route[call]]);
     lua_createtable(L, 0, 4);
     if (call == 1) {
@@ -123,14 +136,15 @@ FZ_NOCOV static ir_xfer *start(int call, int edit)
         lua_pushlstring(L, (const char *)png, sizeof png);
         lua_setfield(L, -2, "image");
     }
-    if (lua_pcall(L, 2, 2, 0) != LUA_OK) {
-        fprintf(stderr, "fuzz_walk: %s failed: %s\n", name, lua_tostring(L, -1));
+    if (lua_pcall(L, 3, 3, 0) != LUA_OK) {
+        fprintf(stderr, "fuzz_walk: starting %s failed: %s\n", name, lua_tostring(L, -1));
         abort();
     }
-    FZ_CHECK(lua_touserdata(L, -2) != NULL, "%s returned no transfer: %s", name,
+    FZ_CHECK(lua_touserdata(L, -3) != NULL, "%s returned no transfer: %s", name,
              lua_istable(L, -1) && (lua_getfield(L, -1, "message"), lua_isstring(L, -1)) ? lua_tostring(L, -1) : "?");
     lua_settop(L, top + 2);
-    lua_pop(L, 1);
+    luaL_unref(L, LUA_REGISTRYINDEX, req_ref);
+    req_ref = luaL_ref(L, LUA_REGISTRYINDEX);
     return (ir_xfer *)luaL_checkudata(L, -1, IR_XFER_MT);
 }
 
@@ -138,7 +152,12 @@ FZ_NOCOV static void check_outcome(int xi, ir_xfer *x, int call)
 {
     int top = lua_gettop(L), n;
     FZ_CHECK(x->state == X_DONE, "transfer not done (state %d)", x->state);
-    n = ir_xfer_push_outcome(L, xi);
+    if (luaL_loadstring(L, FINISH) != LUA_OK) abort();
+    lua_rawgeti(L, LUA_REGISTRYINDEX, req_ref);
+    lua_pushvalue(L, xi);
+    FZ_CHECK(lua_pcall(L, 2, 2, 0) == LUA_OK, "the reply walker raised: %s", lua_tostring(L, -1));
+    n = lua_isnil(L, -2) ? 2 : 1;
+    if (n == 1) lua_pop(L, 1);
     if (getenv("FZ_WALK_VERBOSE")) { /* replaying seeds by hand: what each one ended in */
         int o = lua_gettop(L);
         lua_getglobal(L, "tostring");

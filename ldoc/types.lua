@@ -68,6 +68,10 @@
 -- arguments and result of `imageroute.api` except the decoded `body`). The loop keeps it alive until it is done; `imageroute.step` drives it.
 -- `transfer:__close()` (a `<close>` variable, or the collector) stops a transfer that is still
 -- running and frees its connection.
+--
+-- `imageroute.start_background` returns a Transfer of the same methods for a Responses call in
+-- background mode (a Lua table, see `imageroute.background`): `cancel` there also cancels the response
+-- on the API (`POST /responses/{id}/cancel`), and `response_id`, `status` and `polls` follow it.
 -- @type Transfer
 
 --- True when the transfer has finished (with a result or an error).

@@ -21,7 +21,8 @@ port=$(cat "$portfile")
 echo "demo: local server on http://127.0.0.1:$port/v1"
 export OPENAI_BASE_URL="http://127.0.0.1:$port/v1"
 mkdir -p out
-for ex in ${DEMO_EXAMPLES:-quickstart assistant_flow provider_chat compare}; do
+export IMAGEROUTE_POLL=0.1   # examples/tool_loop.lua: background polls 0.1 s apart on the local server
+for ex in ${DEMO_EXAMPLES:-quickstart assistant_flow tool_loop provider_chat compare}; do
   echo "== examples/$ex.lua"
   lua5.4 "examples/$ex.lua"
 done

@@ -15,6 +15,8 @@ local fx = require "support.fixtures"
 --                gpt-image-1-mini 1024x1024 high 0.036
 
 local EPS = 1e-12
+local dispatch = require "imageroute.dispatch"
+local function raw(kind) return function(...) return dispatch.call(kind, ...) end end
 
 local function route(extra)
   local cfg = {name = "r", base_url = "http://127.0.0.1:9/v1", model = "gpt-image-1", api_key_env = fx.KEY_ENV}
@@ -250,7 +252,7 @@ describe("cost of real calls to the local server (policy hooks)", function()
 
   it("responses: one gpt-image-1 image at 1024x1536 low = $0.016", function()
     local r = fx.route(s, {shape = "responses", model = "gpt-5", image_model = "gpt-image-1"})
-    local res = assert(policy.call("generate", core.generate, r, {prompt = "a kite", size = "1024x1536",
+    local res = assert(policy.call("generate", raw("generate"), r, {prompt = "a kite", size = "1024x1536",
       quality = "low"}))
     assert.near(0.016, res.cost.amount, EPS)
     assert.equal("per_image", res.cost.basis)

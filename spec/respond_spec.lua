@@ -45,12 +45,17 @@ describe("respond (Responses API with the image_generation tool)", function()
     assert.truthy(res.usage.total_tokens > 0)
   end)
 
-  it("merges params.tool, lets params.image_model win, and forces the tool by name", function()
-    assert(imageroute.respond(route(), {input = "draw", tool = {quality = "low", model = "x"},
+  it("merges params.tool, takes params.image_model as the tool's model, and forces the tool by name", function()
+    assert(imageroute.respond(route(), {input = "draw", tool = {quality = "low"},
       image_model = "gpt-image-1-mini", tool_choice = "image_generation"}))
     local body = s:requests()[1].json
     assert.same({{type = "image_generation", quality = "low", model = "gpt-image-1-mini"}}, body.tools)
     assert.same({type = "image_generation"}, body.tool_choice)
+    -- two image models named: refused before sending, nothing dropped
+    local _, err = imageroute.respond(route(), {input = "draw", tool = {model = "x"}, image_model = "gpt-image-1-mini"})
+    assert.equal("validation", err.kind)
+    assert.equal("image_model", err.field)
+    assert.equal(1, #s:requests())
   end)
 
   it("sends no tool for a text-only turn", function()

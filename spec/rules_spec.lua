@@ -256,7 +256,9 @@ end)
 describe("stop rules refuse before any request reaches the local server", function()
   local s = server.for_block()
 
-  local CALLS = {generate = core.generate, edit = core.edit, respond = core.respond}
+  local dispatch = require "imageroute.dispatch"
+  local CALLS = {}
+  for _, k in ipairs{"generate", "edit", "respond"} do CALLS[k] = function(...) return dispatch.call(k, ...) end end
 
   local function on_server(r)
     local cfg = r:config()

@@ -209,6 +209,81 @@ int ir_decode_body(lua_State *L, int xi, ir_xfer *x)
     return 1;
 }
 
+/* The request body given as JSON text by the Lua layer (req.body at index req): POSTed as it is.
+ * 0 with a validation error pushed when it is not a string. */
+int ir_set_body_text(lua_State *L, ir_xfer *x, int req)
+{
+    const char *s;
+    size_t n;
+    if (lua_getfield(L, req, "body") != LUA_TSTRING) {
+        lua_pop(L, 1);
+        ir_push_validation(L, "body", "req.body must be the request's JSON text (a string)%s", "");
+        return 0;
+    }
+    s = lua_tolstring(L, -1, &n);
+    if (ir_buf_add(&x->body, s, n)) {
+        lua_pop(L, 1);
+        ir_push_validation(L, "body", "out of memory%s", "");
+        return 0;
+    }
+    lua_pop(L, 1);
+    curl_easy_setopt(x->easy, CURLOPT_POST, 1L);
+    curl_easy_setopt(x->easy, CURLOPT_POSTFIELDS, x->body.p);
+    curl_easy_setopt(x->easy, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)x->body.n);
+    return 1;
+}
+
+/* Pushes extracted image k as an Image, or why it is not one: a string to follow the field's name
+ * ("is not valid base64 (...)"), or an error table (a file that could not be put in place). */
+static void push_extracted(lua_State *L, ir_extract *ex, unsigned long k)
+{
+    ir_ximg *im = &ex->imgs[k];
+    const char *fmt = NULL;
+    if (im->bad) {
+        lua_pushfstring(L, "is not valid base64 (%s)", im->bad);
+    } else if (im->dataurl_mime[0] && strncmp(im->dataurl_mime, "image/", 6) != 0) {
+        lua_pushfstring(L, "is a data URL of type %s, not an image", im->dataurl_mime);
+    } else if (im->spill) {
+        take_spilled(L, ex, k, "image"); /* the Image, or its error */
+    } else if (!ir_sniff((const unsigned char *)im->data.p, im->data.n, &fmt)) {
+        lua_pushfstring(L, "decoded to %I bytes that are not a PNG, JPEG, WebP or GIF image", (lua_Integer)im->data.n);
+    } else {
+        ir_image_push(L, &im->data);
+    }
+}
+
+/* A JSON reply in full: pushes the result {reply = {text =, images =, content_type =}} for the Lua
+ * layer to read (text: the JSON with each image replaced by "@imageroute-image:N"; images[N + 1]:
+ * that image, or why it is not one, see push_extracted). Returns 1, or 0 after failing the
+ * transfer (the reply is not JSON, or memory ran out). */
+int ir_push_reply(lua_State *L, int xi, ir_xfer *x)
+{
+    unsigned long k;
+    if (x->mode != M_JSON) {
+        ir_fail_decode(L, xi, x, "the response is not JSON");
+        return 0;
+    }
+    if (x->ex.oom) {
+        ir_push_error(L, "decode", "out of memory reading the response");
+        ir_xfer_fail(L, xi, x);
+        return 0;
+    }
+    x->req_status = x->status;
+    lua_createtable(L, 0, 16);
+    lua_createtable(L, 0, 3);
+    lua_pushlstring(L, x->resp.p ? x->resp.p : "", x->resp.n);
+    lua_setfield(L, -2, "text");
+    lua_createtable(L, (int)x->ex.nimgs, 0);
+    for (k = 0; k < x->ex.nimgs; k++) {
+        push_extracted(L, &x->ex, k);
+        lua_rawseti(L, -2, (lua_Integer)k + 1);
+    }
+    lua_setfield(L, -2, "images");
+    ir_setfield_str(L, "content_type", x->h.content_type[0] ? x->h.content_type : NULL);
+    lua_setfield(L, -2, "reply");
+    return 1;
+}
+
 /* Puts the Images of the list at idx in the order of their `index` field (their place in the
  * reply: data[i], or the i-th link), since the ones decoded in place come before the ones that
  * had to be downloaded. Images without a usable index keep their relative order, at the end.
@@ -657,8 +732,9 @@ static int dispatch(lua_State *L, int edit, int blocking)
         ops = &IR_CHAT_OPS;
         build = edit ? ir_build_chat_edit : ir_build_chat_generate;
     } else if (strcmp(shape, "responses") == 0) {
-        ops = &IR_RESPOND_OPS;
-        build = edit ? ir_build_respond_edit : ir_build_respond_generate;
+        /* the Responses body is built by the Lua layer (imageroute.generate / edit) */
+        return luaL_error(L, "core.%s on a responses route: build the body with imageroute (lua/imageroute/shapes/"
+                          "responses.lua) and send it with core.start_respond", edit ? "edit" : "generate");
     } else {
         ops = edit ? &EDIT_OPS : &GENERATE_OPS;
         build = edit ? build_edit : build_generate;

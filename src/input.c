@@ -128,11 +128,14 @@ int ir_is_image_model(const char *m)
                  strncmp(m, "chatgpt-image-", 14) == 0);
 }
 
-/* core.data_url(image) -> "data:<mime>;base64,..." | nil, err  (image: bytes, path, Image, table) */
+/* core.data_url(image [, field]) -> "data:<mime>;base64,..." | nil, err  (image: bytes, path, Image,
+ * table; field: how the error names it, default "image") */
 static int l_data_url(lua_State *L)
 {
+    const char *field = luaL_optstring(L, 2, "image");
     luaL_checkany(L, 1);
-    if (ir_push_data_url(L, 1, "image")) return 1;
+    lua_settop(L, 2);
+    if (ir_push_data_url(L, 1, field)) return 1;
     lua_pushnil(L);
     lua_insert(L, -2);
     return 2;

@@ -188,6 +188,10 @@ void ir_push_validation(lua_State *L, const char *field, const char *fmt, const 
 void ir_shallow_copy(lua_State *L, int idx);
 /* Sets body.model from the route when the caller did not, and records it for the result. */
 int  ir_ensure_model(lua_State *L, int body, int route, int xi);
+/* POSTs req.body (JSON text made by the Lua layer) as it is. */
+int  ir_set_body_text(lua_State *L, ir_xfer *x, int req);
+/* A 2xx JSON reply: pushes {reply = {text =, images =, content_type =}}; 0 after failing the transfer. */
+int  ir_push_reply(lua_State *L, int xi, ir_xfer *x);
 /* Encodes the table at body as the request's JSON body (POST). */
 int  ir_set_json_body(lua_State *L, ir_xfer *x, int body);
 int  ir_check_prompt(lua_State *L, int params);
@@ -215,8 +219,6 @@ void ir_request_open(lua_State *L);
 
 /* respond.c and chat.c */
 extern const ir_ops IR_RESPOND_OPS, IR_CHAT_OPS;
-int ir_build_respond_generate(lua_State *L, ir_xfer *x, int xi, int route, int params, int opts);
-int ir_build_respond_edit(lua_State *L, ir_xfer *x, int xi, int route, int params, int opts);
 int ir_build_chat_generate(lua_State *L, ir_xfer *x, int xi, int route, int params, int opts);
 int ir_build_chat_edit(lua_State *L, ir_xfer *x, int xi, int route, int params, int opts);
 

@@ -194,12 +194,16 @@ local function build_parser(state)
   local rs = parser:command("respond", "The Responses API with the image_generation tool (forced).")
   rs:argument("input", "The input text ('-': read it from standard input).")
   call_options(rs, "respond")
+  rs:flag("--background-mode", "Run the response in background mode (Responses background = true): created, then "
+    .. "polled every 2 s until done, within the route's deadline; for long, high-quality images.")
 
   local ck = parser:command("check", "Show a route's contract gates as a table; exit 0 when the route is "
     .. "allowed, 1 when refused. Without ROUTE: every route.")
   ck:argument("route", "The route name."):args("?")
   help(ck, EPILOG)
   ck:flag("--json", "Print the report as JSON.")
+  ck:flag("--live", "Also ask the route's API whether its models are available to this account (GET "
+    .. "/models/{model}: free, no image made), one row each; exit 1 when one is not.")
 
   local bt = parser:command("batch", "Run a file of prompts (one per line; blank lines and # comments skipped) "
     .. "or of jobs (.json list or .jsonl lines of {\"prompt\", \"route\", \"call\", \"size\", ...}), N calls in "

@@ -196,13 +196,18 @@ function gate.billing(route)
   return "unknown", "billing.unit = " .. b.unit .. " but no billing.price"
 end
 
---- The acceptance report of a route (also `route:check()`).
+--- The acceptance report of a route (also `route:check()`, `route:check{live = true}`).
 -- @tparam Route route
--- @treturn table report: `ok` (true when every row passes), `allowed` (true when calls may go
---   through: see `allow`), `lane`, `route` (name), `host`, `rows` (list of `{gate =, status = "pass" |
---   "fail" | "unknown", reason =}`: the `lane` and `host` rows, then one per gate in `M.GATES`),
---   `accepted`, `risk_exception` (as recorded), `reason` (why calls are allowed or refused)
-function M.check(route)
+-- @tparam[opt] table opts `live = true`: also ask the route's API whether its models are available
+--   to this account (`GET /models/{model}`, free, no image made; see `imageroute.live`), one row
+--   each (`gate = "live"` / `"live_image_model"`), after the gates; `timeout` (seconds) for those asks
+-- @treturn table report: `ok` (true when every row passes, live rows included), `allowed` (true when
+--   calls may go through: see `allow`; the gates decide it, never the live rows), `lane`, `route`
+--   (name), `host`, `rows` (list of `{gate =, status = "pass" | "fail" | "unknown", reason =}`: the
+--   `lane` and `host` rows, then one per gate in `M.GATES`, then the live rows), `accepted`,
+--   `risk_exception` (as recorded), `reason` (why calls are allowed or refused), and with `live`:
+--   `live_ok` (true when every live row passes)
+function M.check(route, opts)
   local lane, host = route.lane, route.host
   local c = route.contract or {}
   local rows = {}
@@ -243,6 +248,13 @@ function M.check(route)
   local allowed, why = M.decide(route, report)
   report.allowed = allowed ~= nil
   report.reason = type(why) == "table" and why.message or why
+  if type(opts) == "table" and opts.live then
+    report.live_ok = true
+    for _, r in ipairs(require("imageroute.live").rows(route, opts)) do
+      rows[#rows + 1] = r
+      if r.status ~= "pass" then report.ok, report.live_ok = false, false end
+    end
+  end
   return report
 end
 

@@ -26,6 +26,7 @@
 -- `inf` or `nan`: a part whose amount is not finite becomes unknown, with a reason.
 -- @module imageroute.cost
 
+local request = require "imageroute.request"
 local prices = require "imageroute.prices"
 local models = require "imageroute.models"
 local contract = require "imageroute.contract"
@@ -51,26 +52,14 @@ local function count(v, name)
   return nil, ("usage.%s ignored: %s is not a token count from 0 to %g"):format(name, tostring(v), M.MAX_TOKENS)
 end
 
--- Effective image options of the call (flat params, params.tool, or the route's image model).
+-- Effective image options of the call, from its normalised request (imageroute.request).
 local function asked(kind, route, params)
-  params = type(params) == "table" and params or {}
-  local a = {n = num(params.n) or 1}
-  if kind == "respond" or route.shape == "responses" then
-    local tool = type(params.tool) == "table" and params.tool or {}
-    a.size = tool.size or params.size
-    a.quality = tool.quality or params.quality
-    a.model = params.image_model or tool.model or route.image_model
-    a.n = 1
-  else
-    a.size, a.quality = params.size, params.quality
-    a.model = params.model or route.model
-    if route.shape == "chat" then a.n = 1 end
-  end
-  return a
+  local req = request.of(kind, route, params)
+  return {n = num(req.n) or 1, size = req.size, quality = req.quality, model = req.model}
 end
 
---- The call's effective image options: `n`, `size`, `quality`, `model` (the image model), from the
--- flat params, `params.tool` or the route.
+--- The call's effective image options: `n`, `size`, `quality`, `model` (the image model), read from
+-- the call's normalised request (`imageroute.request`).
 -- @tparam string kind
 -- @tparam Route route
 -- @tparam table params
@@ -302,8 +291,9 @@ function M.of(kind, route, params, res, err)
       p.outcome, p.max_amount = "success", p.amount
     else
       -- the request attempt's own status: a later download's failure does not undo an answer
-      local outcome = (e.status and e.status >= 200 and e.status < 300) and "answered"
-        or M.outcome(err.status or e.status, err.kind, err.code)
+      -- a moderation block is never an answer, even when it came as a 2xx response (Responses)
+      local outcome = err.code ~= "moderation_blocked" and (e.status and e.status >= 200 and e.status < 300)
+        and "answered" or M.outcome(err.status or e.status, err.kind, err.code)
       if outcome == "answered" then
         if type(err.usage) == "table" or provider_billing(route) and route.billing.unit == "call" then
           p = answered(kind, route, params, err)

@@ -10,6 +10,10 @@
 --      {input = "make the sky darker", previous_response_id = image.id, tool_choice = "image_generation"})
 --    print(f:report())
 --
+-- A tool loop (the model calls an app's function, the app answers with a `function_call_output`
+-- item, the model then draws) is recorded the same way: each step keeps the `function_calls` the
+-- model asked for and the `answers` it sent back (see `examples/tool_loop.lua`).
+--
 -- A step never raises on an API failure: it returns `nil, err` like the call it wraps, and the
 -- record keeps the error, so a flow can decide what to do next.
 -- @module imageroute.flow
@@ -68,6 +72,19 @@ function Flow:step(name, fn, route, params, opts)
   rec.shape = r.shape
   rec.text = excerpt(r.output_text or r.content, 160)
   rec.images = r.images and #r.images or 0
+  rec.status = r.status
+  rec.background = r.background_mode -- responses run in background mode: the polls made
+  if type(r.function_calls) == "table" then -- the tool loop: the calls the model asked for
+    local calls = {}
+    for i, c in ipairs(r.function_calls) do calls[i] = {call_id = c.call_id, name = c.name, arguments = c.arguments} end
+    rec.function_calls = calls
+  end
+  if type(r.output) == "table" then
+    local kinds = {}
+    for i, item in ipairs(r.output) do kinds[i] = type(item) == "table" and item.type or "?" end
+    rec.output = kinds
+  end
+  rec.answers = M.answered_calls(params) -- the function_call_output items this step sent
   rec.result, rec.error = res, err
   if err then rec.message = tostring(err) end
   self.steps[#self.steps + 1] = rec
@@ -85,11 +102,28 @@ function Flow:step(name, fn, route, params, opts)
   return res, err
 end
 
+--- The `call_id`s of the `function_call_output` input items of a Responses params table (the
+-- answers a tool-loop step sends back), or nil when there are none.
+-- @tparam table params
+-- @treturn {string,...}|nil
+function M.answered_calls(params)
+  local input = type(params) == "table" and params.input
+  if type(input) ~= "table" then return nil end
+  local ids = {}
+  for _, item in ipairs(input) do
+    if type(item) == "table" and item.type == "function_call_output" then ids[#ids + 1] = tostring(item.call_id) end
+  end
+  return #ids > 0 and ids or nil
+end
+
 --- The step record named `name` (the last one, if several share it).
 -- @tparam string name
 -- @treturn table|nil the record: `name`, `route`, `ok`, `seconds`, `request_id`, `response_id`,
 --   `latency`, `attempts`, `model`, `shape`, `text` (excerpt), `images` (count), `files`
---   (`{path =, bytes =}`), `result`, `error`, `message`
+--   (`{path =, bytes =}`), `result`, `error`, `message`; on Responses steps also `status`,
+--   `output` (the output item types, in order), `function_calls` (`{call_id =, name =, arguments =}`
+--   the model asked for), `answers` (the `call_id`s of the `function_call_output` items the step
+--   sent) and `background` (for background mode: `{polls =, status =}`)
 function Flow:get(name)
   for i = #self.steps, 1, -1 do
     if self.steps[i].name == name then return self.steps[i] end
@@ -121,9 +155,16 @@ function Flow:report()
   for i, s in ipairs(self.steps) do
     local files = {}
     for _, f in ipairs(s.files) do files[#files + 1] = f.path .. " (" .. f.bytes .. " bytes)" end
+    local calls = {}
+    for _, c in ipairs(s.function_calls or {}) do
+      calls[#calls + 1] = tostring(c.name) .. "(" .. tostring(c.call_id) .. ")"
+    end
     lines[#lines + 1] = string.format("%s %d %-10s %-4s route=%s shape=%s model=%s request_id=%s response_id=%s "
-      .. "latency=%.3fs images=%d%s%s%s", self.name, i, s.name, s.ok and "ok" or "FAIL", s.route, s.shape or "-",
+      .. "latency=%.3fs images=%d%s%s%s%s%s%s", self.name, i, s.name, s.ok and "ok" or "FAIL", s.route, s.shape or "-",
       s.model or "-", s.request_id or "-", s.response_id or "-", s.latency or s.seconds, s.images,
+      s.answers and (" answered=" .. table.concat(s.answers, ",")) or "",
+      #calls > 0 and (" calls=" .. table.concat(calls, ",")) or "",
+      s.background and (" background_polls=" .. tostring(s.background.polls)) or "",
       #files > 0 and (" files=" .. table.concat(files, ",")) or "",
       s.text and (" text=\"" .. s.text .. "\"") or "", s.message and (" error=" .. s.message) or "")
   end

@@ -15,6 +15,10 @@
 
 local core = require "imageroute.core"
 local policy = require "imageroute.policy" -- gates, stop rules, cost, the call log; installs route:check()
+local dispatch = require "imageroute.dispatch" -- a call's normalised request, body and reply, by shape
+local request = require "imageroute.request"
+local background = require "imageroute.background" -- Responses background mode: create, poll, cancel
+local responses_shape = require "imageroute.shapes.responses"
 local router = require "imageroute.router" -- explicit fallback across routes
 local limits = require "imageroute.limits" -- client-side rate limits of routes
 local budget = require "imageroute.budget" -- spending limits in USD
@@ -31,6 +35,12 @@ local M = {
   flow = require "imageroute.flow",         -- records of multi-step flows
   state = state,                            -- state stores: memory(), redis{url =}
 }
+
+--- Marks a table (empty or not) as a JSON array, sent as `[]` when empty (`imageroute.json.array`).
+-- Replies are decoded with every array of the text marked, so an echoed `summary: []` stays `[]`.
+-- @function array
+M.array = require("imageroute.json").array
+M.is_array = require("imageroute.json").is_array -- is_array(v): true when v is marked as a JSON array
 
 --- Builds a route: one validated, immutable route configuration (a userdata).
 --
@@ -532,11 +542,28 @@ local function save_rest(res, opts)
   return res
 end
 
+local bg_handles = setmetatable({}, {__mode = "k"}) -- opts -> the BackgroundTransfer of start_background
+
+--- A call in background mode (imageroute.background): the create request on the loop, then the
+-- polls through imageroute.api, each reply read by the request's shape.
+local function run_background(kind, route, params, opts)
+  local t = type(opts) == "table" and bg_handles[opts] or background.transfer()
+  local env = {route = route, opts = opts, wait_until = wait_until, api = function(...) return M.api(...) end}
+  env.final = function(created, polled) return responses_shape.reply_polled(env.req, created, polled) end
+  env.start = function()
+    local x, err, req = dispatch.start(kind, route, params, opts)
+    env.req = req
+    return x, err
+  end
+  env.await = function(x) return dispatch.finish(env.req, await(x, nil, opts)) end
+  return background.run(t, env)
+end
+
 --- The raw call of one shape: start its transfer on the loop, then wait for it (yielding inside
 -- the scheduler's coroutines).
 local in_flight = {} -- route name -> calls in flight (the scale rule for routes without observability)
 
-local function raw_call(start, kind)
+local function raw_call(kind)
   return function(route, params, opts)
     local ok, serr = check_save_to(params, opts)
     if not ok then return nil, serr end
@@ -548,8 +575,14 @@ local function raw_call(start, kind)
     local waited, release, keepalive, lerr, state_fallback = limits.before(route, kind, params, wait_until)
     if lerr then return nil, lerr end -- the state store failed: refused, nothing sent
     if name then in_flight[name] = (in_flight[name] or 0) + 1 end
-    local x, err = start(route, params, opts)
-    local ok2, res, e = pcall(await, x, err, opts, keepalive)
+    local ok2, res, e
+    if background.wanted(request.of(kind, route, params, opts)) then -- created, then polled on the loop
+      ok2, res, e = pcall(run_background, kind, route, params, opts)
+    else
+      local x, err, req = dispatch.start(kind, route, params, opts)
+      ok2, res, e = pcall(await, x, err, opts, keepalive)
+      if ok2 then res, e = dispatch.finish(req, res, e) end
+    end
     if name then in_flight[name] = in_flight[name] - 1 end
     if not ok2 then release(); error(res, 0) end
     release(res, e)
@@ -561,7 +594,7 @@ local function raw_call(start, kind)
   end
 end
 
-local raw_generate = raw_call(core.start_generate, "generate")
+local raw_generate = raw_call("generate")
 
 --- Generates images. On an `images` route: `POST {base_url}/images/generations` (JSON). On a
 -- `chat` route: `POST {base_url}/chat/completions` with the prompt as one user message; the images
@@ -628,7 +661,7 @@ function M.generate(route, params, opts)
   return reraise(policy.call("generate", raw_generate, route, params, opts))
 end
 
-local raw_edit = raw_call(core.start_edit, "edit")
+local raw_edit = raw_call("edit")
 
 --- Edits images. On an `images` route: `POST {base_url}/images/edits` (multipart,
 -- OpenAI API reference, Images > Create image edit,
@@ -658,41 +691,114 @@ function M.edit(route, params, opts)
   return reraise(policy.call("edit", raw_edit, route, params, opts))
 end
 
-local raw_respond = raw_call(core.start_respond, "respond")
+local raw_respond = raw_call("respond")
 
---- Calls the Responses API with the `image_generation` tool: `POST {base_url}/responses`.
+--- Calls the Responses API with the `image_generation` tool: `POST {base_url}/responses`
+-- (OpenAI API reference, Responses > Create a response,
+-- https://platform.openai.com/docs/api-reference/responses, read 2026-12-01; the function calling
+-- guide, https://platform.openai.com/docs/guides/function-calling; schema `CreateResponse` of
+-- https://github.com/openai/openai-openapi).
 --
 -- The route's `model` (or `params.model`) is the top-level TEXT model, e.g. `gpt-5`; an image
 -- model there (`gpt-image-*`, `dall-e-*`, `chatgpt-image-*`) is refused before sending. The image
 -- model goes in the tool: `params.image_model`, else `params.tool.model`, else the route's
--- `image_model`. Tool options may be given flat in `params` or in `params.tool`: `size`, `quality`,
--- `background`, `output_format`, `output_compression`, `moderation`, `partial_images`,
--- `input_fidelity`, `input_image_mask` (an image: bytes, path or Image; or `{image_url =}` /
--- `{file_id =}`), `action`. `params.tool = false` sends no tool (a text-only turn); `params.tools`
--- given explicitly is sent as is. `tool_choice = "image_generation"` forces the tool.
+-- `image_model`. Tool options may be given flat in `params` or in `params.tool` (not both):
+-- `size`, `quality`, `background`, `output_format`, `output_compression`, `moderation`,
+-- `partial_images`, `input_fidelity`, `input_image_mask` (an image: bytes, path or Image; or
+-- `{image_url =}` / `{file_id =}`), `action`. `tool_choice = "image_generation"` forces the tool.
+--
+-- The app's own tools: `params.tools` (e.g. `{type = "function", name =, parameters =}`) is sent as
+-- given, and the `image_generation` tool is added to it from the flat / `params.tool` options, unless
+-- the list already holds an `image_generation` tool (then options outside it are refused: they would
+-- not be sent). `params.tool = false` sends no image tool (options for it are refused).
+--
+-- A parameter is sent exactly where the caller put it. `moderation` and `background` are both
+-- top-level `CreateResponse` fields and tool options, told apart by type: `moderation = {model =,
+-- policy =}` (an object) and `background = true` (background mode, see `start_background`) stay at
+-- the top level; `moderation = "low"` and `background = "transparent"` (strings) are the tool's. A
+-- value of neither type, or the same option both flat and in `params.tool`, is refused before sending
+-- (`validation`, `rule = "ambiguous_placement"`) with an error naming both places, e.g.
+-- `params.tool.moderation` vs top-level `moderation`. Nothing is dropped without an error.
 --
 -- `params.input` is a string, or a list of content items (strings become `input_text`; Images,
 -- and `{type = "input_image", image = bytes|path}`, become `input_image` with a data URL;
 -- `{type = "input_image", image_url = "https://...", detail = "high"}` is sent as is), or a list of
--- messages `{role =, content = {...}}`. `previous_response_id` continues a conversation. Every
+-- input items: messages `{role =, content = {...}}`, `{type = "function_call_output", call_id =,
+-- output =}` (the tool loop's answer), reply items echoed back from `result.output` (their empty
+-- arrays stay `[]`: see `imageroute.array`). `previous_response_id` continues a conversation. Every
 -- other field is sent as given.
+--
+-- The tool loop: the model asks for a function (`result.function_calls`), the app runs it and calls
+-- `respond` again with `previous_response_id = result.id` and one `function_call_output` item per
+-- call; the model then goes on (draws the image). See `examples/tool_loop.lua`.
 --
 -- @tparam Route route
 -- @tparam table params
--- @tparam[opt] table opts as for `generate`
+-- @tparam[opt] table opts as for `generate`, and for background mode `poll_interval` (seconds between
+--   polls, default 2; the call's `deadline` bounds creation and polls)
 -- @treturn table result: `id` (= `response_id`), `status`, `output_text` (string, the message
 --   text joined), `images` (Image list; each with `call_id`, `status`, `revised_prompt`, `size`,
---   `quality`, `output_format`, `background`), `image_calls` (one `{id, status[, error]}` per
---   `image_generation_call`), `usage`, `incomplete_details`, `model`, `tool_model`, `request_id`,
---   `latency` (seconds), `attempts`, `attempt_log`, `route`, `shape = "responses"`.
+--   `quality`, `output_format`, `background`, and `format_mismatch = {requested =, got =}` when its
+--   bytes are not the `output_format` asked), `output` (every output item in order as returned; an
+--   `image_generation_call` has `image`, the Image, instead of its base64 `result`),
+--   `function_calls` (one `{call_id =, name =, arguments =, args =}` per `function_call` item:
+--   `arguments` the JSON string as returned, `args` its decoded table or nil when it is not valid
+--   JSON), `image_calls` (one `{id, status[, error]}` per `image_generation_call`), `moderation` (the
+--   response's moderation results, when it has them), `usage`, `incomplete_details`, `model`,
+--   `tool_model`, `request_id`, `latency` (seconds), `attempts`, `attempt_log`, `route`,
+--   `shape = "responses"`, `format_mismatch` (the first one, for the log), and in background mode
+--   `background_mode = {response_id =, polls =, poll_log =, created_status =}`.
 -- @treturn[2] nil
 -- @treturn[2] table error as for `generate`; a response with `status = "failed"`, or an
 --   `image_generation_call` with no image, is an `api` error with `code`, `response_id`,
---   `output_text`, `image_calls`, and the `images` that did arrive.
+--   `output_text`, `image_calls`, `output`, `function_calls`, and the `images` that did arrive; a
+--   response blocked by moderation (`incomplete_details.reason = "content_filter"`, or flagged with
+--   nothing produced) is an `api` error with `code = "moderation_blocked"` and `moderation =
+--   {blocked = true, reason =, input =, output =}`, never retried and priced as a moderation outcome,
+--   never as a success; the 403 of an organization that must be verified is an `api` error with
+--   `code = "organization_not_verified"` and a `fix` naming
+--   https://platform.openai.com/settings/organization/general, never retried.
 -- @raise when route is not a Route or params is not a table
 function M.respond(route, params, opts)
   if router.is_router(route) then return router.call("respond", M.respond, route, params, opts) end
   return reraise(policy.call("respond", raw_respond, route, params, opts))
+end
+
+--- Starts a `respond` call in background mode (`background = true`: for long generations; a
+-- high-quality image can take minutes) without waiting for it, and returns its Transfer: created on
+-- the loop, then polled (`GET /responses/{id}`) every `opts.poll_interval` seconds (default 2)
+-- within the call's deadline (`opts.deadline`, else the route's), with the gates, stop rules, cost
+-- and log of every call. `transfer:wait()` returns the same result as a foreground `respond` (plus
+-- `background_mode`); `transfer:cancel([reason])` stops it (`POST /responses/{id}/cancel` once the
+-- response exists; the outcome is a `cancelled` error with `response_id` and `cancel_status`);
+-- `transfer.response_id` and `transfer.status` follow it. `respond(route, {..., background = true})`
+-- is the same call, waited for. See `imageroute.background` (OpenAI API reference, Responses,
+-- https://platform.openai.com/docs/api-reference/responses, and the background mode guide,
+-- https://platform.openai.com/docs/guides/background, read 2026-12-01).
+--
+--    local t = imageroute.start_background(assistant, {input = "A detailed city map", quality = "high"})
+--    local res, err = t:wait()   -- or, from another flow or a timer: t:cancel()
+--
+-- @tparam Route route a route (not a router: a fallback cannot take over a response in flight)
+-- @tparam table params as for `respond` (copied; `background = true` is set)
+-- @tparam[opt] table opts as for `respond` (copied), `poll_interval`
+-- @treturn table the Transfer (`done`, `result`, `wait`, `cancel`, `progress`, `take_partials`,
+--   `response_id`, `status`, `polls`)
+-- @raise when route is not a Route or params is not a table
+function M.start_background(route, params, opts)
+  assert(core.is_route(route), "start_background: a Route expected")
+  assert(type(params) == "table", "start_background: params must be a table")
+  local p, o = {}, {}
+  for k, v in pairs(params) do p[k] = v end
+  for k, v in pairs(opts or {}) do o[k] = v end
+  p.background = true
+  local t = background.transfer()
+  t.waiter = wait_until
+  bg_handles[o] = t
+  M.spawn(function() return M.respond(route, p, o) end, function(ok, res, err)
+    if ok then t:finish(res, err) else t:finish(nil, nil); t.raised = res end
+  end)
+  return t
 end
 
 local json = require "imageroute.json"
@@ -769,7 +875,7 @@ end
 -- ------------------------------------------------------------------------------------------
 -- Streaming as an iterator
 
-local STREAM_START = {generate = core.start_generate, edit = core.start_edit, respond = core.start_respond}
+local STREAM_KINDS = {generate = true, edit = true, respond = true}
 
 local Stream = {}
 Stream.__index = Stream
@@ -811,7 +917,7 @@ local function stream_next(s)
     end)
     if s.queue[1] then return "partial", table.remove(s.queue, 1) end
     s.xfer = nil
-    local res, err = x:result()
+    local res, err = dispatch.finish(s.req, x:result())
     if res and s.opts.save_to then res, err = save_rest(res, s.opts) end
     s.res, s.err = policy.after(s.kind, s.route, s.params, s.opts, res, err)
   end
@@ -863,8 +969,7 @@ function M.stream(route, params, opts)
   assert(type(params) == "table", "stream: params must be a table")
   opts = opts or {}
   local kind = opts.call or (params.image ~= nil and "edit") or (params.input ~= nil and "respond") or "generate"
-  local start = STREAM_START[kind]
-  assert(start, "stream: opts.call must be \"generate\", \"edit\" or \"respond\"")
+  assert(STREAM_KINDS[kind], "stream: opts.call must be \"generate\", \"edit\" or \"respond\"")
   local p = {}
   for k, v in pairs(params) do p[k] = v end
   p.stream = true
@@ -874,7 +979,8 @@ function M.stream(route, params, opts)
   local ok, err = policy.before(kind, route, p, o)
   if ok then ok, err = check_save_to(p, o) end
   if ok then
-    local x, serr = start(route, p, o)
+    local x, serr, req = dispatch.start(kind, route, p, o)
+    s.req = req
     if x then
       s.xfer = x
       hostloop.flush() -- a host loop learns the new transfer's timer now

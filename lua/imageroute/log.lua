@@ -15,7 +15,10 @@
 -- `retry_reason`, `retry_delay` (s), `latency` (s, this attempt), `call_latency` (s, the whole call,
 -- final line), `bytes` (received by this attempt), `bytes_received` (the call), `billing_unit`,
 -- `cost` (this attempt's part: `amount`, `currency`, `basis`, `estimated`, `outcome`, `billed`,
--- `source`, `date`), `call_cost` (final line: `amount`, `known_amount`, `max_amount`, `currency`),
+-- `source`, `date`), `format_mismatch` (final line, when an image came back in another format than
+-- asked: `{requested =, got =, count =}`), `function_calls` (final line: how many the model asked for),
+-- `background_polls`, `moderation_blocked` (final line), `call_cost` (final line: `amount`,
+-- `known_amount`, `max_amount`, `currency`),
 -- `accepted` / `risk_exception` (the route's recorded reasons), `prompt_sha256`, `prompt_chars`, and
 -- `prompt` only when it is at most `prompt_limit` characters (default 200). For billing checks
 -- (`imageroute.billing`): `key_id` (the first 8 hex digits of the SHA-256 of the key sent, never
@@ -41,6 +44,7 @@
 -- (`core.append`), so several processes can share a file.
 -- @module imageroute.log
 
+local request = require "imageroute.request"
 local core = require "imageroute.core"
 
 local type, pairs, ipairs, tostring, tonumber, getmetatable, pcall, next =
@@ -138,44 +142,12 @@ function M.scrub(s)
   return s
 end
 
--- The text of the prompt: params.prompt, or the text of a Responses input.
-local function prompt_text(kind, params)
-  if type(params) ~= "table" then return nil end
-  if kind ~= "respond" then return type(params.prompt) == "string" and params.prompt or nil end
-  local input = params.input
-  if type(input) == "string" then return input end
-  if type(input) ~= "table" then return nil end
-  local parts = {}
-  local function add(item)
-    if type(item) == "string" then parts[#parts + 1] = item
-    elseif type(item) == "table" then
-      if type(item.text) == "string" then parts[#parts + 1] = item.text end
-      if type(item.content) == "string" then parts[#parts + 1] = item.content
-      elseif type(item.content) == "table" then
-        for _, c in ipairs(item.content) do add(c) end
-      end
-    end
-  end
-  for _, item in ipairs(input) do add(item) end
-  if #parts == 0 then return nil end
-  return concat(parts, "\n")
-end
-
+-- What the call asked, from its normalised request (imageroute.request).
 local function asked(kind, route, params)
-  params = type(params) == "table" and params or {}
-  local a = {model = params.model or route.model, size = params.size, quality = params.quality,
-    output_format = params.output_format, partial_images = params.partial_images, n = params.n,
-    stream = params.stream}
-  if kind == "respond" or route.shape == "responses" then
-    local tool = type(params.tool) == "table" and params.tool or {}
-    for _, k in ipairs{"size", "quality", "output_format", "partial_images"} do
-      if tool[k] ~= nil then a[k] = tool[k] end
-    end
-    a.tool_model = params.image_model or tool.model or route.image_model
-    a.n = nil
-  elseif a.n == nil then
-    a.n = 1
-  end
+  local req = request.of(kind, route, params)
+  local a = {model = req.top_model, size = req.size, quality = req.quality, output_format = req.output_format,
+    partial_images = req.partial_images, stream = req.stream or nil, prompt = req.prompt}
+  if req.shape == "responses" then a.tool_model = req.tool_model else a.n = req.n_asked end
   return a
 end
 
@@ -242,7 +214,7 @@ function M.records(kind, route, params, opts, res, err, settings)
   local r = res or err or {}
   local a = asked(kind, route, params)
   local limit = settings.prompt_limit or (type(opts) == "table" and tonumber(opts.prompt_limit)) or M.prompt_limit
-  local prompt = prompt_text(kind, params)
+  local prompt = a.prompt
   local billing = route.billing
   local cost = type(r.cost) == "table" and r.cost or nil
   local currency = cost and cost.currency or (billing and billing.currency) or "USD"
@@ -294,6 +266,11 @@ function M.records(kind, route, params, opts, res, err, settings)
     rec.fallback_from = type(r.fallback_from) == "table" and #r.fallback_from > 0 and r.fallback_from or nil
     rec.fallback_reason = type(opts) == "table" and opts.fallback_reason or nil
     rec.state_fallback = r.state_fallback -- the memory store stood in for an unreachable one
+    -- assistant flows: a format other than the one asked, the function calls, background polls, a block
+    rec.format_mismatch = type(r.format_mismatch) == "table" and r.format_mismatch or nil
+    rec.function_calls = type(r.function_calls) == "table" and #r.function_calls > 0 and #r.function_calls or nil
+    rec.background_polls = type(r.background_mode) == "table" and r.background_mode.polls or nil
+    rec.moderation_blocked = type(r.moderation) == "table" and r.moderation.blocked == true or nil
     if err then
       rec.error_kind, rec.error_code, rec.error = err.kind, err.code, M.scrub(err.message)
       rec.rule, rec.gate = err.rule, err.gate

@@ -6,6 +6,9 @@
 --
 -- or, the same in one line: `return policy.call(kind, fn, route, params, opts)`.
 --
+-- Every reader of one call (the rules, the budget, the shape that builds the body, the price, the log)
+-- reads the same normalised request (`imageroute.request.of`), built when `before` starts the call.
+--
 -- `before` applies the route's acceptance gates (`imageroute.contract`) and the stop rules
 -- (`imageroute.rules`); `after` gives the result or error its `cost` (`imageroute.cost`) and
 -- `contract_reason`, and appends the call's lines to the call log (`imageroute.log`) when a log path
@@ -15,10 +18,12 @@
 local core = require "imageroute.core"
 local contract = require "imageroute.contract"
 local rules = require "imageroute.rules"
+local request = require "imageroute.request"
 local cost = require "imageroute.cost"
 local log = require "imageroute.log"
 local ratelimit = require "imageroute.ratelimit"
 local budget = require "imageroute.budget"
+local assistant = require "imageroute.assistant"
 
 local type, pcall, tostring = type, pcall, tostring
 
@@ -37,6 +42,7 @@ local M = {}
 --   stop rule: `rule`, `field`, `fix`, `source`), with `route` and `attempts = 0`
 function M.before(kind, route, params, opts)
   if not core.is_route(route) or type(params) ~= "table" then return true end
+  request.forget(params) -- a call starts: its normalised request is built anew (params may have changed)
   local ok, reason = contract.allow(route)
   if not ok then return nil, reason end
   local pass, err = rules.check(kind, route, params, opts)
@@ -66,6 +72,14 @@ end
 function M.after(kind, route, params, opts, res, err)
   local target = res or err
   if type(target) ~= "table" or not core.is_route(route) then return res, err end
+  if err then assistant.classify_error(err) end -- the verification 403's fix, a moderation block's details
+  if res and type(res.images) == "table" and type(params) == "table" then -- a format other than the one asked
+    local okv, view = pcall(rules.view, kind, route, params)
+    local fields = okv and view and view.fields
+    if type(fields) == "table" then
+      res.format_mismatch = assistant.format_mismatch(res.images, fields.output_format)
+    end
+  end
   if type(target.rate_limit_headers) == "table" then
     target.rate_limit = ratelimit.parse(target.rate_limit_headers)
     target.rate_limit_headers = nil
@@ -142,6 +156,7 @@ function M.call(kind, fn, route, params, opts)
   end
   local res, e = fn(route, params, opts)
   res, e = M.after(kind, route, params, opts, res, e)
+  request.forget(params)
   local target = res or e
   for _, h in ipairs(held) do
     local charged = h.b:settle(h.r, res, e)

@@ -46,24 +46,42 @@ function Router.__tostring(r) return ("imageroute.Router(%s: %d routes)"):format
 -- route's report; `allowed` is true when at least one target may serve calls.
 -- @treturn table `{route =, lane = "router", host =, rows = {{gate =, status =, reason =}, ...},
 --   ok =, allowed =, reason =}`
-function Router:check()
+-- @tparam[opt] table opts as for `route:check` (`live = true`: each target's live rows too, in
+--   `targets[i]`, and a target whose live rows fail counts as not passing)
+function Router:check(opts)
   local rows, any, all = {}, false, true
+  local targets = {}
   for i, r in ipairs(self.routes) do
-    local rep = r:check()
+    local rep = r:check(opts)
+    targets[i] = rep
+    if rep.live_ok == false then
+      local bad = {}
+      for _, row in ipairs(rep.rows) do
+        if row.gate:find("^live") and row.status ~= "pass" then bad[#bad + 1] = row.reason end
+      end
+      rep.reason = tostring(rep.reason or "allowed") .. "; live: " .. table.concat(bad, "; ")
+    end
     local ok, why = rep.allowed, rep.reason
     if ok then
       local sok, serr = contract.scale_allowed(r)
       if not sok then ok, why = false, serr.message end
     end
-    rows[#rows + 1] = {gate = ("%d. %s"):format(i, r.name), status = ok and "pass" or "fail",
-      reason = ("%s route on %s: %s"):format(tostring(r.lane), tostring(r.host), tostring(why or "allowed"))}
-    any, all = any or ok, all and ok
+    local live_ok = rep.live_ok ~= false
+    rows[#rows + 1] = {gate = ("%d. %s"):format(i, r.name), status = ok and live_ok and "pass" or "fail",
+      reason = ("%s route on %s: %s"):format(tostring(r.lane), tostring(r.host),
+        tostring((ok and not live_ok and rep.reason) or why or "allowed"))}
+    any, all = any or ok, all and ok and live_ok
   end
   local on = {}
   for c in pairs(self.fallback_on) do on[#on + 1] = c end
   table.sort(on)
+  local live_ok
+  if type(opts) == "table" and opts.live then
+    live_ok = true
+    for _, rep in ipairs(targets) do live_ok = live_ok and rep.live_ok ~= false end
+  end
   return {route = self.name, lane = "router", host = "-", rows = rows, ok = all, allowed = any,
-    reason = ("falls back on %s"):format(table.concat(on, ", "))}
+    reason = ("falls back on %s"):format(table.concat(on, ", ")), targets = targets, live_ok = live_ok}
 end
 
 --- True when v is a Router.

@@ -18,8 +18,14 @@
 
 local core = require "imageroute.core"
 local models = require "imageroute.models"
+local request = require "imageroute.request"
 
-local type, pairs, ipairs, tostring, getmetatable, io_open = type, pairs, ipairs, tostring, getmetatable, io.open
+local type, ipairs, tostring, getmetatable, io_open = type, ipairs, tostring, getmetatable, io.open
+
+local function is_image(v)
+  local mt = type(v) == "userdata" and getmetatable(v)
+  return mt and mt.__name == "imageroute.Image" or false
+end
 
 -- Public sources of the stop rules.
 local GUIDE = "OpenAI docs, Guides > Image generation, https://platform.openai.com/docs/guides/image-generation " ..
@@ -28,72 +34,21 @@ local SPEC = "openai-openapi.yaml (github.com/openai/openai-openapi at f85dbe2)"
 
 local M = {}
 
--- The tool options that may be given flat in params (respond.c TOOL_FIELDS).
-local TOOL_FIELDS = {"size", "quality", "background", "output_format", "output_compression", "moderation",
-  "partial_images", "input_fidelity", "input_image_mask", "action"}
-
-local function is_image(v)
-  local mt = type(v) == "userdata" and getmetatable(v)
-  return mt and mt.__name == "imageroute.Image" or false
-end
-
--- The image_generation tool a Responses request will carry (a merged copy), or nil for none.
-local function responses_tool(kind, route, params)
-  if type(params.tools) == "table" then
-    for _, t in ipairs(params.tools) do
-      if type(t) == "table" and t.type == "image_generation" then return t, t.model end
-    end
-    return nil
-  end
-  if params.tool == false then return nil end
-  local tool = {}
-  if type(params.tool) == "table" then
-    for k, v in pairs(params.tool) do tool[k] = v end
-  end
-  for _, k in ipairs(TOOL_FIELDS) do
-    if tool[k] == nil then tool[k] = params[k] end
-  end
-  if kind == "edit" and params.mask ~= nil then tool.input_image_mask = params.mask end
-  local model = params.image_model
-  if model == nil then model = tool.model end
-  if model == nil then model = route.image_model end
-  return tool, model
-end
-
---- What one call will send, as the rules see it.
+--- What one call will send, as the rules see it: the call's normalised request
+-- (`imageroute.request.of`), or nil on a `chat` route (nothing to check).
 -- @tparam string kind `"generate"` | `"edit"` | `"respond"`
 -- @tparam Route route
 -- @tparam table params
--- @treturn table|nil nil on a `chat` route (nothing to check), else the view: `api` ("images" |
---   "responses"), `kind`, `lane`, `model` (the image model whose facts apply), `entry` (its
---   capability entry or nil), `top_model` (Responses), `fields` (the image options), `tool`
---   (Responses: whether a tool is sent), `stream`, `mask`, `images` (edit inputs, a list)
+-- @treturn table|nil the view: `api` ("images" | "responses"), `kind`, `lane`, `model` (the image model
+--   whose facts apply), `entry` (its capability entry or nil), `top_model` (Responses), `fields` (the
+--   image options), `tool` (Responses: whether a tool is sent), `stream`, `mask`, `images` (edit
+--   inputs, a list)
 function M.view(kind, route, params)
-  local shape = route.shape
-  local v = {kind = kind, lane = route.lane, stream = params.stream == true}
-  if kind == "respond" or shape == "responses" then
-    v.api = "responses"
-    v.top_model = params.model
-    if v.top_model == nil then v.top_model = route.model end
-    local tool, model = responses_tool(kind, route, params)
-    v.tool = tool ~= nil
-    v.fields = tool or {}
-    v.model = model
-    v.mask = tool and tool.input_image_mask
-  elseif shape == "images" then
-    v.api = "images"
-    v.fields = params
-    v.model = params.model
-    if v.model == nil then v.model = route.model end
-    v.mask = kind == "edit" and params.mask or nil
-    if kind == "edit" then
-      local img = params.image
-      if type(img) == "table" and img.data == nil and img.path == nil then v.images = img
-      elseif img ~= nil then v.images = {img} end
-    end
-  else
-    return nil
-  end
+  local req = request.of(kind, route, params)
+  if req.shape == "chat" then return nil end
+  local v = {api = req.shape, kind = kind, lane = req.lane, stream = req.stream, top_model = req.top_model,
+    model = req.model, fields = req.fields, tool = req.tool ~= nil, mask = req.mask, images = req.images}
+  if req.shape ~= "responses" then v.tool, v.top_model = nil, nil end
   if type(v.model) == "string" then v.entry = models.get(v.model) end
   return v
 end

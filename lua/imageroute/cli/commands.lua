@@ -33,6 +33,10 @@ local function params_from(args, kind)
     p.partial_images = args.partial or 2
   end
   if kind == "respond" then p.tool_choice = "image_generation" end
+  if kind == "respond" and args.background_mode then -- top-level background mode; the image's background in the tool
+    if p.background ~= nil then p.tool = {background = p.background} end
+    p.background = true
+  end
   return p
 end
 
@@ -125,9 +129,9 @@ function M.check(ctx)
   local reports, all_allowed = {}, true
   for _, name in ipairs(names) do
     local r = common.pick_route(ctx, name, "check")
-    local rep = r:check()
+    local rep = r:check{live = args.live}
     reports[#reports + 1] = rep
-    all_allowed = all_allowed and rep.allowed
+    all_allowed = all_allowed and rep.allowed and rep.live_ok ~= false
   end
   if args.json then
     io.write(to_json(#reports == 1 and reports[1] or {reports = reports}), "\n")

@@ -154,6 +154,17 @@ function M.call_record(kind, route, res, err, files, partial_files)
     files = files or {}, partial_files = partial_files, usage = plain(r.usage), cost = cost_summary(r.cost),
     latency = r.latency, attempts = r.attempts, output_text = r.output_text ~= "" and r.output_text or nil,
     contract_reason = r.contract_reason}
+  -- assistant flows: the function calls asked for, background polls, a format other than asked, moderation
+  if type(r.function_calls) == "table" and #r.function_calls > 0 then
+    o.function_calls = {}
+    for i, c in ipairs(r.function_calls) do
+      o.function_calls[i] = {call_id = c.call_id, name = c.name, arguments = c.arguments}
+    end
+  end
+  if type(r.background_mode) == "table" then
+    o.background_mode = {response_id = r.background_mode.response_id, polls = r.background_mode.polls}
+  end
+  o.format_mismatch, o.moderation = plain(r.format_mismatch), plain(r.moderation)
   if err then
     o.refused = M.refused(err)
     o.error = {kind = err.kind, message = err.message, text = M.error_text(kind, err), status = err.status,

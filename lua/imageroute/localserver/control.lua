@@ -1,5 +1,6 @@
 --- imageroute.localserver.control: the endpoints outside `/v1`, not recorded. Control:
--- `GET /__requests` (the recorded /v1 requests; `?data=0` leaves out the parts' bytes),
+-- `GET /__requests` (the recorded /v1 requests, with `raw`, the text of a JSON body up to 64 KiB;
+-- `?data=0` leaves out the parts' bytes),
 -- `POST /__reset`, `POST /__script` (`{"queue": [behaviour, ...]}`), `GET /__stats`, `GET /__health`;
 -- and `GET|HEAD /files/<name>` (the stored images).
 -- @module imageroute.localserver.control
@@ -20,7 +21,7 @@ local function record_json(rec, with_data, blobs)
     json = rec.json == nil and NULL or rec.json, body_bytes = rec.body_bytes or 0,
     t_start = timestamp(blobs, rec.t_start), t_end = rec.t_end and timestamp(blobs, rec.t_end) or NULL,
     status = rec.status or NULL,
-    body = rec.body or NULL, parts = NULL,
+    body = rec.body or NULL, parts = NULL, raw = rec.raw or NULL,
   }
   if rec.parts then
     local parts = {}

@@ -73,7 +73,7 @@ end
 
 -- Shared by generations and edits. kind: "image_generation" | "image_edit".
 local function images_result(ctx, B, p, inputs, kind)
-  local err = validate_image_params(p)
+  local err = validate_image_params(p) or mock.unverified(B, p.model or "dall-e-2")
   if err then return err end
   local fps = {}
   for k, bytes in ipairs(inputs) do fps[k] = fingerprint(bytes) end

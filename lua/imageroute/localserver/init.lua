@@ -3,10 +3,11 @@
 -- connection, so slow (`delay`) or large requests never hold up the others.
 --
 -- Endpoints under `/v1`: `POST images/generations` (JSON), `POST images/edits` (multipart or JSON),
--- `POST responses` (with the `image_generation` tool), `POST chat/completions` (gateway style: a
--- Markdown image link), `GET organization/usage/images` and `GET organization/costs` (the Usage and
--- Costs API, from the calls served: `imageroute.localserver.organization`). `GET /files/<name>` serves
--- stored images. Control endpoints (not recorded):
+-- `POST responses` (with the `image_generation` tool), `GET responses/{id}` and `POST
+-- responses/{id}/cancel` (background mode), `POST chat/completions` (gateway style: a Markdown image
+-- link), `GET models/{model}`, `GET organization/usage/images` and `GET organization/costs` (the Usage
+-- and Costs API, from the calls served: `imageroute.localserver.organization`). `GET /files/<name>`
+-- serves stored images. Control endpoints (not recorded):
 -- `GET /__requests`, `POST /__reset`, `POST /__script`, `GET /__stats`, `GET /__health`.
 --
 -- Images are real PNGs (64x64 RGB, zlib "stored" blocks, CRC32 and Adler32 computed here) whose
@@ -59,6 +60,9 @@ dispatch.add("POST", "/v1/responses", responses.create)
 dispatch.add("POST", "/v1/chat/completions", chat.completions)
 dispatch.add("GET", "/v1/organization/usage/images", organization.usage_images)
 dispatch.add("GET", "/v1/organization/costs", organization.costs)
+dispatch.add("GET", "/v1/responses/{id}", responses.retrieve)
+dispatch.add("POST", "/v1/responses/{id}/cancel", responses.cancel)
+dispatch.add("GET", "/v1/models/{model}", require("imageroute.localserver.models").retrieve)
 
 local M = {}
 
@@ -81,7 +85,10 @@ M.parse_multipart, M.image_output_tokens = multipart.parse_multipart, mock.image
 -- `chat_content` ({URL}, {URL2}), `refusal`, `response_status` ("failed"|"incomplete"), `pace` (s),
 -- `drip` ({bytes =, interval =}: the body a few bytes at a time), `reset` (half the body or events,
 -- then a TCP reset), `rate_limit` ({requests =, window = s}: 429s like the real API past that many
--- requests in the window; every answer carries x-ratelimit-* headers).
+-- requests in the window; every answer carries x-ratelimit-* headers), `unverified` (the 403 of an
+-- organization not verified for the image model), and for Responses `function_arguments`,
+-- `background_polls`, `moderation_block`, `format_switch` (see `imageroute.localserver.responses`),
+-- for Models `models` (extra labels to know).
 -- A `status` >= 400 alone gives an OpenAI error body; a `status` < 400 only changes the status of
 -- the normal answer.
 --

@@ -91,6 +91,19 @@ local function boolish(v)
   return v == true or v == "true" or v == "1"
 end
 
+--- The 403 an organization gets before it is verified for a GPT image model, with the API's
+-- message (behaviour `unverified`), or nil without the behaviour.
+-- @tparam table B the behaviour
+-- @tparam string model the image model asked for
+-- @treturn table|nil the response
+function M.unverified(B, model)
+  if field(B, "unverified") ~= true then return nil end
+  return http.error_response(403, "Your organization must be verified to use the model `" .. tostring(model) ..
+    "`. Please go to: https://platform.openai.com/settings/organization/general and click on Verify " ..
+    "Organization. If you just verified, it can take up to 15 minutes for access to propagate.", J.NULL, J.NULL,
+    "invalid_request_error")
+end
+
 M.text_tokens, M.norm_size, M.norm_quality, M.norm_background = text_tokens, norm_size, norm_quality, norm_background
 M.url_bytes, M.make_image, M.base_url, M.file_url, M.boolish = url_bytes, make_image, base_url, file_url, boolish
 M.json, M.http, M.fixtures, M.S = J, http, fixtures, S

@@ -4,8 +4,31 @@
 -- stored turn (text and last image, in `state.responses`); `stream` answers with the Responses
 -- events (created, in_progress, output items, partial images, text delta, completed/failed/incomplete).
 --
+-- Assistant flows (OpenAI API reference, Responses, https://platform.openai.com/docs/api-reference/responses,
+-- read 2026-12-01):
+--
+-- * function tools: the model calls an app's function (a `function_call` output item with `call_id`,
+--   `name`, `arguments`, and no message) when `tool_choice` names it (`{type = "function", name =}`),
+--   or when the input text names the function (e.g. "... use get_weather"); its `arguments` give
+--   every string property of the function's `parameters` the input text (behaviour
+--   `function_arguments`: that text as it is, valid JSON or not). An input holding
+--   `function_call_output` items must continue (`previous_response_id`) the response whose calls they
+--   answer (else 400, as the API answers); the outputs join the text, and the image tool then runs
+--   as for any turn (forced, or a text that asks for a picture).
+-- * background mode (`background: true`): the answer is the response `queued` with no output; `GET
+--   /v1/responses/{id}` answers `in_progress` (behaviour `background_polls`: that many times, default
+--   1), then the final response; `POST /v1/responses/{id}/cancel` makes a queued or running one
+--   `cancelled` (a response not made in background mode: 400). `GET` also answers the recent
+--   foreground responses (the last 64).
+-- * moderation: with a top-level `moderation` object the response carries `moderation` results
+--   (schema `Moderation`); behaviour `moderation_block` blocks the input: status `incomplete`,
+--   `incomplete_details.reason = "content_filter"`, no output, the input flagged.
+-- * behaviour `unverified`: the 403 an organization gets before it is verified for the image model
+--   (see `mock.unverified`); behaviour `format_switch`: the image item claims the `output_format`
+--   asked for (e.g. webp) while its bytes stay PNG.
+--
 -- Behaviour switches read here (see `imageroute.localserver.serve`): `response_status`
--- ("failed" | "incomplete"), `png_bytes` (through `mock.make_image`).
+-- ("failed" | "incomplete"), `png_bytes` (through `mock.make_image`), and those above.
 -- @module imageroute.localserver.responses
 
 local core = require "imageroute.core"
@@ -13,7 +36,7 @@ local mock = require "imageroute.localserver.mock"
 
 local concat, find, format, sub = table.concat, string.find, string.format, string.sub
 local os_time = os.time
-local type, pairs, ipairs = type, pairs, ipairs
+local type, pairs, ipairs, next, tostring = type, pairs, ipairs, next, tostring
 local J, http, fixtures, S = mock.json, mock.http, mock.fixtures, mock.S
 local NULL, EMPTY_ARRAY, blob, field, int, str, array = J.NULL, J.EMPTY_ARRAY, J.blob, J.field, J.int, J.str,
   J.array
@@ -93,6 +116,79 @@ local function clip(s, n)
   return sub(s, 1, n) .. "..."
 end
 
+-- The function_call_output items of an input: {call_id =, output = text}.
+local function answers_of(input)
+  local out = {}
+  if type(input) ~= "table" then return out end
+  for _, item in ipairs(input) do
+    if type(item) == "table" and field(item, "type") == "function_call_output" then
+      local o = field(item, "output")
+      if type(o) == "table" then
+        local parts = {}
+        for _, c in ipairs(o) do parts[#parts + 1] = str(field(c, "text")) or "" end
+        o = concat(parts, "\n")
+      end
+      out[#out + 1] = {call_id = str(field(item, "call_id")), output = str(o) or ""}
+    end
+  end
+  return out
+end
+
+-- The function tool the mock model calls, or nil (see the module doc).
+local function pick_function(tools, choice, text)
+  local fns = {}
+  for _, t in ipairs(type(tools) == "table" and tools or {}) do
+    if field(t, "type") == "function" and str(field(t, "name")) then fns[#fns + 1] = t end
+  end
+  if #fns == 0 or choice == "none" then return nil end
+  if type(choice) == "table" then
+    if field(choice, "type") ~= "function" then return nil end
+    for _, t in ipairs(fns) do
+      if field(t, "name") == field(choice, "name") then return t end
+    end
+    return nil
+  end
+  local lower = text:lower()
+  for _, t in ipairs(fns) do
+    if find(lower, field(t, "name"):lower(), 1, true) then return t end
+  end
+  return nil
+end
+
+local function function_arguments(fn, text, B)
+  local given = field(B, "function_arguments")
+  if type(given) == "string" then return given end
+  local props = field(field(fn, "parameters"), "properties")
+  local args = {}
+  if type(props) == "table" then
+    for name, schema in pairs(props) do
+      if field(schema, "type") == "string" then args[name] = clip(text, 200) end
+    end
+  end
+  if next(args) == nil then return "{}" end
+  return J.encode(args)
+end
+
+local function moderation_result(flagged)
+  -- (empty tables are written as {} objects)
+  return {type = "moderation_result", model = "omni-moderation-latest", flagged = flagged,
+    categories = flagged and {violence = true} or {}, category_scores = flagged and {violence = 0.97} or {},
+    category_applied_input_types = flagged and {violence = {"text"}} or {}}
+end
+
+-- Stored response texts (GET /v1/responses/{id}): background ones until read, the last 64 others.
+local MAX_STORED = 64
+local stored_order = {}
+local function remember(id, rec)
+  state.responses[id] = rec
+  if rec.background then return end
+  stored_order[#stored_order + 1] = id
+  while #stored_order > MAX_STORED do
+    local old = state.responses[table.remove(stored_order, 1)]
+    if old then old.final_text = nil end
+  end
+end
+
 local function handle_responses(ctx, B)
   local req = ctx.json
   if type(req) ~= "table" then
@@ -117,6 +213,18 @@ local function handle_responses(ctx, B)
   end
   local text, images = responses_input(field(req, "input"))
   if not text then return error_response(400, images, "input", "invalid_value") end
+  local answers = answers_of(field(req, "input"))
+  for _, a in ipairs(answers) do
+    if not (prev and prev.calls and a.call_id and prev.calls[a.call_id]) then
+      return error_response(400, format("No tool call found for function call output with call_id %s.",
+        tostring(a.call_id)), "input", NULL)
+    end
+  end
+  if #answers > 0 then
+    local outs = {}
+    for k, a in ipairs(answers) do outs[k] = a.output end
+    text = (text ~= "" and (text .. "\n") or "") .. prev.text .. "\n" .. concat(outs, "\n")
+  end
 
   local tool
   local tools = field(req, "tools")
@@ -127,7 +235,14 @@ local function handle_responses(ctx, B)
   end
   local choice = field(req, "tool_choice")
   local forced = choice == "required" or (type(choice) == "table" and field(choice, "type") == "image_generation")
-  local use_tool = tool ~= nil and choice ~= "none" and (forced or wants_image(text))
+  local fn = pick_function(tools, choice, text)
+  if #answers > 0 then fn = nil end
+  local blocked = field(B, "moderation_block") == true
+  local use_tool = not fn and not blocked and tool ~= nil and choice ~= "none" and (forced or wants_image(text))
+  if use_tool then
+    local refused = mock.unverified(B, str(field(tool, "model")) or "gpt-image-1")
+    if refused then return refused end
+  end
 
   local resp_id = new_id("resp_")
   local created = os_time()
@@ -144,7 +259,8 @@ local function handle_responses(ctx, B)
     local seed = "responses\0" .. text .. "\0" .. concat(fps, "\0")
     image_item = {
       type = "image_generation_call", id = new_id("ig_"), status = "completed",
-      revised_prompt = "An image of: " .. text, size = size, quality = quality, output_format = "png",
+      revised_prompt = "An image of: " .. text, size = size, quality = quality,
+      output_format = field(B, "format_switch") == true and str(field(tool, "output_format")) or "png",
       background = norm_background(field(tool, "background")),
       action = (#images > 0 or (prev and prev.image)) and "edit" or "generate",
     }
@@ -161,8 +277,16 @@ local function handle_responses(ctx, B)
     end
     output[#output + 1] = image_item
   end
+  local calls
+  if fn then
+    local item = {type = "function_call", id = new_id("fc_"), call_id = new_id("call_"), name = str(field(fn, "name")),
+      arguments = function_arguments(fn, text, B), status = "completed"}
+    output[#output + 1] = item
+    calls = {[item.call_id] = item.name}
+    out_tokens = out_tokens + text_tokens(item.arguments)
+  end
   local message
-  if status ~= "failed" then
+  if status ~= "failed" and not fn and not blocked then
     local say
     if image_item then
       say = "Here is the image you asked for: " .. clip(text, 200)
@@ -172,7 +296,7 @@ local function handle_responses(ctx, B)
     if prev then say = say .. format(" (continuing from %s, where you said: %s)", prev_id, clip(prev.text, 80)) end
     message = {type = "message", id = new_id("msg_"), role = "assistant",
       status = status == "incomplete" and "incomplete" or "completed",
-      content = {{type = "output_text", text = say, annotations = EMPTY_ARRAY}}}
+      content = {{type = "output_text", text = say, annotations = EMPTY_ARRAY, logprobs = EMPTY_ARRAY}}}
     output[#output + 1] = message
     out_tokens = out_tokens + text_tokens(say)
   end
@@ -188,9 +312,36 @@ local function handle_responses(ctx, B)
   elseif status == "incomplete" then
     response.incomplete_details = {reason = "max_output_tokens"}
   end
-  state.responses[resp_id] = {text = text, image = image_bytes or (prev and prev.image)}
-
-  if not boolish(field(req, "stream")) then return json_response(200, response, ctx.blobs) end
+  if blocked then
+    response.status, response.incomplete_details = "incomplete", {reason = "content_filter"}
+    response.usage.output_tokens, response.usage.total_tokens = 0, in_tokens
+  end
+  if blocked or type(field(req, "moderation")) == "table" then
+    response.moderation = {input = moderation_result(blocked), output = moderation_result(false)}
+  end
+  local background = field(req, "background") == true
+  local rec = {text = text, image = image_bytes or (prev and prev.image), calls = calls}
+  if not boolish(field(req, "stream")) or background then
+    if boolish(field(req, "stream")) then
+      return error_response(400, "The local server does not stream background responses.", "stream", NULL)
+    end
+    response.background = background
+    local body = J.encode(response, ctx.blobs)
+    rec.final_text = body
+    if background then
+      local shell = {}
+      for k, v in pairs(response) do shell[k] = v end
+      shell.status, shell.output, shell.usage, shell.error = "queued", EMPTY_ARRAY, NULL, NULL
+      shell.incomplete_details, shell.moderation = NULL, NULL
+      rec.background, rec.shell, rec.state = true, shell, "queued"
+      rec.polls = int(field(B, "background_polls")) or 1
+      remember(resp_id, rec)
+      return json_response(200, shell)
+    end
+    remember(resp_id, rec)
+    return {status = 200, body = body, content_type = "application/json"}
+  end
+  remember(resp_id, rec)
 
   -- Streaming: build the event list.
   local events, seq = {}, 0
@@ -207,6 +358,18 @@ local function handle_responses(ctx, B)
   ev("response.created", {response = shell})
   ev("response.in_progress", {response = shell})
   local index = 0
+  if fn then -- the function call: added, its arguments (one delta), done
+    local item = output[1]
+    local pending = {}
+    for k, v in pairs(item) do pending[k] = v end
+    pending.status, pending.arguments = "in_progress", ""
+    ev("response.output_item.added", {output_index = index, item = pending})
+    ev("response.function_call_arguments.delta", {output_index = index, item_id = item.id, delta = item.arguments})
+    ev("response.function_call_arguments.done", {output_index = index, item_id = item.id,
+      arguments = item.arguments})
+    ev("response.output_item.done", {output_index = index, item = item})
+    index = index + 1
+  end
   if image_item then
     local pending = {}
     for k, v in pairs(image_item) do pending[k] = v end
@@ -242,4 +405,44 @@ local function handle_responses(ctx, B)
   return {status = 200, events = events, blobs = ctx.blobs}
 end
 
-return {create = handle_responses, input = responses_input, wants_image = wants_image}
+local function not_found(id)
+  return error_response(404, format("Response with id '%s' not found.", tostring(id)), NULL, NULL)
+end
+
+local function shell_with(rec, status)
+  rec.shell.status = status
+  return json_response(200, rec.shell)
+end
+
+-- GET /v1/responses/{id}: a background response in_progress for its polls, then final.
+local function handle_retrieve(ctx)
+  local id = ctx.params.id
+  local rec = state.responses[id]
+  if not rec or not rec.final_text then return not_found(id) end
+  if rec.background and (rec.state == "queued" or rec.state == "in_progress") then
+    if rec.polls > 0 then
+      rec.polls = rec.polls - 1
+      rec.state = "in_progress"
+      return shell_with(rec, "in_progress")
+    end
+    rec.state = "completed"
+  end
+  if rec.state == "cancelled" then return shell_with(rec, "cancelled") end
+  return {status = 200, body = rec.final_text, content_type = "application/json"}
+end
+
+-- POST /v1/responses/{id}/cancel
+local function handle_cancel(ctx)
+  local id = ctx.params.id
+  local rec = state.responses[id]
+  if not rec or not rec.final_text then return not_found(id) end
+  if not rec.background then
+    return error_response(400, "Only responses created with background=true can be cancelled.", NULL, NULL)
+  end
+  if rec.state == "queued" or rec.state == "in_progress" then rec.state = "cancelled" end
+  if rec.state == "cancelled" then return shell_with(rec, "cancelled") end
+  return {status = 200, body = rec.final_text, content_type = "application/json"}
+end
+
+return {create = handle_responses, retrieve = handle_retrieve, cancel = handle_cancel, input = responses_input,
+  wants_image = wants_image}

@@ -115,6 +115,7 @@ local function serve_v1(conn, ctx)
     rec.body_bytes = #body
     local resp = parse_body(ctx)
     rec.json, rec.parts, rec.body = ctx.json, ctx.parts, ctx.body_text
+    if ctx.json ~= nil and #body <= (1 << 16) then rec.raw = body end -- the JSON text as sent ([] vs {})
     if not B then
       resp = error_response(400, berr, NULL, "invalid_test_header")
       B = {}

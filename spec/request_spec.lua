@@ -1,0 +1,88 @@
+local imageroute = require "imageroute"
+local core = require "imageroute.core"
+local json = require "imageroute.json"
+local request = require "imageroute.request"
+local responses = require "imageroute.shapes.responses"
+local server = require "support.server"
+local fx = require "support.fixtures"
+
+describe("the normalised request (imageroute.request)", function()
+  local s
+  setup(function() s = server.start() end)
+  teardown(function() s:stop() end)
+  before_each(function() s:reset() end)
+
+  it("says once what an Images API call asks", function()
+    local req = request.normalise("generate", fx.route(s), {prompt = "p", n = 3, size = "1024x1536", quality = "low"})
+    assert.same({"images", "gpt-image-1", "gpt-image-1", 3, 3, "1024x1536", "low", "p", true},
+      {req.shape, req.model, req.top_model, req.n, req.n_asked, req.size, req.quality, req.prompt, req.need_image})
+    local edit = request.normalise("edit", fx.route(s), {prompt = "p", image = {"a.png", "b.png"}, mask = "m.png"})
+    assert.same({"a.png", "b.png"}, edit.images)
+    assert.equal("m.png", edit.mask)
+  end)
+
+  it("says once what a Responses call asks: the text model on top, the merged tool, the fields sent", function()
+    local r = fx.route(s, {shape = "responses", model = "gpt-5", image_model = "gpt-image-2"})
+    local params = {prompt = "a fox", size = "1536x1024", tool = {quality = "high"}}
+    local req = request.normalise("generate", r, params)
+    assert.equal("responses", req.shape)
+    assert.equal("gpt-5", req.top_model)
+    assert.equal("gpt-image-2", req.model)
+    assert.equal("gpt-image-2", req.tool_model)
+    assert.equal("1536x1024", req.size) -- the flat option, in the tool
+    assert.equal("high", req.quality)
+    assert.equal(1, req.n)
+    assert.same({model = "gpt-5", input = "a fox", tool_choice = {type = "image_generation"},
+      tools = {{type = "image_generation", model = "gpt-image-2", size = "1536x1024", quality = "high"}}}, req.send)
+    assert.same({prompt = "a fox", size = "1536x1024", tool = {quality = "high"}}, params)
+    -- the same option flat and in params.tool: a problem naming both places (nothing dropped)
+    local both = request.normalise("generate", r, {prompt = "a fox", size = "1024x1024", tool = {size = "1536x1024"}})
+    assert.equal("size", both.problem.field)
+    assert.matches("params.tool.size", both.problem.message, 1, true)
+    assert.is_nil(request.normalise("respond", r, {input = "x", tool = false}).tool)
+    assert.equal("prompt", request.normalise("generate", r, {}).problem.field)
+  end)
+
+  it("is built once per call: rules, cost and log share one table", function()
+    local params = {prompt = "p"}
+    local a = request.of("generate", fx.route(s), params)
+    local route = fx.route(s)
+    assert.equal(request.of("generate", route, params), request.of("generate", route, params))
+    assert.are_not.equal(a, request.of("edit", route, params))
+  end)
+
+  it("the Responses body is JSON built in Lua, and the core sends it as it is", function()
+    local r = fx.route(s, {shape = "responses", model = "gpt-5", image_model = "gpt-image-2"})
+    local png = assert(imageroute.generate(fx.route(s), {prompt = "input"})).images[1]
+    s:reset()
+    local req = request.normalise("respond", r, {input = {"make it blue", png}, input_image_mask = png,
+      tool_choice = "image_generation"})
+    local body = assert(responses.build(req))
+    local decoded = json.decode(body)
+    assert.truthy(decoded.input[1].content[2].image_url:find("^data:image/png;base64,"))
+    assert.truthy(decoded.tools[1].input_image_mask.image_url:find("^data:image/png;base64,"))
+    local res = assert(core.respond(r, {body = body}))
+    assert.same(decoded, s:requests()[1].json)
+    assert.is_table(res.reply) -- the core's result: the reply for the shape to read
+    assert.is_string(res.reply.text)
+    assert.truthy(res.reply.text:find("@imageroute-image:0", 1, true))
+    assert.truthy(res.reply.images[1].sha256)
+  end)
+
+  it("the C core enforces no stop rule: an image model on top is sent when the caller skips the rule", function()
+    local r = fx.route(s, {shape = "responses", model = "gpt-image-1"})
+    local _, err = imageroute.respond(r, {input = "x"})
+    assert.equal("image_model_on_top", err.rule)
+    assert.equal(0, #s:requests())
+    imageroute.respond(r, {input = "x"}, {skip_rules = {"image_model_on_top"}})
+    assert.equal(1, #s:requests())
+    assert.equal("gpt-image-1", s:requests()[1].json.model)
+  end)
+
+  it("core.respond refuses a body that is not JSON text", function()
+    local _, err = core.respond(fx.route(s, {shape = "responses"}), {body = {model = "x"}})
+    assert.equal("validation", err.kind)
+    assert.equal("body", err.field)
+    assert.has_error(function() core.generate(fx.route(s, {shape = "responses"}), {prompt = "x"}) end)
+  end)
+end)
