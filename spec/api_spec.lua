@@ -66,6 +66,18 @@ describe("api (a generic API request on a route's transport)", function()
     assert.equal(#'{"list":[]}', r3.body_bytes)
   end)
 
+  it("refuses a table body that cannot be JSON before sending (nothing reaches the server)", function()
+    local cyclic = {}
+    cyclic.self = cyclic
+    for _, body in ipairs{{n = 0 / 0}, {f = print}, cyclic} do
+      local res, err = imageroute.api(fx.route(s), {method = "POST", path = "/things", body = body})
+      assert.is_nil(res)
+      assert.equal("validation", err.kind)
+      assert.equal("body", err.field)
+    end
+    assert.equal(0, #s:requests())
+  end)
+
   it("sends DELETE", function()
     s:script{{body = {id = "file_1", deleted = true}}}
     local res = assert(imageroute.api(fx.route(s), {method = "DELETE", path = "/files/file_1"}))

@@ -846,9 +846,9 @@ function M.api(route, req, opts)
   if type(req.body) == "table" then
     local r = {}
     for k, v in pairs(req) do r[k] = v end
-    local ok, text = pcall(json.encode, req.body)
-    if not ok then
-      return nil, core.error("validation", "req.body cannot be sent as JSON: " .. tostring(text), {field = "body"})
+    local text, why = json.encode(req.body) -- returns nil, why (never raises)
+    if not text then
+      return nil, core.error("validation", "req.body cannot be sent as JSON: " .. tostring(why), {field = "body"})
     end
     r.body = text
     req = r
@@ -865,8 +865,7 @@ function M.api(route, req, opts)
   if res and res.text ~= "" then
     local ct = res.headers["content-type"]
     if ct == nil or ct:find("json", 1, true) then
-      local okd, v = pcall(json.decode, res.text)
-      if okd then res.body = v end
+      res.body = json.decode(res.text) -- nil when the text is not JSON
     end
   end
   return res, e
