@@ -102,9 +102,9 @@ step "a call from T53 (Lua 5.3)"
 call_from 5.3 "$scratch/T53"
 
 if [ "${ROCK_CHECK_TEST:-1}" != 0 ]; then
-  step "luarocks --lua-version 5.4 test ${ROCK_CHECK_TEST_ARGS:-}"
+  step "luarocks --lua-version 5.4 test rockspec/$name.rockspec ${ROCK_CHECK_TEST_ARGS:-}"
   # shellcheck disable=SC2086
-  if (cd "$src" && luarocks --lua-version 5.4 test -- ${ROCK_CHECK_TEST_ARGS:-}) >"$scratch/test.log" 2>&1; then
+  if (cd "$src" && luarocks --lua-version 5.4 test "rockspec/$name.rockspec" -- ${ROCK_CHECK_TEST_ARGS:-}) >"$scratch/test.log" 2>&1; then
     grep -a '^spec:' "$scratch/test.log"
   else
     tail -n 80 "$scratch/test.log"; echo "rock-check: FAILED: luarocks test" >&2; exit 1
