@@ -58,6 +58,9 @@ build = {
     ["imageroute.request"] = "lua/imageroute/request.lua",
     ["imageroute.dispatch"] = "lua/imageroute/dispatch.lua",
     ["imageroute.shapes.responses"] = "lua/imageroute/shapes/responses.lua",
+    ["imageroute.shapes.images"] = "lua/imageroute/shapes/images.lua",
+    ["imageroute.shapes.chat"] = "lua/imageroute/shapes/chat.lua",
+    ["imageroute.shapes.common"] = "lua/imageroute/shapes/common.lua",
     ["imageroute.routes"] = "lua/imageroute/routes.lua",
     ["imageroute.cli"] = "lua/imageroute/cli.lua",
     ["imageroute.cli.common"] = "lua/imageroute/cli/common.lua",
@@ -76,7 +79,7 @@ build = {
     ["imageroute.loop.luv"] = "lua/imageroute/loop/luv.lua",
     ["imageroute.core"] = {
       sources = {
-        "src/addr.c", "src/api.c", "src/b64.c", "src/buf.c", "src/chat.c", "src/core.c", "src/error.c", "src/extract.c",
+        "src/addr.c", "src/api.c", "src/b64.c", "src/buf.c", "src/core.c", "src/error.c", "src/extract.c",
         "src/image.c", "src/input.c", "src/json.c", "src/loop.c", "src/request.c", "src/respond.c", "src/route.c", "src/savefile.c", "src/sniff.c", "src/sse.c",
         "src/util.c", "src/xfer.c",
       },

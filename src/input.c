@@ -141,6 +141,19 @@ static int l_data_url(lua_State *L)
     return 2;
 }
 
+/* core.image_from_data_url(url [, field]) -> Image | nil, err: a data: URL holding a base64 PNG,
+ * JPEG, WebP or GIF image, decoded (err: kind "decode", the message naming field, default "image") */
+static int l_image_from_data_url(lua_State *L)
+{
+    size_t n;
+    const char *url = luaL_checklstring(L, 1, &n);
+    const char *field = luaL_optstring(L, 2, "image");
+    if (ir_image_from_data_url(L, url, n, field)) return 1;
+    lua_pushnil(L);
+    lua_insert(L, -2);
+    return 2;
+}
+
 /* core.is_image_model(label) -> boolean: gpt-image-*, dall-e-*, chatgpt-image-* */
 static int l_is_image_model(lua_State *L)
 {
@@ -152,6 +165,7 @@ void ir_input_open(lua_State *L)
 {
     static const luaL_Reg fns[] = {
         {"data_url", l_data_url},
+        {"image_from_data_url", l_image_from_data_url},
         {"is_image_model", l_is_image_model},
         {NULL, NULL}
     };

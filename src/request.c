@@ -23,7 +23,7 @@ static int cmp_name(const void *a, const void *b)
 /* NULL when path can go after the base URL as it is, else why not: it starts with '/', holds only
  * printable ASCII other than space, '?', '#' and '\', and has no "." or ".." segment (which would
  * climb out of the API root). */
-static const char *path_problem(const char *p, size_t n)
+const char *ir_path_problem(const char *p, size_t n)
 {
     size_t i;
     if (n == 0 || p[0] != '/') return "must start with '/'";
@@ -152,7 +152,7 @@ static int build_api(lua_State *L, ir_xfer *x, int xi, int route, int req, int o
         return 0;
     }
     path = lua_tolstring(L, -1, &pn);
-    why = path_problem(path, pn);
+    why = ir_path_problem(path, pn);
     if (why) {
         ir_push_validation(L, "path", "req.path %s", why);
         return 0;

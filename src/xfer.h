@@ -183,46 +183,35 @@ void ir_sse_free(ir_xfer *x);
 int  ir_sse_process(lua_State *L, int xi, ir_xfer *x);
 void ir_sse_open(lua_State *L);
 
-/* api.c: helpers shared by the request shapes (each pushes an error and returns 0 on failure) */
+/* api.c: the transport of the request shapes (each pushes an error and returns 0 on failure) */
 void ir_push_validation(lua_State *L, const char *field, const char *fmt, const char *arg);
-void ir_shallow_copy(lua_State *L, int idx);
-/* Sets body.model from the route when the caller did not, and records it for the result. */
-int  ir_ensure_model(lua_State *L, int body, int route, int xi);
 /* POSTs req.body (JSON text made by the Lua layer) as it is. */
 int  ir_set_body_text(lua_State *L, ir_xfer *x, int req);
-/* A 2xx JSON reply: pushes {reply = {text =, images =, content_type =}}; 0 after failing the transfer. */
+/* Sets up a transfer to endpoint (NULL: req.endpoint, checked) and keeps req.reader (the Lua
+ * function that reads the reply, see api.c). */
+int  ir_setup_shaped(lua_State *L, ir_xfer *x, int xi, int route, int req, int opts, const char *endpoint, int json);
+/* A 2xx JSON reply: pushes {text =, images =, content_type =, status =}; 0 after failing the transfer. */
 int  ir_push_reply(lua_State *L, int xi, ir_xfer *x);
-/* Encodes the table at body as the request's JSON body (POST). */
-int  ir_set_json_body(lua_State *L, ir_xfer *x, int body);
-int  ir_check_prompt(lua_State *L, int params);
-void ir_copy_fields(lua_State *L, int j, const char *const *names);
 int  ir_take_image(lua_State *L, ir_extract *ex, const char *ph, const char *field);
 int  ir_is_placeholder(lua_State *L, int idx);
 void ir_fail_decode(lua_State *L, int xi, ir_xfer *x, const char *what);
 int  ir_decode_body(lua_State *L, int xi, ir_xfer *x);
-/* Pushes the bytes of an image given as bytes, a path or an Image; sets *mime. 0 + error pushed on failure. */
+/* input.c: the bytes of an image given as bytes, a path or an Image (pushed; *mime set), and data URLs */
 int  ir_image_bytes(lua_State *L, int idx, const char *field, const char **mime);
-/* Pushes "data:<mime>;base64,<...>" for an image given as bytes, a path or an Image. */
 int  ir_push_data_url(lua_State *L, int idx, const char *field);
-/* Decodes a data: URL holding an image into an Image pushed on the stack. */
 int  ir_image_from_data_url(lua_State *L, const char *url, size_t n, const char *field);
 int  ir_is_image_model(const char *model);
-/* Orders the Image list at idx by each image's `index` (its place in the reply). */
-void ir_order_images(lua_State *L, int idx);
 
 typedef int (*ir_builder)(lua_State *L, ir_xfer *x, int xi, int route, int params, int opts);
 int ir_start(lua_State *L, const ir_ops *ops, ir_builder build);
 int ir_run(lua_State *L, const ir_ops *ops, ir_builder build);
+extern const ir_ops IR_GENERATE_OPS, IR_EDIT_OPS, IR_RESPOND_OPS;
 
-/* request.c: core.api / core.start_api, generic API requests */
-void ir_request_open(lua_State *L);
-
-/* respond.c and chat.c */
-extern const ir_ops IR_RESPOND_OPS, IR_CHAT_OPS;
-int ir_build_chat_generate(lua_State *L, ir_xfer *x, int xi, int route, int params, int opts);
-int ir_build_chat_edit(lua_State *L, ir_xfer *x, int xi, int route, int params, int opts);
+/* request.c: NULL when a path can follow base_url as it is, else why not */
+const char *ir_path_problem(const char *p, size_t n);
 
 void ir_api_open(lua_State *L);
+void ir_request_open(lua_State *L);   /* request.c: core.api / core.start_api */
 void ir_input_open(lua_State *L);
 void ir_respond_open(lua_State *L);
 
