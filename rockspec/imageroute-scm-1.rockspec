@@ -61,6 +61,7 @@ build = {
     ["imageroute.save"] = "lua/imageroute/save.lua",
     ["imageroute.stream"] = "lua/imageroute/stream.lua",
     ["imageroute.api"] = "lua/imageroute/api.lua",
+    ["imageroute.route"] = "lua/imageroute/route.lua",
     ["imageroute.shapes.responses"] = "lua/imageroute/shapes/responses.lua",
     ["imageroute.shapes.images"] = "lua/imageroute/shapes/images.lua",
     ["imageroute.shapes.chat"] = "lua/imageroute/shapes/chat.lua",

@@ -42,56 +42,6 @@ void ir_push_validation(lua_State *L, const char *field, const char *fmt, const 
     ir_setfield_str(L, "field", field);
 }
 
-/* Image k was decoded into a file (opts.save_to): moves it to its name (the target itself, or
- * "<stem>-N<.ext>" when the reply holds several final images) and pushes the file-backed Image. */
-static int take_spilled(lua_State *L, ir_extract *ex, unsigned long k, const char *field)
-{
-    ir_ximg *im = &ex->imgs[k];
-    ir_spill *sp = im->spill;
-    int ok;
-    im->spill = NULL; /* taken: ir_extract_free no longer removes it */
-    ir_push_numbered_path(L, ex->save_to, im->spill_no, ex->nspills);
-    ok = ir_spill_take(L, sp, lua_tostring(L, -1), field);
-    lua_remove(L, -2);
-    return ok;
-}
-
-/* Takes extracted image k (placeholder string at idx) as an Image pushed on the stack. Returns 0
- * with an error pushed instead when it is not a valid image. */
-int ir_take_image(lua_State *L, ir_extract *ex, const char *ph, const char *field)
-{
-    unsigned long k = strtoul(ph + sizeof(IR_IMG_PLACEHOLDER) - 1, NULL, 10);
-    ir_ximg *im;
-    const char *fmt = NULL;
-    if (k >= ex->nimgs) {
-        ir_push_error(L, "decode", "%s: internal placeholder out of range", field);
-        return 0;
-    }
-    im = &ex->imgs[k];
-    if (im->bad) {
-        ir_push_error(L, "decode", "%s is not valid base64 (%s)", field, im->bad);
-        return 0;
-    }
-    if (im->dataurl_mime[0] && strncmp(im->dataurl_mime, "image/", 6) != 0) {
-        ir_push_error(L, "decode", "%s is a data URL of type %s, not an image", field, im->dataurl_mime);
-        return 0;
-    }
-    if (im->spill) return take_spilled(L, ex, k, field);
-    if (!ir_sniff((const unsigned char *)im->data.p, im->data.n, &fmt)) {
-        ir_push_error(L, "decode", "%s decoded to %I bytes that are not a PNG, JPEG, WebP or GIF image", field,
-                      (lua_Integer)im->data.n);
-        return 0;
-    }
-    ir_image_push(L, &im->data);
-    return 1;
-}
-
-int ir_is_placeholder(lua_State *L, int idx)
-{
-    const char *s = lua_tostring(L, idx);
-    return s && strncmp(s, IR_IMG_PLACEHOLDER, sizeof(IR_IMG_PLACEHOLDER) - 1) == 0;
-}
-
 /* A 2xx whose body is not what the shape needs: a decode error with a short excerpt. */
 void ir_fail_decode(lua_State *L, int xi, ir_xfer *x, const char *what)
 {
@@ -178,7 +128,7 @@ static void push_extracted(lua_State *L, ir_extract *ex, unsigned long k)
     } else if (im->dataurl_mime[0] && strncmp(im->dataurl_mime, "image/", 6) != 0) {
         lua_pushfstring(L, "is a data URL of type %s, not an image", im->dataurl_mime);
     } else if (im->spill) {
-        take_spilled(L, ex, k, "image"); /* the Image, or its error */
+        ir_take_spilled(L, ex, k, "image"); /* the Image, or its error */
     } else if (!ir_sniff((const unsigned char *)im->data.p, im->data.n, &fmt)) {
         lua_pushfstring(L, "decoded to %I bytes that are not a PNG, JPEG, WebP or GIF image", (lua_Integer)im->data.n);
     } else {

@@ -145,6 +145,12 @@ void ir_extract_init(ir_extract *e, ir_buf *json);
 /* 0, or -1 when out of memory */
 int  ir_extract_feed(ir_extract *e, const char *p, size_t n);
 void ir_extract_free(ir_extract *e);   /* frees the images still owned by e (not e->json) */
+/* Lua context only: image k as an Image pushed (a spilled one moved to its file), or an error
+ * pushed and 0; ir_take_image takes it by its placeholder string ph, naming field in errors. */
+int  ir_take_spilled(lua_State *L, ir_extract *ex, unsigned long k, const char *field);
+int  ir_take_image(lua_State *L, ir_extract *ex, const char *ph, const char *field);
+/* 1 when the value at idx is a placeholder string */
+int  ir_is_placeholder(lua_State *L, int idx);
 
 /* ---- savefile.c: images decoded straight into files (the per-call option save_to) ---- */
 #define IR_SPILL_CHUNK (256 * 1024) /* decoded bytes held before they are written */

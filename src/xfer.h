@@ -192,8 +192,6 @@ int  ir_set_body_text(lua_State *L, ir_xfer *x, int req);
 int  ir_setup_shaped(lua_State *L, ir_xfer *x, int xi, int route, int req, int opts, const char *endpoint, int json);
 /* A 2xx JSON reply: pushes {text =, images =, content_type =, status =}; 0 after failing the transfer. */
 int  ir_push_reply(lua_State *L, int xi, ir_xfer *x);
-int  ir_take_image(lua_State *L, ir_extract *ex, const char *ph, const char *field);
-int  ir_is_placeholder(lua_State *L, int idx);
 void ir_fail_decode(lua_State *L, int xi, ir_xfer *x, const char *what);
 int  ir_decode_body(lua_State *L, int xi, ir_xfer *x);
 /* input.c: the bytes of an image given as bytes, a path or an Image (pushed; *mime set), and data URLs */

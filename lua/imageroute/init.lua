@@ -14,7 +14,8 @@
 -- @module imageroute
 
 local core = require "imageroute.core"
-local policy = require "imageroute.policy" -- gates, stop rules, cost, the call log; installs route:check()
+local policy = require "imageroute.policy" -- gates, stop rules, cost, the call log
+local route_type = require "imageroute.route" -- the Route type's Lua half: route:check()
 local dispatch = require "imageroute.dispatch" -- a call's normalised request, body and reply, by shape
 local router = require "imageroute.router" -- explicit fallback across routes
 local limits = require "imageroute.limits" -- client-side rate limits of routes
@@ -136,17 +137,7 @@ local M = {
 -- @treturn[2] table an error with `kind = "validation"` and `field` naming the offending field
 -- @raise when config is not a table
 function M.route(config)
-  if type(config) == "table" and budget.is_budget(config.budget) then -- the route names its budget
-    local c = {}
-    for k, v in pairs(config) do c[k] = v end
-    c.budget = config.budget.name
-    config = c
-  end
-  if type(config) == "table" and config.limits ~= nil then
-    local ok, msg = limits.normalise(config.limits)
-    if not ok then return nil, core.error("validation", msg, {field = "limits"}) end
-  end
-  return core.route(config)
+  return route_type.new(config)
 end
 
 --- Builds a router: an explicit fallback across routes, usable wherever a route is (see
