@@ -122,12 +122,6 @@ int ir_image_from_data_url(lua_State *L, const char *url, size_t n, const char *
     return 1;
 }
 
-int ir_is_image_model(const char *m)
-{
-    return m && (strncmp(m, "gpt-image-", 10) == 0 || strncmp(m, "dall-e-", 7) == 0 ||
-                 strncmp(m, "chatgpt-image-", 14) == 0);
-}
-
 /* core.data_url(image [, field]) -> "data:<mime>;base64,..." | nil, err  (image: bytes, path, Image,
  * table; field: how the error names it, default "image") */
 static int l_data_url(lua_State *L)
@@ -154,19 +148,11 @@ static int l_image_from_data_url(lua_State *L)
     return 2;
 }
 
-/* core.is_image_model(label) -> boolean: gpt-image-*, dall-e-*, chatgpt-image-* */
-static int l_is_image_model(lua_State *L)
-{
-    lua_pushboolean(L, ir_is_image_model(luaL_checkstring(L, 1)));
-    return 1;
-}
-
 void ir_input_open(lua_State *L)
 {
     static const luaL_Reg fns[] = {
         {"data_url", l_data_url},
         {"image_from_data_url", l_image_from_data_url},
-        {"is_image_model", l_is_image_model},
         {NULL, NULL}
     };
     luaL_setfuncs(L, fns, 0);

@@ -198,7 +198,6 @@ int  ir_decode_body(lua_State *L, int xi, ir_xfer *x);
 int  ir_image_bytes(lua_State *L, int idx, const char *field, const char **mime);
 int  ir_push_data_url(lua_State *L, int idx, const char *field);
 int  ir_image_from_data_url(lua_State *L, const char *url, size_t n, const char *field);
-int  ir_is_image_model(const char *model);
 
 typedef int (*ir_builder)(lua_State *L, ir_xfer *x, int xi, int route, int params, int opts);
 int ir_start(lua_State *L, const ir_ops *ops, ir_builder build);
