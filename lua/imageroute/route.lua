@@ -22,9 +22,8 @@ local M = {}
 --- The Lua methods of every Route (looked up by the C type after its own).
 M.methods = core.route_methods
 
---- The acceptance report of a route: one row per gate (see `imageroute.contract.check`).
--- @function Route:check
--- @treturn table `{ok =, rows = {{gate =, status =, reason =}, ...}, ...}`
+-- route:check(): the acceptance report of a route, one row per gate (`imageroute.contract.check`;
+-- documented with the Route type).
 M.methods.check = function(route) return contract.check(route) end
 
 --- Builds a route (see `imageroute.route`).
