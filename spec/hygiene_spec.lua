@@ -76,6 +76,28 @@ describe("the C core's files", function()
       end
     end)
 
+  it("call each other without a circle (file A calls B calls ... A never happens)", function()
+    if not need_objects() then return end
+    local graph = {}
+    for f in pairs(syms) do graph[f] = calls(f) end
+    local state = {} -- nil: not seen, 1: on the path, 2: done
+    local function visit(f, path)
+      state[f] = 1
+      for g in pairs(graph[f]) do
+        assert.is_not.equal(1, state[g], "a call circle: " .. table.concat(path, " -> ") .. " -> " .. g)
+        if not state[g] then
+          path[#path + 1] = g
+          visit(g, path)
+          path[#path] = nil
+        end
+      end
+      state[f] = 2
+    end
+    for f in pairs(graph) do
+      if not state[f] then visit(f, {f}) end
+    end
+  end)
+
   it("declare no function that is not defined", function()
     if not need_objects() then return end
     local defined, checked = {}, 0

@@ -227,6 +227,12 @@ const char *ir_route_secret(lua_State *L, int idx, size_t *len);
 /* NULL when k (n bytes) can be sent as a key, else why not (never quoting it): a control byte or a
  * space (CR, LF and NUL included), or shorter than IR_KEY_MIN when the host is not loopback. */
 const char *ir_key_problem(const char *k, size_t n, int loopback);
+/* route.c: The key for a request on the route at idx: key and len get the route's own key (api_key), the
+ * result of its key function (called only when call_fn is set: when a request is set up), or the
+ * variable named by api_key_env; *key is NULL when there is none. Pushes exactly one value (what
+ * keeps *key alive, or nil); returns 1, or 0 with that value being a validation error (the key
+ * function failed, or gave something that cannot be sent: the message never holds it). */
+int ir_route_key(lua_State *L, int route, int call_fn, const char **key, size_t *len);
 /* 1 when a header value (n bytes) has no CR, LF, NUL or other control byte (tab allowed). */
 int ir_header_value_ok(const char *v, size_t n);
 
@@ -246,7 +252,6 @@ void ir_b64_open(lua_State *L);
 void ir_sniff_open(lua_State *L);
 void ir_json_open(lua_State *L);
 void ir_error_open(lua_State *L);
-void ir_redact_open(lua_State *L);   /* error.c: core.redact */
 void ir_image_open(lua_State *L);
 void ir_route_open(lua_State *L);
 void ir_xfer_open(lua_State *L);
