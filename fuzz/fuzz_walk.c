@@ -1,8 +1,8 @@
 /*
- * fuzz_walk.c - the reply walkers, in a real Lua state: the images parse (src/api.c), the
- * Responses reply (src/respond.c lifts the images, lua/imageroute/shapes/responses.lua reads it),
- * the chat parse (src/chat.c, which calls the Lua module imageroute.markdown), and the event
- * handling of ir_sse_process (src/sse.c), each on a fuzzer-made 2xx reply body.
+ * fuzz_walk.c - the reply walkers, in a real Lua state: the core's reply reading (src/api.c:
+ * shaped_parse, the reader call, the downloads' bookkeeping; src/sse.c: ir_sse_process) and the
+ * shapes' Lua readers run from it (lua/imageroute/shapes/images.lua, chat.lua with
+ * imageroute.markdown, responses.lua), each on a fuzzer-made 2xx reply body.
  *
  * Input: byte 0 is the option byte, the rest a chunked input (fuzz_common.h) whose payload is the
  * reply body and whose chunks are what "libcurl" hands over:

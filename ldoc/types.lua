@@ -2,8 +2,10 @@
 --
 -- This file holds documentation only: it is read by LDoc (`make doc`, listed in config.ld),
 -- never loaded, required or installed (it sits outside `lua/`, which holds the installed modules
--- and which spec/packaging_spec.lua checks against the rockspec). Each type's code is in the C core
--- (src/route.c, src/image.c, src/xfer.c, src/error.c) or in lua/imageroute/init.lua (Stream).
+-- and which spec/packaging_spec.lua checks against the rockspec). Each type's methods are defined
+-- once, where the type is: Route in src/route.c (fields, `config`) and lua/imageroute/route.lua
+-- (its Lua methods: `check`), Image in src/image.c, Transfer in src/xfer.c, Error in src/error.c,
+-- Stream in lua/imageroute/stream.lua. No other module adds or wraps a method.
 --
 -- Facts about the API cite their public source: the OpenAI API reference
 -- (https://platform.openai.com/docs/api-reference, read 2026-12-01) and OpenAI's OpenAPI
@@ -25,7 +27,8 @@
 -- @function Route:config
 -- @treturn table
 
---- The acceptance report of the route: its lane, host and contract gates (see `imageroute.contract.check`).
+--- The acceptance report of the route: its lane, host and contract gates (see `imageroute.contract.check`;
+-- defined in lua/imageroute/route.lua).
 -- @function Route:check
 -- @treturn table report: `allowed`, `ok`, `rows`, `reason`, ...
 
@@ -51,6 +54,8 @@
 -- @type Image
 
 --- Saves the image atomically: a temporary file in the target's directory, renamed into place.
+-- After a save, `image.path` is the path, and a function in `image.on_save` (the call log sets one
+-- on a logged call's images) is called as `on_save(image, path, bytes)`; its errors never fail the save.
 -- @function Image:save
 -- @tparam string path
 -- @tparam[opt] table opts `overwrite` (replace an existing file), `durable` (fsync before the rename)
@@ -62,10 +67,12 @@
 -- @function Image:release
 
 --- A transfer: one call in flight on the C core's libcurl multi loop (a userdata), made by
--- `imageroute.core.start_generate`, `start_edit` or `start_respond` (the same arguments as
--- `imageroute.generate`, `edit`, `respond`, without the policy around them: no gates, stop rules,
--- cost or log), or `imageroute.core.start_api(route, req [, opts])` (a generic API request, the
--- arguments and result of `imageroute.api` except the decoded `body`). The loop keeps it alive until it is done; `imageroute.step` drives it.
+-- `imageroute.dispatch.start(kind, route, params [, opts])` (a call without the policy around it: no
+-- gates, stop rules, cost or log; its request shaped by `imageroute.shapes.*`), by the core's
+-- `start_generate`, `start_edit` or `start_respond` given a shaped request (`{endpoint =, body = |
+-- parts =, reader =}`, see src/api.c), or by `imageroute.core.start_api(route, req [, opts])` (a
+-- generic API request, the arguments and result of `imageroute.api` except the decoded `body`).
+-- A call's transfer's result is the core's reply for its shape to read (`imageroute.dispatch.finish`). The loop keeps it alive until it is done; `imageroute.step` drives it.
 -- `transfer:__close()` (a `<close>` variable, or the collector) stops a transfer that is still
 -- running and frees its connection.
 --

@@ -1,5 +1,7 @@
 local imageroute = require "imageroute"
 local core = require "imageroute.core"
+local dispatch = require "imageroute.dispatch"
+local function raw_generate(...) return dispatch.call("generate", ...) end
 local contract = require "imageroute.contract"
 local policy = require "imageroute.policy"
 local server = require "support.server"
@@ -198,7 +200,7 @@ describe("gates at call time, against the local server", function()
       {fx.route(s, {lane = "account_pool", provider = "relay", accepted = "not enough"}), "account_pool"},
     }
     for _, c in ipairs(cases) do
-      local res, err = policy.call("generate", core.generate, c[1], {prompt = "p"})
+      local res, err = policy.call("generate", raw_generate, c[1], {prompt = "p"})
       assert.is_nil(res)
       assert.equal("route", err.kind)
       assert.equal(c[2], err.rule)
@@ -212,10 +214,10 @@ describe("gates at call time, against the local server", function()
     local log_path = dir .. "/accepted.jsonl"
     local r = local_provider{accepted = "local test gateway, reviewed", log = log_path}
     s:script{{status = 500}, {}}
-    local res = assert(policy.call("generate", core.generate, r, {prompt = "p"}))
+    local res = assert(policy.call("generate", raw_generate, r, {prompt = "p"}))
     assert.equal("local test gateway, reviewed", res.contract_reason)
     local pool = fx.route(s, {lane = "account_pool", provider = "relay", risk_exception = "spec risk", log = log_path})
-    local res2 = assert(policy.call("generate", core.generate, pool, {prompt = "p"}))
+    local res2 = assert(policy.call("generate", raw_generate, pool, {prompt = "p"}))
     assert.equal("spec risk", res2.contract_reason)
     local lines = 0
     for line in io.lines(log_path) do

@@ -1,5 +1,4 @@
 local imageroute = require "imageroute"
-local core = require "imageroute.core"
 local cost = require "imageroute.cost"
 local prices = require "imageroute.prices"
 local policy = require "imageroute.policy"
@@ -238,14 +237,14 @@ describe("cost of real calls to the local server (policy hooks)", function()
   -- the local server's tokens: text ceil(chars / 4), 256 per input image, output low 272 / medium 1056 /
   -- high 4160 per 1024x1024 image (scaled by area), no output_tokens_details
   it("generate: 400 chars (100 tokens) at high 1024x1024 = 100 x $5/1M + 4160 x $40/1M = $0.1669", function()
-    local res = assert(policy.call("generate", core.generate, fx.route(s),
+    local res = assert(policy.call("generate", raw("generate"), fx.route(s),
       {prompt = ("a"):rep(400), size = "1024x1024", quality = "high"}))
     assert.near(0.1669, res.cost.amount, EPS)
     assert.equal("usage", res.cost.basis)
   end)
 
   it("edit: 3 text + 256 image in + 1056 out = 15 + 2560 + 42240 micro-dollars = $0.044815", function()
-    local res = assert(policy.call("edit", core.edit, fx.route(s),
+    local res = assert(policy.call("edit", raw("edit"), fx.route(s),
       {prompt = "make it blue", image = png, size = "1024x1024", quality = "medium"}))
     assert.near(0.044815, res.cost.amount, EPS)
   end)
@@ -262,11 +261,11 @@ describe("cost of real calls to the local server (policy hooks)", function()
     local r = fx.route(s, {lane = "provider", provider = "local-gateway", shape = "chat", model = "gpt-image-2",
       accepted = "spec", billing = {unit = "call", price = 0.03, failed_calls_billed = {server_error = "yes"}}})
     s:script{{status = 500}, {}}
-    local res = assert(policy.call("generate", core.generate, r, {prompt = "p"}))
+    local res = assert(policy.call("generate", raw("generate"), r, {prompt = "p"}))
     assert.near(0.06, res.cost.amount, EPS)
     s:script{{status = 400, error = {message = "blocked", type = "image_generation_user_error",
       code = "moderation_blocked"}}}
-    local _, err = policy.call("generate", core.generate, r, {prompt = "p"})
+    local _, err = policy.call("generate", raw("generate"), r, {prompt = "p"})
     assert.is_nil(err.cost.amount) -- moderation billing not recorded: unknown
     assert.equal("moderation", err.cost.outcome)
     assert.near(0.03, err.cost.max_amount, EPS)

@@ -1,5 +1,5 @@
 local imageroute = require "imageroute"
-local core = require "imageroute.core"
+local dispatch = require "imageroute.dispatch"
 local server = require "support.server"
 local fx = require "support.fixtures"
 
@@ -146,8 +146,8 @@ describe("generate (Images API) against the local server", function()
     assert.has_error(function() imageroute.generate(fx.route(s), {prompt = "p"}, 5) end)
   end)
 
-  it("runs through the core's blocking call too", function()
-    local res = assert(core.generate(fx.route(s), {prompt = "p"}))
+  it("runs through the blocking call without the policy (dispatch.call) too", function()
+    local res = assert(dispatch.call("generate", fx.route(s), {prompt = "p"}))
     assert.equal(1, #res.images)
   end)
 end)

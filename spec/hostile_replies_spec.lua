@@ -3,6 +3,7 @@
 -- (spec/support/drip_stream.lua). Every case ends in a typed error or a correct result.
 local imageroute = require "imageroute"
 local core = require "imageroute.core"
+local dispatch = require "imageroute.dispatch"
 local socket = require "socket"
 local server = require "support.server"
 local fx = require "support.fixtures"
@@ -316,7 +317,7 @@ describe("hostile replies", function()
       finally(function() d:stop() end)
       local route = assert(imageroute.route{name = "drip", base_url = d.base_url, model = "gpt-image-1",
         api_key_env = fx.KEY_ENV, timeout = 20, max_retries = 0})
-      local x = assert(core.start_generate(route, {prompt = "x", stream = true, partial_images = 1}))
+      local x = assert(dispatch.start("generate", route, {prompt = "x", stream = true, partial_images = 1}))
       local deadline = socket.gettime() + 5
       while #x:take_partials() == 0 and socket.gettime() < deadline do core.step(0.05) end
       assert.is_true(x:cancel("enough"))
@@ -334,7 +335,7 @@ describe("hostile replies", function()
     end)
 
     it("close then wait returns a closed error at once, never spins", function()
-      local x = assert(core.start_generate(fx.behaving(s, {delay = 5}), {prompt = "slow"}))
+      local x = assert(dispatch.start("generate", fx.behaving(s, {delay = 5}), {prompt = "slow"}))
       core.step(0.05)
       -- `<close>` is Lua 5.4 syntax (a 5.3 parser rejects the whole file): compiled only there; 5.3
       -- calls the metamethod a to-be-closed variable would call
@@ -354,7 +355,7 @@ describe("hostile replies", function()
     end)
 
     it("close on a finished transfer keeps its result", function()
-      local x = assert(core.start_generate(fx.route(s), {prompt = "quick"}))
+      local x = assert(dispatch.start("generate", fx.route(s), {prompt = "quick"}))
       assert(x:wait())
       x:close()
       local res = assert(x:result())

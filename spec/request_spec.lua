@@ -83,6 +83,98 @@ describe("the normalised request (imageroute.request)", function()
     local _, err = core.respond(fx.route(s, {shape = "responses"}), {body = {model = "x"}})
     assert.equal("validation", err.kind)
     assert.equal("body", err.field)
-    assert.has_error(function() core.generate(fx.route(s, {shape = "responses"}), {prompt = "x"}) end)
+    local _, e2 = core.generate(fx.route(s), {prompt = "x"}) -- params are not a shaped request
+    assert.equal("endpoint", e2.field)
+    assert.equal(0, #s:requests())
+  end)
+end)
+
+describe("the core's contract for shaped requests (src/api.c)", function()
+  local s
+  setup(function() s = server.start() end)
+  teardown(function() s:stop() end)
+  before_each(function() s:reset() end)
+
+  local PNG
+  setup(function() PNG = assert(imageroute.generate(fx.route(s), {prompt = "input"})).images[1] end)
+
+  it("start_edit builds the multipart form from the parts, in their order, and sends nothing else", function()
+    s:reset()
+    local x = assert(core.start_edit(fx.route(s), {endpoint = "/images/edits", parts = {
+      {name = "model", value = "gpt-image-1"},
+      {name = "prompt", value = "make it blue"},
+      {name = "image[]", image = PNG, filename = "a.png", type = "image/png"},
+      {name = "image[]", data = PNG.bytes, filename = "b.png", type = "image/png"},
+    }}))
+    local res = assert(x:wait())
+    local parts = s:requests()[1].parts
+    assert.same({"model", "prompt", "image[]", "image[]"}, {parts[1].name, parts[2].name, parts[3].name, parts[4].name})
+    assert.equal("make it blue", parts[2].value)
+    assert.same({"a.png", "b.png"}, {parts[3].filename, parts[4].filename})
+    assert.equal(PNG.length, parts[3].size)
+    assert.is_table(res.reply) -- no reader: the reply as the core read it
+  end)
+
+  it("keeps no policy: an edit with 17 images is sent when the caller waives the rule", function()
+    local list = {}
+    for i = 1, 17 do list[i] = PNG end
+    local _, err = imageroute.edit(fx.route(s), {prompt = "x", image = list})
+    assert.equal("edit_images_max", err.rule)
+    assert.equal(0, #s:requests())
+    imageroute.edit(fx.route(s), {prompt = "x", image = list}, {skip_rules = {"edit_images_max"}})
+    local n = 0
+    for _, p in ipairs(s:requests()[1].parts) do if p.name == "image[]" then n = n + 1 end end
+    assert.equal(17, n)
+  end)
+
+  it("hands the reply to the reader, and downloads the links its plan names on the same transfer", function()
+    s:script{{b64_mode = "url"}}
+    local seen
+    local x = assert(core.start_generate(fx.route(s), {endpoint = "/images/generations",
+      body = '{"model":"gpt-image-1","prompt":"p"}',
+      reader = function(reply)
+        seen = reply
+        local body = json.decode(reply.text)
+        return {images = {}, urls = {body.data[1].url}, url_index = {1}}
+      end}))
+    local res = assert(x:wait())
+    assert.equal(200, seen.status)
+    assert.equal(1, #res.images)
+    assert.equal("image/png", res.images[1].mime)
+    assert.equal(1, res.images[1].index)
+    assert.equal("download", res.attempt_log[#res.attempt_log].phase)
+  end)
+
+  it("fails the call with the reader's error, or a decode error when the reader raises", function()
+    local x = assert(core.start_generate(fx.route(s), {endpoint = "/images/generations",
+      body = '{"model":"gpt-image-1","prompt":"p"}',
+      reader = function() return nil, core.error("decode", "not what I wanted", {code = "mine"}) end}))
+    local _, err = x:wait()
+    assert.equal("mine", err.code)
+    assert.truthy(err.request_id:find("^req_"))
+    assert.equal(1, #err.attempt_log)
+    x = assert(core.start_generate(fx.route(s), {endpoint = "/images/generations",
+      body = '{"model":"gpt-image-1","prompt":"p"}', reader = function() error("boom") end}))
+    _, err = x:wait()
+    assert.equal("decode", err.kind)
+    assert.truthy(err.message:find("boom", 1, true))
+  end)
+
+  it("refuses a malformed shaped request before sending", function()
+    local cases = {
+      {core.start_generate, {endpoint = "images/generations", body = "{}"}, "endpoint"},
+      {core.start_generate, {endpoint = "/x/../y", body = "{}"}, "endpoint"},
+      {core.start_generate, {endpoint = "/images/generations", body = "{}", reader = 5}, "reader"},
+      {core.start_edit, {endpoint = "/images/edits"}, "parts"},
+      {core.start_edit, {endpoint = "/images/edits", parts = {{value = "x"}}}, "parts"},
+      {core.start_edit, {endpoint = "/images/edits", parts = {{name = "image"}}}, "parts"},
+    }
+    for _, c in ipairs(cases) do
+      local x, err = c[1](fx.route(s), c[2])
+      assert.is_nil(x)
+      assert.equal("validation", err.kind)
+      assert.equal(c[3], err.field)
+    end
+    assert.equal(0, #s:requests())
   end)
 end)

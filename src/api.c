@@ -1,11 +1,30 @@
 /*
- * api.c - the request shapes: building each request, and reading each response into a result.
+ * api.c - the transport of the request shapes: core.generate / core.edit (and, in respond.c,
+ * core.respond), and the reading of a 2xx reply into what the Lua layer interprets.
  *
- * Images API (OpenAI API reference, Images, https://platform.openai.com/docs/api-reference/images,
- * read 2026-12-01; schemas CreateImageRequest, CreateImageEditRequest and ImagesResponse of
- * https://github.com/openai/openai-openapi at f85dbe2, 2026-08-21):
- *   generate  POST {base_url}/images/generations, JSON with exactly the fields the caller set
- *   edit      POST {base_url}/images/edits, multipart: image | image[] (up to 16), mask, fields
+ * The bodies are built by the Lua layer (lua/imageroute/shapes/images.lua, chat.lua, responses.lua,
+ * from the normalised request of lua/imageroute/request.lua); this file only sends them and lifts
+ * the images out:
+ *
+ *   core.start_generate(route, {endpoint = "/images/generations" | "/chat/completions", body = <JSON
+ *     text>, reader = fn} [, opts])                      -> Transfer | nil, err (POST, JSON)
+ *   core.start_edit(route, {endpoint = "/images/edits", parts = {part, ...}, reader = fn} [, opts])
+ *                                                          -> Transfer | nil, err (POST, multipart)
+ *     part: {name =, value = <string>} (a form field), or {name =, image = <Image> | data = <bytes> |
+ *     path = <file>, filename =, type = <MIME type>} (a file part, read by libcurl)
+ *
+ * A 2xx reply is handed to `reader(reply)` (a Lua function given with the request, called after
+ * libcurl has returned, in protected mode): reply = {text = <the JSON with each base64 image
+ * replaced by "@imageroute-image:N">, images = {[N + 1] = Image | why}, content_type =, status =}
+ * for a JSON reply, or {stream = true, json = <the last event's JSON>, response =, items =,
+ * results =, images = <completed Images>, content = <chat deltas joined>, partials_received =,
+ * status =} for an event stream. The reader returns a plan {images = {Image, ...}, urls = {url, ...},
+ * url_index = {i, ...}} (the images it took, and the links to download on this transfer, each
+ * checked by the download policy), or nil, err to fail the call. The transfer then downloads the
+ * links and its result is {reply =, plan =, images = <the plan's images and the downloads>} plus
+ * the common fields (request_id, http_status, latency, attempts, attempt_log, route, endpoint, ...).
+ * Without a reader the result is {reply =, images =}. No policy lives here: which fields are sent,
+ * how many images an edit may take, what the reply means are the Lua layer's.
  */
 #define _POSIX_C_SOURCE 200809L
 #include <errno.h>
@@ -14,10 +33,6 @@
 #include <string.h>
 #include "xfer.h"
 
-#define MAX_EDIT_IMAGES 16
-
-enum { OP_GENERATE = 1, OP_EDIT };
-
 /* ------------------------------------------------------------------------------------------ */
 /* helpers                                                                                     */
 
@@ -25,137 +40,6 @@ void ir_push_validation(lua_State *L, const char *field, const char *fmt, const 
 {
     ir_push_error(L, "validation", fmt, arg);
     ir_setfield_str(L, "field", field);
-}
-
-/* Copies the table at idx (one level). Pushes the copy. */
-void ir_shallow_copy(lua_State *L, int idx)
-{
-    idx = lua_absindex(L, idx);
-    lua_newtable(L);
-    lua_pushnil(L);
-    while (lua_next(L, idx)) {
-        lua_pushvalue(L, -2);
-        lua_insert(L, -2);
-        lua_settable(L, -4);
-    }
-}
-
-/* Sets body.model from the route when the caller did not: the server's own default is dall-e-2,
- * so the model is always sent. Returns 0 (error pushed) when neither names one. */
-int ir_ensure_model(lua_State *L, int body, int route, int xi)
-{
-    int t = lua_getfield(L, body, "model");
-    lua_pop(L, 1);
-    if (t != LUA_TSTRING && t != LUA_TNIL) {
-        ir_push_validation(L, "model", "params.model must be a string%s", "");
-        return 0;
-    }
-    if (t == LUA_TNIL) {
-        if (ir_route_get(L, route, "model") != LUA_TSTRING) {
-            lua_pop(L, 1);
-            ir_push_validation(L, "model", "no model: give the route a model or pass params.model%s", "");
-            return 0;
-        }
-        lua_setfield(L, body, "model");
-    }
-    /* the result reports the model that was sent */
-    ir_xfer_uv(L, xi);
-    lua_getfield(L, body, "model");
-    lua_setfield(L, -2, "model");
-    lua_pop(L, 1);
-    return 1;
-}
-
-int ir_set_json_body(lua_State *L, ir_xfer *x, int body)
-{
-    const char *s;
-    size_t n;
-    if (!ir_json_encode(L, body)) {
-        ir_push_validation(L, "params", "params cannot be sent as JSON: %s", lua_tostring(L, -1));
-        return 0;
-    }
-    s = lua_tolstring(L, -1, &n);
-    if (ir_buf_add(&x->body, s, n)) {
-        lua_pop(L, 1);
-        ir_push_validation(L, "params", "out of memory%s", "");
-        return 0;
-    }
-    lua_pop(L, 1);
-    curl_easy_setopt(x->easy, CURLOPT_POST, 1L);
-    curl_easy_setopt(x->easy, CURLOPT_POSTFIELDS, x->body.p);
-    curl_easy_setopt(x->easy, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)x->body.n);
-    return 1;
-}
-
-int ir_check_prompt(lua_State *L, int params)
-{
-    size_t n = 0;
-    if (lua_getfield(L, params, "prompt") != LUA_TSTRING || (lua_tolstring(L, -1, &n), n == 0)) {
-        lua_pop(L, 1);
-        ir_push_validation(L, "prompt", "params.prompt must be a non-empty string%s", "");
-        return 0;
-    }
-    lua_pop(L, 1);
-    return 1;
-}
-
-/* Fills the common result fields of an Images API response (json at j) into the table on top. */
-void ir_copy_fields(lua_State *L, int j, const char *const *names)
-{
-    for (; *names; names++) {
-        lua_getfield(L, j, *names);
-        lua_setfield(L, -2, *names);
-    }
-}
-
-/* Image k was decoded into a file (opts.save_to): moves it to its name (the target itself, or
- * "<stem>-N<.ext>" when the reply holds several final images) and pushes the file-backed Image. */
-static int take_spilled(lua_State *L, ir_extract *ex, unsigned long k, const char *field)
-{
-    ir_ximg *im = &ex->imgs[k];
-    ir_spill *sp = im->spill;
-    int ok;
-    im->spill = NULL; /* taken: ir_extract_free no longer removes it */
-    ir_push_numbered_path(L, ex->save_to, im->spill_no, ex->nspills);
-    ok = ir_spill_take(L, sp, lua_tostring(L, -1), field);
-    lua_remove(L, -2);
-    return ok;
-}
-
-/* Takes extracted image k (placeholder string at idx) as an Image pushed on the stack. Returns 0
- * with an error pushed instead when it is not a valid image. */
-int ir_take_image(lua_State *L, ir_extract *ex, const char *ph, const char *field)
-{
-    unsigned long k = strtoul(ph + sizeof(IR_IMG_PLACEHOLDER) - 1, NULL, 10);
-    ir_ximg *im;
-    const char *fmt = NULL;
-    if (k >= ex->nimgs) {
-        ir_push_error(L, "decode", "%s: internal placeholder out of range", field);
-        return 0;
-    }
-    im = &ex->imgs[k];
-    if (im->bad) {
-        ir_push_error(L, "decode", "%s is not valid base64 (%s)", field, im->bad);
-        return 0;
-    }
-    if (im->dataurl_mime[0] && strncmp(im->dataurl_mime, "image/", 6) != 0) {
-        ir_push_error(L, "decode", "%s is a data URL of type %s, not an image", field, im->dataurl_mime);
-        return 0;
-    }
-    if (im->spill) return take_spilled(L, ex, k, field);
-    if (!ir_sniff((const unsigned char *)im->data.p, im->data.n, &fmt)) {
-        ir_push_error(L, "decode", "%s decoded to %I bytes that are not a PNG, JPEG, WebP or GIF image", field,
-                      (lua_Integer)im->data.n);
-        return 0;
-    }
-    ir_image_push(L, &im->data);
-    return 1;
-}
-
-int ir_is_placeholder(lua_State *L, int idx)
-{
-    const char *s = lua_tostring(L, idx);
-    return s && strncmp(s, IR_IMG_PLACEHOLDER, sizeof(IR_IMG_PLACEHOLDER) - 1) == 0;
 }
 
 /* A 2xx whose body is not what the shape needs: a decode error with a short excerpt. */
@@ -244,7 +128,7 @@ static void push_extracted(lua_State *L, ir_extract *ex, unsigned long k)
     } else if (im->dataurl_mime[0] && strncmp(im->dataurl_mime, "image/", 6) != 0) {
         lua_pushfstring(L, "is a data URL of type %s, not an image", im->dataurl_mime);
     } else if (im->spill) {
-        take_spilled(L, ex, k, "image"); /* the Image, or its error */
+        ir_take_spilled(L, ex, k, "image"); /* the Image, or its error */
     } else if (!ir_sniff((const unsigned char *)im->data.p, im->data.n, &fmt)) {
         lua_pushfstring(L, "decoded to %I bytes that are not a PNG, JPEG, WebP or GIF image", (lua_Integer)im->data.n);
     } else {
@@ -252,7 +136,7 @@ static void push_extracted(lua_State *L, ir_extract *ex, unsigned long k)
     }
 }
 
-/* A JSON reply in full: pushes the result {reply = {text =, images =, content_type =}} for the Lua
+/* A JSON reply in full: pushes the reply {text =, images =, content_type =, status =} for the Lua
  * layer to read (text: the JSON with each image replaced by "@imageroute-image:N"; images[N + 1]:
  * that image, or why it is not one, see push_extracted). Returns 1, or 0 after failing the
  * transfer (the reply is not JSON, or memory ran out). */
@@ -269,8 +153,7 @@ int ir_push_reply(lua_State *L, int xi, ir_xfer *x)
         return 0;
     }
     x->req_status = x->status;
-    lua_createtable(L, 0, 16);
-    lua_createtable(L, 0, 3);
+    lua_createtable(L, 0, 4);
     lua_pushlstring(L, x->resp.p ? x->resp.p : "", x->resp.n);
     lua_setfield(L, -2, "text");
     lua_createtable(L, (int)x->ex.nimgs, 0);
@@ -280,397 +163,293 @@ int ir_push_reply(lua_State *L, int xi, ir_xfer *x)
     }
     lua_setfield(L, -2, "images");
     ir_setfield_str(L, "content_type", x->h.content_type[0] ? x->h.content_type : NULL);
-    lua_setfield(L, -2, "reply");
+    lua_pushinteger(L, x->status);
+    lua_setfield(L, -2, "status");
     return 1;
 }
 
-/* Puts the Images of the list at idx in the order of their `index` field (their place in the
- * reply: data[i], or the i-th link), since the ones decoded in place come before the ones that
- * had to be downloaded. Images without a usable index keep their relative order, at the end.
- * Linear in the number of images. */
-void ir_order_images(lua_State *L, int idx)
+/* An event stream in full (its final event came: ir_decode_body): pushes the reply
+ * {stream = true, json =, response =, items =, results =, images =, content =, partials_received =,
+ * status =} from what sse.c collected. */
+static void push_stream_reply(lua_State *L, int xi, ir_xfer *x)
 {
-    int slots, extra;
-    lua_Integer k, n, maxi = 0, j = 0;
-    idx = lua_absindex(L, idx);
-    n = (lua_Integer)lua_rawlen(L, idx);
-    if (n < 2) return;
-    lua_newtable(L);
-    slots = lua_gettop(L);
-    lua_newtable(L);
-    extra = lua_gettop(L);
-    for (k = 1; k <= n; k++) {
-        int isnum = 0;
-        lua_Integer i;
-        lua_rawgeti(L, idx, k);
-        lua_getfield(L, -1, "index");
-        i = lua_tointegerx(L, -1, &isnum);
-        lua_pop(L, 1);
-        if (isnum && i >= 1 && i <= n * 64 && lua_rawgeti(L, slots, i) == LUA_TNIL) {
-            lua_pop(L, 1);
-            lua_rawseti(L, slots, i);
-            if (i > maxi) maxi = i;
-        } else {
-            if (isnum && i >= 1 && i <= n * 64) lua_pop(L, 1);
-            lua_rawseti(L, extra, (lua_Integer)lua_rawlen(L, extra) + 1);
-        }
-    }
-    for (k = 1; k <= maxi; k++) {
-        if (lua_rawgeti(L, slots, k) != LUA_TNIL) lua_rawseti(L, idx, ++j);
-        else lua_pop(L, 1);
-    }
-    for (k = 1; k <= (lua_Integer)lua_rawlen(L, extra); k++) {
-        lua_rawgeti(L, extra, k);
-        lua_rawseti(L, idx, ++j);
-    }
-    lua_settop(L, slots - 1);
-}
-
-/* ------------------------------------------------------------------------------------------ */
-/* Images API responses (generate and edit)                                                    */
-
-static void images_parse(lua_State *L, int xi, ir_xfer *x)
-{
-    int uv, json, data, images, urls, uidx;
-    lua_Integer i, n;
-    if (!ir_decode_body(L, xi, x)) return;
+    int uv, reply;
     ir_xfer_uv(L, xi);
     uv = lua_gettop(L);
-    if (x->mode == M_SSE) { /* streamed: the completed events gave the images */
-        lua_getfield(L, uv, "images");
-        n = (lua_Integer)lua_rawlen(L, -1);
-        lua_settop(L, uv - 1);
-        if (n == 0) {
-            ir_push_error(L, "decode", "the stream ended without a completed image");
-            lua_pushinteger(L, x->status);
-            lua_setfield(L, -2, "status");
-            ir_xfer_fail(L, xi, x);
-            return;
-        }
-        x->url_i = 0;
-        ir_fetch_next(L, xi, x);
-        return;
-    }
+    lua_createtable(L, 0, 10);
+    reply = lua_gettop(L);
+    lua_pushboolean(L, 1);
+    lua_setfield(L, reply, "stream");
     lua_getfield(L, uv, "json");
-    json = lua_gettop(L);
-    if (lua_getfield(L, json, "data") != LUA_TTABLE || lua_rawlen(L, -1) == 0) {
-        lua_settop(L, uv - 1); /* the error quotes what came back instead */
-        ir_fail_decode(L, xi, x, "the response has no images (data is missing or empty)");
-        return;
-    }
-    data = lua_gettop(L);
+    lua_pushvalue(L, -1);
+    lua_setfield(L, reply, "json");
+    lua_setfield(L, reply, "response");
+    lua_getfield(L, uv, "stream_items");
+    lua_setfield(L, reply, "items");
+    lua_getfield(L, uv, "stream_results");
+    lua_setfield(L, reply, "results");
     lua_getfield(L, uv, "images");
-    images = lua_gettop(L);
-    lua_newtable(L);
-    urls = lua_gettop(L);
-    lua_newtable(L);
-    uidx = lua_gettop(L);
-    n = (lua_Integer)lua_rawlen(L, data);
-    for (i = 1; i <= n; i++) {
-        char field[48];
-        snprintf(field, sizeof field, "data[%d].b64_json", (int)i);
-        lua_rawgeti(L, data, i);
-        if (!lua_istable(L, -1)) {
-            lua_settop(L, uv - 1);
-            ir_push_error(L, "decode", "data[%d] is not an object", (int)i);
-            ir_xfer_fail(L, xi, x);
-            return;
+    lua_setfield(L, reply, "images");
+    if (lua_getfield(L, uv, "stream_content") == LUA_TTABLE) { /* chat deltas: joined */
+        luaL_Buffer b;
+        int list = lua_gettop(L);
+        lua_Integer k, m = (lua_Integer)lua_rawlen(L, list);
+        luaL_buffinit(L, &b);
+        for (k = 1; k <= m; k++) {
+            lua_rawgeti(L, list, k);
+            luaL_addvalue(&b);
         }
-        lua_getfield(L, -1, "b64_json");
-        if (ir_is_placeholder(L, -1)) {
-            if (!ir_take_image(L, &x->ex, lua_tostring(L, -1), field)) {
-                lua_replace(L, uv); /* keep the error, drop the rest */
-                lua_settop(L, uv);
-                ir_xfer_fail(L, xi, x);
-                return;
-            }
-            lua_pushinteger(L, i);
-            lua_setfield(L, -2, "index");
-            lua_getfield(L, -3, "revised_prompt");
-            lua_setfield(L, -2, "revised_prompt");
-            lua_rawseti(L, images, (lua_Integer)lua_rawlen(L, images) + 1);
-            lua_pop(L, 2);
-            continue;
-        }
-        lua_pop(L, 1);
-        if (lua_getfield(L, -1, "url") == LUA_TSTRING) {
-            lua_rawseti(L, urls, (lua_Integer)lua_rawlen(L, urls) + 1);
-            lua_pushinteger(L, i);
-            lua_rawseti(L, uidx, (lua_Integer)lua_rawlen(L, uidx) + 1);
-            lua_pop(L, 1);
-            continue;
-        }
-        lua_settop(L, uv - 1);
-        ir_push_error(L, "decode", "data[%d] has neither b64_json nor url", (int)i);
+        luaL_pushresult(&b);
+        lua_setfield(L, reply, "content");
+    }
+    lua_pop(L, 1);
+    lua_pushinteger(L, x->partials_received);
+    lua_setfield(L, reply, "partials_received");
+    lua_pushinteger(L, x->status);
+    lua_setfield(L, reply, "status");
+    lua_remove(L, uv);
+}
+
+/* The reply (on top) went through the reader: its plan's images and links become the transfer's
+ * (uv.images, uv.urls, uv.url_index). Returns 1 with the reply left on top, or 0 after failing the
+ * transfer with the reader's error (or a decode error when it raised). */
+static int run_reader(lua_State *L, int xi, ir_xfer *x)
+{
+    int reply = lua_gettop(L), uv;
+    ir_xfer_uv(L, xi);
+    uv = lua_gettop(L);
+    lua_pushvalue(L, reply);
+    lua_setfield(L, uv, "reply");
+    if (lua_getfield(L, uv, "reader") != LUA_TFUNCTION) {
+        lua_settop(L, reply);
+        return 1;
+    }
+    lua_pushvalue(L, reply);
+    if (lua_pcall(L, 1, 2, 0) != LUA_OK) {
+        const char *m = lua_type(L, -1) == LUA_TSTRING ? lua_tostring(L, -1) : "(an error value that is not a string)";
+        ir_push_error(L, "decode", "reading the reply failed: %s", m);
+        lua_replace(L, reply);
+        lua_settop(L, reply);
         ir_xfer_fail(L, xi, x);
+        return 0;
+    }
+    if (!lua_istable(L, -2)) { /* nil, err */
+        if (!lua_istable(L, -1)) {
+            lua_pop(L, 1);
+            ir_push_error(L, "decode", "reading the reply failed (the reader gave no plan)");
+        }
+        lua_replace(L, reply);
+        lua_settop(L, reply);
+        ir_xfer_fail(L, xi, x);
+        return 0;
+    }
+    lua_pop(L, 1);
+    lua_pushvalue(L, -1);
+    lua_setfield(L, uv, "plan");
+    if (lua_getfield(L, -1, "images") == LUA_TTABLE) lua_setfield(L, uv, "images");
+    else lua_pop(L, 1);
+    lua_getfield(L, -1, "urls");
+    lua_setfield(L, uv, "urls");
+    lua_getfield(L, -1, "url_index");
+    lua_setfield(L, uv, "url_index");
+    lua_settop(L, reply);
+    return 1;
+}
+
+/* A 2xx API reply in full: the reply goes through the reader, then its links are downloaded. */
+static void shaped_parse(lua_State *L, int xi, ir_xfer *x)
+{
+    if (x->mode == M_SSE) {
+        if (!ir_decode_body(L, xi, x)) return; /* checks that the final event came */
+        push_stream_reply(L, xi, x);
+    } else if (!ir_push_reply(L, xi, x)) {
         return;
     }
-    lua_pushvalue(L, urls);
-    lua_setfield(L, uv, "urls");
-    lua_pushvalue(L, uidx);
-    lua_setfield(L, uv, "url_index");
-    lua_settop(L, uv - 1);
+    if (!run_reader(L, xi, x)) return;
+    lua_pop(L, 1);
     x->url_i = 0;
     ir_fetch_next(L, xi, x);
 }
 
-static void images_complete(lua_State *L, int xi, ir_xfer *x)
+/* Every download is done: the result is {reply =, plan =, images =} for the Lua layer. */
+static void shaped_complete(lua_State *L, int xi, ir_xfer *x)
 {
-    static const char *const fields[] = {"created", "usage", "size", "quality", "background", "output_format", NULL};
     int uv;
     ir_xfer_uv(L, xi);
     uv = lua_gettop(L);
     lua_createtable(L, 0, 16);
-    lua_getfield(L, uv, "json");
-    lua_insert(L, -2);
-    ir_copy_fields(L, -2, fields);
-    if (x->mode == M_SSE) { /* a completed event has created_at instead of created */
-        lua_getfield(L, -2, "created_at");
-        lua_setfield(L, -2, "created");
-        lua_pushboolean(L, 1);
-        lua_setfield(L, -2, "stream");
-        lua_pushinteger(L, x->partials_received);
-        lua_setfield(L, -2, "partial_images_received");
-    }
+    lua_getfield(L, uv, "reply");
+    lua_setfield(L, -2, "reply");
+    lua_getfield(L, uv, "plan");
+    lua_setfield(L, -2, "plan");
     lua_getfield(L, uv, "images");
-    ir_order_images(L, -1);
     lua_setfield(L, -2, "images");
-    lua_getfield(L, uv, "model");
-    lua_setfield(L, -2, "model");
-    lua_pushliteral(L, "images");
-    lua_setfield(L, -2, "shape");
     lua_replace(L, uv);
-    lua_settop(L, uv);
     ir_xfer_succeed(L, xi, x);
 }
 
-static const ir_ops GENERATE_OPS = {"generate", images_parse, images_complete};
-static const ir_ops EDIT_OPS = {"edit", images_parse, images_complete};
+const ir_ops IR_GENERATE_OPS = {"generate", shaped_parse, shaped_complete};
+const ir_ops IR_EDIT_OPS = {"edit", shaped_parse, shaped_complete};
+const ir_ops IR_RESPOND_OPS = {"respond", shaped_parse, shaped_complete};
+
+/* NULL when path can go after the base URL as it is, else why not: it starts with '/', holds only
+ * printable ASCII other than space, '?', '#' and '\', and has no "." or ".." segment (which would
+ * climb out of the API root). */
+const char *ir_path_problem(const char *p, size_t n)
+{
+    size_t i;
+    if (n == 0 || p[0] != '/') return "must start with '/'";
+    for (i = 0; i < n; i++) {
+        unsigned char c = (unsigned char)p[i];
+        if (c <= 0x20 || c >= 0x7f || c == '?' || c == '#' || c == '\\')
+            return "must hold only printable ASCII without spaces, '?', '#' or '\\' (give the query as req.query)";
+        if (c == '/' && i + 1 < n && p[i + 1] == '.') {
+            size_t j = i + 1;
+            while (j < n && p[j] == '.') j++;
+            if ((j - i - 1) <= 2 && (j == n || p[j] == '/')) return "must not hold a '.' or '..' segment";
+        }
+    }
+    return NULL;
+}
 
 /* ------------------------------------------------------------------------------------------ */
-/* building requests                                                                           */
+/* sending                                                                                     */
 
-static int build_generate(lua_State *L, ir_xfer *x, int xi, int route, int params, int opts)
+/* Sets up the transfer for req.endpoint (a path under base_url) and keeps req.reader. */
+int ir_setup_shaped(lua_State *L, ir_xfer *x, int xi, int route, int req, int opts, const char *endpoint, int json)
 {
-    int body;
-    if (!ir_check_prompt(L, params)) return 0;
-    ir_shallow_copy(L, params);
-    body = lua_gettop(L);
-    if (!ir_ensure_model(L, body, route, xi)) return 0;
-    if (!ir_xfer_setup_api(L, x, route, opts, "/images/generations", 1)) return 0;
-    if (!ir_set_json_body(L, x, body)) return 0;
-    lua_pop(L, 1);
-    return 1;
-}
-
-/* Form values: strings as they are, integers without a decimal point, booleans as true/false. */
-static const char *form_value(lua_State *L, int idx)
-{
-    switch (lua_type(L, idx)) {
-    case LUA_TSTRING:
-        return lua_tostring(L, idx);
-    case LUA_TNUMBER:
-        if (lua_isinteger(L, idx) || lua_tonumber(L, idx) == (double)(lua_Integer)lua_tonumber(L, idx))
-            return lua_pushfstring(L, "%I", (lua_Integer)lua_tonumber(L, idx));
-        return lua_pushfstring(L, "%f", lua_tonumber(L, idx));
-    case LUA_TBOOLEAN:
-        return lua_toboolean(L, idx) ? "true" : "false";
+    if (!endpoint) {
+        const char *why;
+        size_t n;
+        if (lua_getfield(L, req, "endpoint") != LUA_TSTRING) {
+            lua_pop(L, 1);
+            ir_push_validation(L, "endpoint", "req.endpoint must be a path such as \"/images/generations\"%s", "");
+            return 0;
+        }
+        endpoint = lua_tolstring(L, -1, &n);
+        why = ir_path_problem(endpoint, n);
+        if (why) {
+            ir_push_validation(L, "endpoint", "req.endpoint %s", why);
+            lua_remove(L, -2);
+            return 0;
+        }
+        x->endpoint_own = (char *)malloc(n + 1);
+        if (!x->endpoint_own) {
+            lua_pop(L, 1);
+            ir_push_validation(L, "endpoint", "out of memory%s", "");
+            return 0;
+        }
+        memcpy(x->endpoint_own, endpoint, n + 1);
+        lua_pop(L, 1);
+        endpoint = x->endpoint_own;
+    }
+    switch (lua_getfield(L, req, "reader")) {
+    case LUA_TNIL:
+        lua_pop(L, 1);
+        break;
+    case LUA_TFUNCTION:
+        ir_xfer_uv(L, xi);
+        lua_insert(L, -2);
+        lua_setfield(L, -2, "reader");
+        lua_pop(L, 1);
+        break;
     default:
-        return NULL;
+        lua_pop(L, 1);
+        ir_push_validation(L, "reader", "req.reader must be a function%s", "");
+        return 0;
     }
+    return ir_xfer_setup_api(L, x, route, opts, endpoint, json);
 }
 
-static const char *base_name(const char *path)
+static int build_generate(lua_State *L, ir_xfer *x, int xi, int route, int req, int opts)
 {
-    const char *s = strrchr(path, '/');
-    return s ? s + 1 : path;
+    if (!ir_setup_shaped(L, x, xi, route, req, opts, NULL, 1)) return 0;
+    return ir_set_body_text(L, x, req);
 }
 
-/* Adds one image part from the value at idx: a path, the bytes, or {data =|path =, filename =, mime =}.
- * Returns 0 with an error pushed when it cannot be read or is not a PNG, JPEG or WebP image. */
-static int add_image_part(lua_State *L, ir_xfer *x, const char *name, int idx, int number, const char *field)
+/* Adds part k of req.parts (table at idx) to the form. 0 with a validation error pushed. */
+static int add_part(lua_State *L, ir_xfer *x, int idx, int k)
 {
-    const char *data = NULL, *path = NULL, *filename = NULL, *mime = NULL, *fmt = NULL, *sniffed;
-    size_t n = 0;
-    unsigned char head[32];
-    char fname[64];
+    const char *name, *s;
+    size_t n;
     curl_mimepart *part;
-    int top = lua_gettop(L);
-    idx = lua_absindex(L, idx);
-    if (luaL_testudata(L, idx, IR_IMAGE_MT)) {
-        ir_image *im = (ir_image *)lua_touserdata(L, idx);
-        data = (const char *)im->p;
-        n = im->n;
-        if (!data) {
-            ir_push_validation(L, field, "%s is an Image that was released", field);
-            return 0;
-        }
-    } else if (lua_type(L, idx) == LUA_TSTRING) {
-        data = lua_tolstring(L, idx, &n);
-        if (!ir_sniff((const unsigned char *)data, n, NULL)) {
-            if (n < 4096 && memchr(data, '\0', n) == NULL) { path = data; data = NULL; }
-        }
-    } else if (lua_istable(L, idx)) {
-        if (lua_getfield(L, idx, "data") == LUA_TSTRING) data = lua_tolstring(L, -1, &n);
-        if (lua_getfield(L, idx, "path") == LUA_TSTRING) path = lua_tostring(L, -1);
-        if (lua_getfield(L, idx, "filename") == LUA_TSTRING) filename = lua_tostring(L, -1);
-        if (lua_getfield(L, idx, "mime") == LUA_TSTRING) mime = lua_tostring(L, -1);
-        if (!data && !path) {
-            ir_push_validation(L, field, "%s must give data (the bytes) or path", field);
-            return 0;
-        }
-    } else {
-        ir_push_validation(L, field, "%s must be a path, the image bytes, an Image, or {data =, filename =, mime =}", field);
+    int top = lua_gettop(L), t;
+    char field[32];
+    snprintf(field, sizeof field, "parts[%d]", k);
+    if (!lua_istable(L, idx) || lua_getfield(L, idx, "name") != LUA_TSTRING) {
+        lua_settop(L, top);
+        ir_push_validation(L, "parts", "req.%s must be a table with a name", field);
         return 0;
     }
-    if (path && !data) {
-        FILE *f = fopen(path, "rb");
-        size_t got;
-        if (!f) {
-            ir_push_error(L, "validation", "cannot read %s file %s: %s", field, path, strerror(errno));
-            ir_setfield_str(L, "field", field);
-            return 0;
-        }
-        got = fread(head, 1, sizeof head, f);
-        fclose(f);
-        sniffed = ir_sniff(head, got, &fmt);
-    } else {
-        sniffed = ir_sniff((const unsigned char *)data, n, &fmt);
-    }
-    if (!sniffed || strcmp(fmt, "gif") == 0) {
-        ir_push_error(L, "validation", "%s is not a PNG, JPEG or WebP image (checked by its first bytes)%s%s", field,
-                      path ? ": " : "", path ? path : "");
-        ir_setfield_str(L, "field", field);
-        return 0;
-    }
+    name = lua_tostring(L, -1);
     part = curl_mime_addpart(x->mime);
     if (!part) goto oom;
     curl_mime_name(part, name);
-    if (data) {
-        if (curl_mime_data(part, data, n) != CURLE_OK) goto oom;
-    } else if (curl_mime_filedata(part, path) != CURLE_OK) {
-        goto oom;
+    if (lua_getfield(L, idx, "value") == LUA_TSTRING) { /* a form field */
+        s = lua_tolstring(L, -1, &n);
+        if (curl_mime_data(part, s, n) != CURLE_OK) goto oom;
+        lua_settop(L, top);
+        return 1;
     }
-    if (!filename) {
-        if (path) filename = base_name(path);
-        else {
-            if (number) snprintf(fname, sizeof fname, "image_%d.%s", number, strcmp(fmt, "jpeg") ? fmt : "jpg");
-            else snprintf(fname, sizeof fname, "%s.%s", name[0] == 'm' ? "mask" : "image", strcmp(fmt, "jpeg") ? fmt : "jpg");
-            filename = fname;
+    lua_pop(L, 1);
+    if ((t = lua_getfield(L, idx, "image")) != LUA_TNIL) {
+        ir_image *im = (ir_image *)luaL_testudata(L, -1, IR_IMAGE_MT);
+        if (!im || !im->p) {
+            lua_settop(L, top);
+            ir_push_validation(L, "parts", "req.%s.image must be an Image holding its bytes", field);
+            return 0;
         }
+        if (curl_mime_data(part, (const char *)im->p, im->n) != CURLE_OK) goto oom;
+    } else if (lua_getfield(L, idx, "data") == LUA_TSTRING) {
+        s = lua_tolstring(L, -1, &n);
+        if (curl_mime_data(part, s, n) != CURLE_OK) goto oom;
+    } else if (lua_getfield(L, idx, "path") == LUA_TSTRING) {
+        if (curl_mime_filedata(part, lua_tostring(L, -1)) != CURLE_OK) goto oom;
+    } else {
+        lua_settop(L, top);
+        ir_push_validation(L, "parts", "req.%s needs value, image, data or path", field);
+        return 0;
     }
-    curl_mime_filename(part, filename);
-    curl_mime_type(part, mime ? mime : sniffed);
+    if (lua_getfield(L, idx, "filename") == LUA_TSTRING) curl_mime_filename(part, lua_tostring(L, -1));
+    if (lua_getfield(L, idx, "type") == LUA_TSTRING) curl_mime_type(part, lua_tostring(L, -1));
     lua_settop(L, top);
     return 1;
 oom:
     lua_settop(L, top);
-    ir_push_validation(L, field, "out of memory building %s", field);
+    ir_push_validation(L, "parts", "out of memory building %s", field);
     return 0;
 }
 
-static int add_field_part(ir_xfer *x, const char *name, const char *value)
+static int build_edit(lua_State *L, ir_xfer *x, int xi, int route, int req, int opts)
 {
-    curl_mimepart *part = curl_mime_addpart(x->mime);
-    if (!part) return -1;
-    curl_mime_name(part, name);
-    return curl_mime_data(part, value, CURL_ZERO_TERMINATED) == CURLE_OK ? 0 : -1;
-}
-
-static int cmp_str(const void *a, const void *b)
-{
-    return strcmp(*(const char *const *)a, *(const char *const *)b);
-}
-
-static int build_edit(lua_State *L, ir_xfer *x, int xi, int route, int params, int opts)
-{
-    const char *keys[64];
-    int nkeys = 0, i, body, img;
-    if (!ir_check_prompt(L, params)) return 0;
-    ir_shallow_copy(L, params);
-    body = lua_gettop(L);
-    if (!ir_ensure_model(L, body, route, xi)) return 0;
-    if (!ir_xfer_setup_api(L, x, route, opts, "/images/edits", 0)) return 0;
-    x->mime = curl_mime_init(x->easy);
-    if (!x->mime) { ir_push_validation(L, "params", "out of memory%s", ""); return 0; }
-
-    /* fields, model first then by name, so the body is deterministic */
-    lua_pushnil(L);
-    while (lua_next(L, body)) {
-        const char *k;
+    lua_Integer k, n;
+    int parts;
+    if (!ir_setup_shaped(L, x, xi, route, req, opts, NULL, 0)) return 0;
+    if (lua_getfield(L, req, "parts") != LUA_TTABLE) {
         lua_pop(L, 1);
-        if (lua_type(L, -1) != LUA_TSTRING) {
-            ir_push_validation(L, "params", "params keys must be field names (strings)%s", "");
-            return 0;
-        }
-        k = lua_tostring(L, -1);
-        if (strcmp(k, "image") == 0 || strcmp(k, "mask") == 0 || strcmp(k, "model") == 0) continue;
-        if (nkeys == (int)(sizeof keys / sizeof keys[0])) {
-            ir_push_validation(L, "params", "too many fields%s", "");
-            return 0;
-        }
-        keys[nkeys++] = k; /* the strings stay alive: they are keys of the body table */
+        ir_push_validation(L, "parts", "req.parts must be a list of parts%s", "");
+        return 0;
     }
-    qsort(keys, (size_t)nkeys, sizeof keys[0], cmp_str);
-    lua_getfield(L, body, "model");
-    if (add_field_part(x, "model", lua_tostring(L, -1))) goto oom;
-    lua_pop(L, 1);
-    for (i = 0; i < nkeys; i++) {
-        const char *v;
-        int top = lua_gettop(L);
-        lua_getfield(L, body, keys[i]);
-        v = form_value(L, -1);
-        if (!v) {
-            ir_push_validation(L, keys[i], "params.%s must be a string, number or boolean in a multipart edit", keys[i]);
-            return 0;
-        }
-        if (add_field_part(x, keys[i], v)) goto oom;
-        lua_settop(L, top);
+    parts = lua_gettop(L);
+    x->mime = curl_mime_init(x->easy);
+    if (!x->mime) {
+        lua_pop(L, 1);
+        ir_push_validation(L, "parts", "out of memory%s", "");
+        return 0;
     }
-
-    /* images: one is the part "image", several are repeated "image[]" parts */
-    lua_getfield(L, body, "image");
-    img = lua_gettop(L);
-    if (lua_istable(L, img) && lua_getfield(L, img, "data") == LUA_TNIL &&
-        lua_getfield(L, img, "path") == LUA_TNIL) {
-        int count = (int)lua_rawlen(L, img);
-        lua_settop(L, img);
-        if (count == 0) {
-            ir_push_validation(L, "image", "params.image is an empty list%s", "");
+    n = (lua_Integer)lua_rawlen(L, parts);
+    for (k = 1; k <= n; k++) {
+        lua_rawgeti(L, parts, k);
+        if (!add_part(L, x, lua_gettop(L), (int)k)) {
+            lua_remove(L, -2);
+            lua_remove(L, -2);
             return 0;
         }
-        if (count > MAX_EDIT_IMAGES) {
-            ir_push_error(L, "validation", "params.image has %d images; the Images API takes at most %d", count,
-                          MAX_EDIT_IMAGES);
-            ir_setfield_str(L, "field", "image");
-            return 0;
-        }
-        for (i = 1; i <= count; i++) {
-            char field[32];
-            lua_rawgeti(L, img, i);
-            snprintf(field, sizeof field, "image[%d]", i);
-            if (!add_image_part(L, x, count == 1 ? "image" : "image[]", -1, count == 1 ? 0 : i, field)) return 0;
-            lua_pop(L, 1);
-        }
-    } else {
-        lua_settop(L, img);
-        if (lua_isnil(L, img)) {
-            ir_push_validation(L, "image", "params.image is required for an edit%s", "");
-            return 0;
-        }
-        if (!add_image_part(L, x, "image", img, 0, "image")) return 0;
-    }
-    lua_pop(L, 1);
-    if (lua_getfield(L, body, "mask") != LUA_TNIL) {
-        if (!add_image_part(L, x, "mask", -1, 0, "mask")) return 0;
+        lua_pop(L, 1);
     }
     lua_pop(L, 1);
     curl_easy_setopt(x->easy, CURLOPT_MIMEPOST, x->mime);
-    lua_pop(L, 1); /* body */
     return 1;
-oom:
-    ir_push_validation(L, "params", "out of memory%s", "");
-    return 0;
 }
 
 /* ------------------------------------------------------------------------------------------ */
@@ -717,38 +496,13 @@ int ir_run(lua_State *L, const ir_ops *ops, ir_builder build)
     return ir_xfer_push_outcome(L, lua_gettop(L));
 }
 
-/* generate and edit follow the route's shape: images -> Images API, chat -> Chat Completions,
- * responses -> Responses API with the image_generation tool forced. */
-static int dispatch(lua_State *L, int edit, int blocking)
-{
-    const char *shape;
-    const ir_ops *ops;
-    ir_builder build;
-    ir_check_route(L, 1);
-    ir_route_get(L, 1, "shape");
-    shape = lua_tostring(L, -1);
-    lua_pop(L, 1);
-    if (strcmp(shape, "chat") == 0) {
-        ops = &IR_CHAT_OPS;
-        build = edit ? ir_build_chat_edit : ir_build_chat_generate;
-    } else if (strcmp(shape, "responses") == 0) {
-        /* the Responses body is built by the Lua layer (imageroute.generate / edit) */
-        return luaL_error(L, "core.%s on a responses route: build the body with imageroute (lua/imageroute/shapes/"
-                          "responses.lua) and send it with core.start_respond", edit ? "edit" : "generate");
-    } else {
-        ops = edit ? &EDIT_OPS : &GENERATE_OPS;
-        build = edit ? build_edit : build_generate;
-    }
-    return blocking ? ir_run(L, ops, build) : ir_start(L, ops, build);
-}
-
-/* core.generate(route, params [, opts]) -> result | nil, err (blocking; see lua/imageroute/init.lua) */
-static int l_generate(lua_State *L) { return dispatch(L, 0, 1); }
-/* core.edit(route, params [, opts]) -> result | nil, err */
-static int l_edit(lua_State *L) { return dispatch(L, 1, 1); }
-/* core.start_generate / core.start_edit (route, params [, opts]) -> Transfer | nil, err */
-static int l_start_generate(lua_State *L) { return dispatch(L, 0, 0); }
-static int l_start_edit(lua_State *L) { return dispatch(L, 1, 0); }
+/* core.generate(route, req [, opts]) -> result | nil, err (blocking) */
+static int l_generate(lua_State *L) { return ir_run(L, &IR_GENERATE_OPS, build_generate); }
+/* core.edit(route, req [, opts]) -> result | nil, err (blocking) */
+static int l_edit(lua_State *L) { return ir_run(L, &IR_EDIT_OPS, build_edit); }
+/* core.start_generate / core.start_edit (route, req [, opts]) -> Transfer | nil, err */
+static int l_start_generate(lua_State *L) { return ir_start(L, &IR_GENERATE_OPS, build_generate); }
+static int l_start_edit(lua_State *L) { return ir_start(L, &IR_EDIT_OPS, build_edit); }
 
 void ir_api_open(lua_State *L)
 {

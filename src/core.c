@@ -4,10 +4,14 @@
  *   b64.c    base64 through libb64          sniff.c   image type and size from magic bytes
  *   json.c   the private lua-cjson instance  error.c   structured error values
  *   image.c  the Image userdata, save        route.c   the Route userdata
- *   xfer.c   transfers, retries, downloads   api.c     request shapes (generate, edit, ...)
+ *   xfer.c   transfers, retries, downloads, the download policy (addr.c: address classes)
+ *   api.c    generate / edit: send a body shaped in Lua (JSON or multipart parts), hand the reply
+ *            to its Lua reader, download the links it names; respond.c: the same for /responses
  *   request.c  generic API requests (api, start_api)
  *   loop.c   driving libcurl by sockets and timers (step, fds, socket_action, timer_action)
- *   extract.c, sse.c  reading responses as they stream in
+ *   extract.c, sse.c  reading responses as they stream in (base64 lifted out, server-sent events)
+ *   input.c  images given as input: data URLs of bytes, paths, Images; decoding data URLs
+ * The request bodies and what a reply means are the Lua layer's (lua/imageroute/shapes/).
  */
 #include "ir.h"
 #include "xfer.h"

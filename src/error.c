@@ -340,35 +340,6 @@ void ir_redact(lua_State *L, int idx, const char *key, size_t kn)
     lua_pop(L, 2);
 }
 
-/* core.redact(value, key | route) -> value
- * The redaction step for the Lua layer (the call log runs it on its records before encoding).
- * key: the key itself (a string), or a Route, whose key is found as for sending except that a key
- * function is never called here (the function is called once per call, when the request is set
- * up; the outcome was redacted with its result then). Tables are redacted in place and returned;
- * a string is returned redacted. */
-static int l_redact(lua_State *L)
-{
-    const char *key = NULL;
-    size_t kn = 0;
-    luaL_checkany(L, 1);
-    lua_settop(L, 2);
-    if (lua_type(L, 2) == LUA_TSTRING) {
-        key = lua_tolstring(L, 2, &kn);
-    } else if (luaL_testudata(L, 2, IR_ROUTE_MT)) {
-        if (!ir_route_key(L, 2, 0, &key, &kn)) key = NULL; /* pushes one value: the anchor or an error */
-    } else if (!lua_isnil(L, 2)) {
-        return luaL_argerror(L, 2, "a key (string) or a Route expected");
-    }
-    if (key && kn) ir_redact(L, 1, key, kn);
-    lua_pushvalue(L, 1);
-    return 1;
-}
-
-void ir_redact_open(lua_State *L)
-{
-    lua_pushcfunction(L, l_redact);
-    lua_setfield(L, -2, "redact");
-}
 
 void ir_error_open(lua_State *L)
 {
@@ -383,7 +354,6 @@ void ir_error_open(lua_State *L)
     lua_setfield(L, -2, "__name");
     lua_pop(L, 1);
     luaL_setfuncs(L, fns, 0);
-    ir_redact_open(L); /* core.redact: the redaction step every outcome goes through (above) */
     luaL_getmetatable(L, IR_ERROR_MT);
     lua_setfield(L, -2, "Error");
 }

@@ -208,3 +208,56 @@ oom:
     e->oom = 1;
     return -1;
 }
+
+/* ------------------------------------------------------------------------------------------ */
+/* taking the extracted images (Lua context: after libcurl has returned)                       */
+
+/* Image k was decoded into a file (opts.save_to): moves it to its name (the target itself, or
+ * "<stem>-N<.ext>" when the reply holds several final images) and pushes the file-backed Image. */
+int ir_take_spilled(lua_State *L, ir_extract *ex, unsigned long k, const char *field)
+{
+    ir_ximg *im = &ex->imgs[k];
+    ir_spill *sp = im->spill;
+    int ok;
+    im->spill = NULL; /* taken: ir_extract_free no longer removes it */
+    ir_push_numbered_path(L, ex->save_to, im->spill_no, ex->nspills);
+    ok = ir_spill_take(L, sp, lua_tostring(L, -1), field);
+    lua_remove(L, -2);
+    return ok;
+}
+
+/* Takes extracted image k (placeholder string at idx) as an Image pushed on the stack. Returns 0
+ * with an error pushed instead when it is not a valid image. */
+int ir_take_image(lua_State *L, ir_extract *ex, const char *ph, const char *field)
+{
+    unsigned long k = strtoul(ph + sizeof(IR_IMG_PLACEHOLDER) - 1, NULL, 10);
+    ir_ximg *im;
+    const char *fmt = NULL;
+    if (k >= ex->nimgs) {
+        ir_push_error(L, "decode", "%s: internal placeholder out of range", field);
+        return 0;
+    }
+    im = &ex->imgs[k];
+    if (im->bad) {
+        ir_push_error(L, "decode", "%s is not valid base64 (%s)", field, im->bad);
+        return 0;
+    }
+    if (im->dataurl_mime[0] && strncmp(im->dataurl_mime, "image/", 6) != 0) {
+        ir_push_error(L, "decode", "%s is a data URL of type %s, not an image", field, im->dataurl_mime);
+        return 0;
+    }
+    if (im->spill) return ir_take_spilled(L, ex, k, field);
+    if (!ir_sniff((const unsigned char *)im->data.p, im->data.n, &fmt)) {
+        ir_push_error(L, "decode", "%s decoded to %I bytes that are not a PNG, JPEG, WebP or GIF image", field,
+                      (lua_Integer)im->data.n);
+        return 0;
+    }
+    ir_image_push(L, &im->data);
+    return 1;
+}
+
+int ir_is_placeholder(lua_State *L, int idx)
+{
+    const char *s = lua_tostring(L, idx);
+    return s && strncmp(s, IR_IMG_PLACEHOLDER, sizeof(IR_IMG_PLACEHOLDER) - 1) == 0;
+}

@@ -203,7 +203,9 @@ static int create_temp(const char *path, char *tmp)
  * temporary file is removed. opts.durable = true also fsyncs the file before
  * the move (survives a power loss; costs a disk flush that blocks the loop). An existing file is
  * never replaced unless opts.overwrite is true (without it, link(2) makes the check atomic).
- * err.kind is "io" with err.path and err.errno.
+ * err.kind is "io" with err.path and err.errno. After a save, image.path is the path, and a function
+ * in image.on_save (the call log sets one) is called as on_save(image, path, bytes), in protected
+ * mode: its errors never fail the save.
  */
 static int image_save(lua_State *L)
 {
@@ -250,6 +252,14 @@ static int image_save(lua_State *L)
     lua_getiuservalue(L, 1, 1); /* image.path: where it was saved last */
     lua_pushstring(L, path);
     lua_setfield(L, -2, "path");
+    if (lua_getfield(L, -1, "on_save") == LUA_TFUNCTION) { /* the hook (the call log's): never fails the save */
+        lua_pushvalue(L, 1);
+        lua_pushstring(L, path);
+        lua_pushinteger(L, (lua_Integer)im->n);
+        if (lua_pcall(L, 3, 0, 0) != LUA_OK) lua_pop(L, 1);
+    } else {
+        lua_pop(L, 1);
+    }
     lua_pop(L, 1);
     lua_pushstring(L, path);
     lua_pushinteger(L, (lua_Integer)im->n);

@@ -122,12 +122,6 @@ int ir_image_from_data_url(lua_State *L, const char *url, size_t n, const char *
     return 1;
 }
 
-int ir_is_image_model(const char *m)
-{
-    return m && (strncmp(m, "gpt-image-", 10) == 0 || strncmp(m, "dall-e-", 7) == 0 ||
-                 strncmp(m, "chatgpt-image-", 14) == 0);
-}
-
 /* core.data_url(image [, field]) -> "data:<mime>;base64,..." | nil, err  (image: bytes, path, Image,
  * table; field: how the error names it, default "image") */
 static int l_data_url(lua_State *L)
@@ -141,18 +135,24 @@ static int l_data_url(lua_State *L)
     return 2;
 }
 
-/* core.is_image_model(label) -> boolean: gpt-image-*, dall-e-*, chatgpt-image-* */
-static int l_is_image_model(lua_State *L)
+/* core.image_from_data_url(url [, field]) -> Image | nil, err: a data: URL holding a base64 PNG,
+ * JPEG, WebP or GIF image, decoded (err: kind "decode", the message naming field, default "image") */
+static int l_image_from_data_url(lua_State *L)
 {
-    lua_pushboolean(L, ir_is_image_model(luaL_checkstring(L, 1)));
-    return 1;
+    size_t n;
+    const char *url = luaL_checklstring(L, 1, &n);
+    const char *field = luaL_optstring(L, 2, "image");
+    if (ir_image_from_data_url(L, url, n, field)) return 1;
+    lua_pushnil(L);
+    lua_insert(L, -2);
+    return 2;
 }
 
 void ir_input_open(lua_State *L)
 {
     static const luaL_Reg fns[] = {
         {"data_url", l_data_url},
-        {"is_image_model", l_is_image_model},
+        {"image_from_data_url", l_image_from_data_url},
         {NULL, NULL}
     };
     luaL_setfuncs(L, fns, 0);

@@ -145,6 +145,12 @@ void ir_extract_init(ir_extract *e, ir_buf *json);
 /* 0, or -1 when out of memory */
 int  ir_extract_feed(ir_extract *e, const char *p, size_t n);
 void ir_extract_free(ir_extract *e);   /* frees the images still owned by e (not e->json) */
+/* Lua context only: image k as an Image pushed (a spilled one moved to its file), or an error
+ * pushed and 0; ir_take_image takes it by its placeholder string ph, naming field in errors. */
+int  ir_take_spilled(lua_State *L, ir_extract *ex, unsigned long k, const char *field);
+int  ir_take_image(lua_State *L, ir_extract *ex, const char *ph, const char *field);
+/* 1 when the value at idx is a placeholder string */
+int  ir_is_placeholder(lua_State *L, int idx);
 
 /* ---- savefile.c: images decoded straight into files (the per-call option save_to) ---- */
 #define IR_SPILL_CHUNK (256 * 1024) /* decoded bytes held before they are written */
@@ -221,6 +227,12 @@ const char *ir_route_secret(lua_State *L, int idx, size_t *len);
 /* NULL when k (n bytes) can be sent as a key, else why not (never quoting it): a control byte or a
  * space (CR, LF and NUL included), or shorter than IR_KEY_MIN when the host is not loopback. */
 const char *ir_key_problem(const char *k, size_t n, int loopback);
+/* route.c: The key for a request on the route at idx: key and len get the route's own key (api_key), the
+ * result of its key function (called only when call_fn is set: when a request is set up), or the
+ * variable named by api_key_env; *key is NULL when there is none. Pushes exactly one value (what
+ * keeps *key alive, or nil); returns 1, or 0 with that value being a validation error (the key
+ * function failed, or gave something that cannot be sent: the message never holds it). */
+int ir_route_key(lua_State *L, int route, int call_fn, const char **key, size_t *len);
 /* 1 when a header value (n bytes) has no CR, LF, NUL or other control byte (tab allowed). */
 int ir_header_value_ok(const char *v, size_t n);
 
@@ -240,7 +252,6 @@ void ir_b64_open(lua_State *L);
 void ir_sniff_open(lua_State *L);
 void ir_json_open(lua_State *L);
 void ir_error_open(lua_State *L);
-void ir_redact_open(lua_State *L);   /* error.c: core.redact */
 void ir_image_open(lua_State *L);
 void ir_route_open(lua_State *L);
 void ir_xfer_open(lua_State *L);

@@ -24,6 +24,14 @@
 #include "ir.h"
 #include "xfer.h"
 
+
+/* Hands what finished (and the partial images that streamed in) to Lua: xfer.c's ir_loop_settle,
+ * through the pointer a transfer set (none before the first transfer). */
+static int settle(lua_State *L, ir_loop *lp)
+{
+    return lp->settle ? lp->settle(L, lp) : 0;
+}
+
 /* ------------------------------------------------------------------------------------------ */
 /* socket tables                                                                               */
 
@@ -167,6 +175,53 @@ static void begin_step(lua_State *L, ir_loop *lp, int bounded)
     }
 }
 
+/* The loop of the Lua state (in the registry), made on first use. */
+static int loop_gc(lua_State *L)
+{
+    ir_loop *lp = (ir_loop *)lua_touserdata(L, 1);
+    if (lp->multi) {
+        ir_loop_unwatch(lp);
+        curl_multi_cleanup(lp->multi);
+        lp->multi = NULL;
+    }
+    ir_loop_free(lp);
+    return 0;
+}
+
+ir_loop *ir_get_loop(lua_State *L)
+{
+    ir_loop *lp;
+    if (lua_getfield(L, LUA_REGISTRYINDEX, IR_LOOP_KEY) == LUA_TUSERDATA) {
+        lp = (ir_loop *)lua_touserdata(L, -1);
+        lua_pop(L, 1);
+        return lp;
+    }
+    lua_pop(L, 1);
+    lp = (ir_loop *)lua_newuserdatauv(L, sizeof *lp, 0);
+    memset(lp, 0, sizeof *lp);
+    lua_createtable(L, 0, 1);
+    lua_pushcfunction(L, loop_gc);
+    lua_setfield(L, -2, "__gc");
+    lua_setmetatable(L, -2);
+    lp->multi = curl_multi_init();
+    if (!lp->multi) luaL_error(L, "curl_multi_init failed");
+    curl_multi_setopt(lp->multi, CURLMOPT_MAX_TOTAL_CONNECTIONS, 0L);
+    ir_loop_init_multi(lp);
+    lua_setfield(L, LUA_REGISTRYINDEX, IR_LOOP_KEY);
+    lp->seed = (unsigned long)time(NULL) ^ (unsigned long)(size_t)lp;
+    return lp;
+}
+
+double ir_random(ir_loop *lp) /* xorshift, for retry jitter only */
+{
+    unsigned long x = lp->seed ? lp->seed : 88172645463325252UL;
+    x ^= x << 13;
+    x ^= x >> 7;
+    x ^= x << 17;
+    lp->seed = x;
+    return (double)(x % 1000000UL) / 1000000.0;
+}
+
 /* Collector work per step, in KB of allocation it stands for (LUA_GCSTEP's unit). */
 #define IR_GC_SLICE_KB 128
 
@@ -215,7 +270,7 @@ static void run_timers(ir_loop *lp)
 {
     int running;
     double now = ir_now();
-    ir_loop_activate(lp, now); /* adding a handle sets libcurl's timer (often to 0) */
+    if (lp->activate) lp->activate(lp, now); /* adding a handle sets libcurl's timer (often to 0) */
     if (lp->wake_due >= 0 && lp->wake_due <= now) lp->wake_due = -1; /* Lua's waiters check again now */
     if (lp->curl_due >= 0 && lp->curl_due <= ir_now()) {
         lp->curl_due = -1; /* libcurl sets it again from inside the call when it needs one */
@@ -242,7 +297,7 @@ int ir_loop_step(lua_State *L, ir_loop *lp, double timeout)
     int running;
     begin_step(L, lp, timeout <= 0);
     run_timers(lp);
-    if (ir_loop_settle(L, lp)) return lp->live; /* partial images and finished calls first */
+    if (settle(L, lp)) return lp->live; /* partial images and finished calls first */
     if (lp->wake_due >= 0 && lp->wake_due <= ir_now()) lp->wake_due = -1; /* a wake-up that is due: over */
     if (!lp->live && lp->wake_due < 0) return 0;
     now = ir_now();
@@ -282,7 +337,7 @@ int ir_loop_step(lua_State *L, ir_loop *lp, double timeout)
         nanosleep(&ts, NULL);
     }
     run_timers(lp);
-    ir_loop_settle(L, lp);
+    settle(L, lp);
     return lp->live;
 }
 
@@ -426,7 +481,7 @@ static int l_socket_action(lua_State *L)
     run_timers(lp);
     curl_multi_socket_action(lp->multi, (curl_socket_t)fd, mask, &running);
     run_timers(lp);
-    ir_loop_settle(L, lp);
+    settle(L, lp);
     lua_pushinteger(L, lp->live);
     return 1;
 }
@@ -438,7 +493,7 @@ static int l_timer_action(lua_State *L)
     ir_loop *lp = ir_get_loop(L);
     begin_step(L, lp, 1);
     run_timers(lp);
-    ir_loop_settle(L, lp);
+    settle(L, lp);
     lp->reported_due = -2;
     lua_pushinteger(L, lp->live);
     return 1;

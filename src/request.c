@@ -20,26 +20,6 @@ static int cmp_name(const void *a, const void *b)
     return strcmp(*(const char *const *)a, *(const char *const *)b);
 }
 
-/* NULL when path can go after the base URL as it is, else why not: it starts with '/', holds only
- * printable ASCII other than space, '?', '#' and '\', and has no "." or ".." segment (which would
- * climb out of the API root). */
-static const char *path_problem(const char *p, size_t n)
-{
-    size_t i;
-    if (n == 0 || p[0] != '/') return "must start with '/'";
-    for (i = 0; i < n; i++) {
-        unsigned char c = (unsigned char)p[i];
-        if (c <= 0x20 || c >= 0x7f || c == '?' || c == '#' || c == '\\')
-            return "must hold only printable ASCII without spaces, '?', '#' or '\\' (give the query as req.query)";
-        if (c == '/' && i + 1 < n && p[i + 1] == '.') {
-            size_t j = i + 1;
-            while (j < n && p[j] == '.') j++;
-            if ((j - i - 1) <= 2 && (j == n || p[j] == '/')) return "must not hold a '.' or '..' segment";
-        }
-    }
-    return NULL;
-}
-
 /* Appends "name=value" (both escaped by libcurl) to the query on top of the stack. 0 / -1 (oom). */
 static int add_pair(lua_State *L, CURL *easy, const char *name, const char *value, size_t vn, int first)
 {
@@ -152,7 +132,7 @@ static int build_api(lua_State *L, ir_xfer *x, int xi, int route, int req, int o
         return 0;
     }
     path = lua_tolstring(L, -1, &pn);
-    why = path_problem(path, pn);
+    why = ir_path_problem(path, pn);
     if (why) {
         ir_push_validation(L, "path", "req.path %s", why);
         return 0;

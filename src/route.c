@@ -721,6 +721,103 @@ static int l_is_route(lua_State *L)
     return 1;
 }
 
+/* ------------------------------------------------------------------------------------------ */
+/* the key of a request (the one key path: sending and redaction)                              */
+
+/* Pushes a validation error naming the field (never the value). */
+static void push_key_error(lua_State *L, const char *field, const char *fmt, const char *a, const char *b)
+{
+    ir_push_error(L, "validation", fmt, a, b);
+    lua_pushstring(L, field);
+    lua_setfield(L, -2, "field");
+}
+
+int ir_route_key(lua_State *L, int route, int call_fn, const char **key, size_t *len)
+{
+    const char *k, *why;
+    int loopback;
+    route = lua_absindex(L, route);
+    *key = NULL;
+    *len = 0;
+    k = ir_route_secret(L, route, len); /* api_key = "..." (checked when the route was built) */
+    if (k) {
+        *key = k;
+        lua_pushnil(L);
+        return 1;
+    }
+    ir_route_get(L, route, "host");
+    loopback = ir_is_loopback_host(lua_tostring(L, -1));
+    lua_pop(L, 1);
+    if (ir_route_keyfn(L, route) == LUA_TFUNCTION) { /* api_key = function(route) ... end */
+        int t;
+        if (!call_fn) { lua_pop(L, 1); lua_pushnil(L); return 1; }
+        lua_pushvalue(L, route);
+        if (lua_pcall(L, 1, 1, 0) != LUA_OK) {
+            const char *m = lua_type(L, -1) == LUA_TSTRING ? lua_tostring(L, -1) : "(an error value that is not a string)";
+            push_key_error(L, "api_key", "the route's api_key function failed: %s%s", m, "");
+            lua_remove(L, -2);
+            return 0;
+        }
+        t = lua_type(L, -1);
+        if (t != LUA_TSTRING || lua_rawlen(L, -1) == 0) { /* numbers are refused too: never converted */
+            lua_pop(L, 1);
+            push_key_error(L, "api_key", "the route's api_key function returned %s%s, not a key (a non-empty string)",
+                           t == LUA_TSTRING ? "an empty string" : "a ", t == LUA_TSTRING ? "" : lua_typename(L, t));
+            return 0;
+        }
+        k = lua_tolstring(L, -1, len);
+        why = ir_key_problem(k, *len, loopback);
+        if (why) {
+            lua_pop(L, 1);
+            *len = 0;
+            push_key_error(L, "api_key", "the key the route's api_key function returned %s%s", why, "");
+            return 0;
+        }
+        *key = k;
+        return 1;
+    }
+    lua_pop(L, 1);
+    ir_route_get(L, route, "api_key_env"); /* the anchor: a name, which is no secret */
+    k = lua_tostring(L, -1) ? getenv(lua_tostring(L, -1)) : NULL;
+    if (!k || !*k) return 1;
+    *len = strlen(k);
+    why = ir_key_problem(k, *len, loopback);
+    if (why) {
+        const char *env = lua_tostring(L, -1);
+        *len = 0;
+        push_key_error(L, "api_key_env", "the key in the environment variable %s %s", env, why);
+        lua_remove(L, -2);
+        return 0;
+    }
+    *key = k;
+    return 1;
+}
+
+
+/* core.redact(value, key | route) -> value
+ * The redaction step for the Lua layer (the call log runs it on its records before encoding).
+ * key: the key itself (a string), or a Route, whose key is found as for sending except that a key
+ * function is never called here (the function is called once per call, when the request is set
+ * up; the outcome was redacted with its result then). Tables are redacted in place and returned;
+ * a string is returned redacted. */
+static int l_redact(lua_State *L)
+{
+    const char *key = NULL;
+    size_t kn = 0;
+    luaL_checkany(L, 1);
+    lua_settop(L, 2);
+    if (lua_type(L, 2) == LUA_TSTRING) {
+        key = lua_tolstring(L, 2, &kn);
+    } else if (luaL_testudata(L, 2, IR_ROUTE_MT)) {
+        if (!ir_route_key(L, 2, 0, &key, &kn)) key = NULL; /* pushes one value: the anchor or an error */
+    } else if (!lua_isnil(L, 2)) {
+        return luaL_argerror(L, 2, "a key (string) or a Route expected");
+    }
+    if (key && kn) ir_redact(L, 1, key, kn);
+    lua_pushvalue(L, 1);
+    return 1;
+}
+
 void ir_route_open(lua_State *L)
 {
     static const luaL_Reg meta[] = {
@@ -737,6 +834,7 @@ void ir_route_open(lua_State *L)
     static const luaL_Reg fns[] = {
         {"route", l_route},
         {"is_route", l_is_route},
+        {"redact", l_redact}, /* core.redact: the redaction step (error.c's ir_redact) for the Lua layer */
         {NULL, NULL}
     };
     luaL_newmetatable(L, IR_ROUTE_MT);

@@ -25,52 +25,6 @@
 /* ------------------------------------------------------------------------------------------ */
 /* the loop                                                                                    */
 
-static int loop_gc(lua_State *L)
-{
-    ir_loop *lp = (ir_loop *)lua_touserdata(L, 1);
-    if (lp->multi) {
-        ir_loop_unwatch(lp);
-        curl_multi_cleanup(lp->multi);
-        lp->multi = NULL;
-    }
-    ir_loop_free(lp);
-    return 0;
-}
-
-ir_loop *ir_get_loop(lua_State *L)
-{
-    ir_loop *lp;
-    if (lua_getfield(L, LUA_REGISTRYINDEX, IR_LOOP_KEY) == LUA_TUSERDATA) {
-        lp = (ir_loop *)lua_touserdata(L, -1);
-        lua_pop(L, 1);
-        return lp;
-    }
-    lua_pop(L, 1);
-    lp = (ir_loop *)lua_newuserdatauv(L, sizeof *lp, 0);
-    memset(lp, 0, sizeof *lp);
-    lua_createtable(L, 0, 1);
-    lua_pushcfunction(L, loop_gc);
-    lua_setfield(L, -2, "__gc");
-    lua_setmetatable(L, -2);
-    lp->multi = curl_multi_init();
-    if (!lp->multi) luaL_error(L, "curl_multi_init failed");
-    curl_multi_setopt(lp->multi, CURLMOPT_MAX_TOTAL_CONNECTIONS, 0L);
-    ir_loop_init_multi(lp);
-    lua_setfield(L, LUA_REGISTRYINDEX, IR_LOOP_KEY);
-    lp->seed = (unsigned long)time(NULL) ^ (unsigned long)(size_t)lp;
-    return lp;
-}
-
-double ir_random(ir_loop *lp) /* xorshift, for retry jitter only */
-{
-    unsigned long x = lp->seed ? lp->seed : 88172645463325252UL;
-    x ^= x << 13;
-    x ^= x >> 7;
-    x ^= x << 17;
-    lp->seed = x;
-    return (double)(x % 1000000UL) / 1000000.0;
-}
-
 static void loop_link(ir_loop *lp, ir_xfer *x)
 {
     x->next = lp->head;
@@ -318,11 +272,6 @@ static int xfer_gc(lua_State *L)
     return 0;
 }
 
-/* Uservalue table of the transfer at idx: pushes it. */
-void ir_xfer_uv(lua_State *L, int idx)
-{
-    lua_getiuservalue(L, idx, 1);
-}
 
 /* Adds "Name: value" to the header list; -1 on out of memory, -2 when the value holds a CR, LF,
  * NUL or other control byte (the callers check first and name the field; this is the last guard:
@@ -352,67 +301,6 @@ static void push_key_error(lua_State *L, const char *field, const char *fmt, con
     ir_push_error(L, "validation", fmt, a, b);
     lua_pushstring(L, field);
     lua_setfield(L, -2, "field");
-}
-
-int ir_route_key(lua_State *L, int route, int call_fn, const char **key, size_t *len)
-{
-    const char *k, *why;
-    int loopback;
-    route = lua_absindex(L, route);
-    *key = NULL;
-    *len = 0;
-    k = ir_route_secret(L, route, len); /* api_key = "..." (checked when the route was built) */
-    if (k) {
-        *key = k;
-        lua_pushnil(L);
-        return 1;
-    }
-    ir_route_get(L, route, "host");
-    loopback = ir_is_loopback_host(lua_tostring(L, -1));
-    lua_pop(L, 1);
-    if (ir_route_keyfn(L, route) == LUA_TFUNCTION) { /* api_key = function(route) ... end */
-        int t;
-        if (!call_fn) { lua_pop(L, 1); lua_pushnil(L); return 1; }
-        lua_pushvalue(L, route);
-        if (lua_pcall(L, 1, 1, 0) != LUA_OK) {
-            const char *m = lua_type(L, -1) == LUA_TSTRING ? lua_tostring(L, -1) : "(an error value that is not a string)";
-            push_key_error(L, "api_key", "the route's api_key function failed: %s%s", m, "");
-            lua_remove(L, -2);
-            return 0;
-        }
-        t = lua_type(L, -1);
-        if (t != LUA_TSTRING || lua_rawlen(L, -1) == 0) { /* numbers are refused too: never converted */
-            lua_pop(L, 1);
-            push_key_error(L, "api_key", "the route's api_key function returned %s%s, not a key (a non-empty string)",
-                           t == LUA_TSTRING ? "an empty string" : "a ", t == LUA_TSTRING ? "" : lua_typename(L, t));
-            return 0;
-        }
-        k = lua_tolstring(L, -1, len);
-        why = ir_key_problem(k, *len, loopback);
-        if (why) {
-            lua_pop(L, 1);
-            *len = 0;
-            push_key_error(L, "api_key", "the key the route's api_key function returned %s%s", why, "");
-            return 0;
-        }
-        *key = k;
-        return 1;
-    }
-    lua_pop(L, 1);
-    ir_route_get(L, route, "api_key_env"); /* the anchor: a name, which is no secret */
-    k = lua_tostring(L, -1) ? getenv(lua_tostring(L, -1)) : NULL;
-    if (!k || !*k) return 1;
-    *len = strlen(k);
-    why = ir_key_problem(k, *len, loopback);
-    if (why) {
-        const char *env = lua_tostring(L, -1);
-        *len = 0;
-        push_key_error(L, "api_key_env", "the key in the environment variable %s %s", env, why);
-        lua_remove(L, -2);
-        return 0;
-    }
-    *key = k;
-    return 1;
 }
 
 /* OPENAI_ORG_ID / OPENAI_PROJECT_ID are sent on official-lane routes, and on a route that asks
@@ -677,6 +565,8 @@ ir_xfer *ir_xfer_new(lua_State *L, int op, int route, int opts)
     luaL_setmetatable(L, IR_XFER_MT);
     x->op = op;
     x->loop = ir_get_loop(L);
+    x->loop->activate = ir_loop_activate; /* the loop drives transfers through these (loop.c calls no xfer.c) */
+    x->loop->settle = ir_loop_settle;
     x->ref = LUA_NOREF;
     ir_extract_init(&x->ex, &x->resp);
     if (opts && lua_getfield(L, opts, "save_to") == LUA_TSTRING) { /* checked by the Lua layer */

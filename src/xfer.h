@@ -36,7 +36,7 @@ typedef struct {
     int what;                 /* CURL_POLL_IN | CURL_POLL_OUT | CURL_POLL_INOUT | CURL_POLL_REMOVE */
 } ir_sock;
 
-typedef struct {
+typedef struct ir_loop_s {
     ir_xfer *head;            /* transfers that are waiting or running */
     int live;
     CURLM *multi;
@@ -55,6 +55,9 @@ typedef struct {
     size_t budget;            /* body bytes a step may still take in (IR_STEP_BYTES per step) */
     size_t gc_debt;           /* bytes of images made since the collector was told (KB steps) */
     double wake_due;          /* a Lua-side wait's wake-up time (core.wake_at), < 0: none */
+    /* set by xfer.c when it makes a transfer, so that loop.c calls nothing of xfer.c */
+    void (*activate)(struct ir_loop_s *lp, double now);   /* ir_loop_activate: start due attempts */
+    int (*settle)(lua_State *L, struct ir_loop_s *lp);   /* ir_loop_settle: hand what finished to Lua */
 } ir_loop;
 
 /* One request shape: what to do with a 2xx API response, and when every download is done. */
@@ -137,6 +140,7 @@ struct ir_xfer {
     char *endpoint_own;       /* an endpoint path built for this call (malloc), or NULL */
 };
 
+/* loop.c: the Lua state's loop (made on first use), and retry jitter in [0, 1) */
 ir_loop *ir_get_loop(lua_State *L);
 double ir_random(ir_loop *lp);
 ir_xfer *ir_xfer_new(lua_State *L, int op, int route, int opts);
@@ -144,7 +148,8 @@ int  ir_xfer_setup_api(lua_State *L, ir_xfer *x, int route, int opts, const char
 void ir_xfer_common_opts(ir_xfer *x);
 void ir_xfer_submit(lua_State *L, int idx, ir_xfer *x);
 void ir_xfer_release(ir_xfer *x);
-void ir_xfer_uv(lua_State *L, int idx);
+/* Pushes the uservalue table of the transfer at idx (its route, opts, attempt log, images, ...). */
+static inline void ir_xfer_uv(lua_State *L, int idx) { lua_getiuservalue(L, idx, 1); }
 void ir_xfer_fail(lua_State *L, int xi, ir_xfer *x);       /* error on top of the stack */
 void ir_xfer_fail_fields(lua_State *L, int xi, ir_xfer *x);
 void ir_xfer_succeed(lua_State *L, int xi, ir_xfer *x);    /* result table on top */
@@ -155,12 +160,6 @@ int  ir_xfer_stream_tick(lua_State *L, int xi, ir_xfer *x); /* a running stream'
 void ir_fetch_next(lua_State *L, int xi, ir_xfer *x);
 void ir_fetch_done(lua_State *L, int xi, ir_xfer *x);
 int  ir_loop_step(lua_State *L, ir_loop *lp, double timeout);
-/* The key for a request on the route at idx: key and len get the route's own key (api_key), the
- * result of its key function (called only when call_fn is set: when a request is set up), or the
- * variable named by api_key_env; *key is NULL when there is none. Pushes exactly one value (what
- * keeps *key alive, or nil); returns 1, or 0 with that value being a validation error (the key
- * function failed, or gave something that cannot be sent: the message never holds it). */
-int ir_route_key(lua_State *L, int route, int call_fn, const char **key, size_t *len);
 /* loop.c */
 void ir_loop_init_multi(ir_loop *lp);
 void ir_loop_free(ir_loop *lp);
@@ -183,46 +182,32 @@ void ir_sse_free(ir_xfer *x);
 int  ir_sse_process(lua_State *L, int xi, ir_xfer *x);
 void ir_sse_open(lua_State *L);
 
-/* api.c: helpers shared by the request shapes (each pushes an error and returns 0 on failure) */
+/* api.c: the transport of the request shapes (each pushes an error and returns 0 on failure) */
 void ir_push_validation(lua_State *L, const char *field, const char *fmt, const char *arg);
-void ir_shallow_copy(lua_State *L, int idx);
-/* Sets body.model from the route when the caller did not, and records it for the result. */
-int  ir_ensure_model(lua_State *L, int body, int route, int xi);
 /* POSTs req.body (JSON text made by the Lua layer) as it is. */
 int  ir_set_body_text(lua_State *L, ir_xfer *x, int req);
-/* A 2xx JSON reply: pushes {reply = {text =, images =, content_type =}}; 0 after failing the transfer. */
+/* Sets up a transfer to endpoint (NULL: req.endpoint, checked) and keeps req.reader (the Lua
+ * function that reads the reply, see api.c). */
+int  ir_setup_shaped(lua_State *L, ir_xfer *x, int xi, int route, int req, int opts, const char *endpoint, int json);
+/* A 2xx JSON reply: pushes {text =, images =, content_type =, status =}; 0 after failing the transfer. */
 int  ir_push_reply(lua_State *L, int xi, ir_xfer *x);
-/* Encodes the table at body as the request's JSON body (POST). */
-int  ir_set_json_body(lua_State *L, ir_xfer *x, int body);
-int  ir_check_prompt(lua_State *L, int params);
-void ir_copy_fields(lua_State *L, int j, const char *const *names);
-int  ir_take_image(lua_State *L, ir_extract *ex, const char *ph, const char *field);
-int  ir_is_placeholder(lua_State *L, int idx);
 void ir_fail_decode(lua_State *L, int xi, ir_xfer *x, const char *what);
 int  ir_decode_body(lua_State *L, int xi, ir_xfer *x);
-/* Pushes the bytes of an image given as bytes, a path or an Image; sets *mime. 0 + error pushed on failure. */
+/* input.c: the bytes of an image given as bytes, a path or an Image (pushed; *mime set), and data URLs */
 int  ir_image_bytes(lua_State *L, int idx, const char *field, const char **mime);
-/* Pushes "data:<mime>;base64,<...>" for an image given as bytes, a path or an Image. */
 int  ir_push_data_url(lua_State *L, int idx, const char *field);
-/* Decodes a data: URL holding an image into an Image pushed on the stack. */
 int  ir_image_from_data_url(lua_State *L, const char *url, size_t n, const char *field);
-int  ir_is_image_model(const char *model);
-/* Orders the Image list at idx by each image's `index` (its place in the reply). */
-void ir_order_images(lua_State *L, int idx);
 
 typedef int (*ir_builder)(lua_State *L, ir_xfer *x, int xi, int route, int params, int opts);
 int ir_start(lua_State *L, const ir_ops *ops, ir_builder build);
 int ir_run(lua_State *L, const ir_ops *ops, ir_builder build);
+extern const ir_ops IR_GENERATE_OPS, IR_EDIT_OPS, IR_RESPOND_OPS;
 
-/* request.c: core.api / core.start_api, generic API requests */
-void ir_request_open(lua_State *L);
-
-/* respond.c and chat.c */
-extern const ir_ops IR_RESPOND_OPS, IR_CHAT_OPS;
-int ir_build_chat_generate(lua_State *L, ir_xfer *x, int xi, int route, int params, int opts);
-int ir_build_chat_edit(lua_State *L, ir_xfer *x, int xi, int route, int params, int opts);
+/* api.c: NULL when a path can follow base_url as it is, else why not */
+const char *ir_path_problem(const char *p, size_t n);
 
 void ir_api_open(lua_State *L);
+void ir_request_open(lua_State *L);   /* request.c: core.api / core.start_api */
 void ir_input_open(lua_State *L);
 void ir_respond_open(lua_State *L);
 

@@ -32,7 +32,7 @@
 
 local core = require "imageroute.core"
 
-local type, tostring, setmetatable = type, tostring, setmetatable
+local type, tostring, setmetatable, pairs = type, tostring, setmetatable, pairs
 
 local M = {}
 
@@ -214,6 +214,58 @@ function M.run(t, env)
       end
     end
   end
+end
+
+-- ------------------------------------------------------------------------------------------
+-- The call: what `imageroute.respond{background = true}` and `imageroute.start_background` run.
+
+local handles = setmetatable({}, {__mode = "k"}) -- opts -> the Transfer made by start_background
+
+--- Runs one call in background mode: the create request on the loop (`imageroute.dispatch`), then
+-- the polls through `imageroute.api`, each reply read by the request's shape. Called by the call
+-- path of `imageroute` (inside its gates, stop rules, limits, budget and log).
+-- @tparam string kind the call's kind (`"respond"`)
+-- @tparam Route route
+-- @tparam table params
+-- @tparam table|nil opts
+-- @treturn table|nil the result
+-- @treturn[2] table the error
+function M.call(kind, route, params, opts)
+  local dispatch = require "imageroute.dispatch"
+  local scheduler = require "imageroute.scheduler"
+  local responses_shape = require "imageroute.shapes.responses"
+  local t = type(opts) == "table" and handles[opts] or M.transfer()
+  local env = {route = route, opts = opts, wait_until = scheduler.wait_until, api = require("imageroute.api").request}
+  env.final = function(created, polled) return responses_shape.reply_polled(env.req, created, polled) end
+  env.start = function()
+    local x, err, req = dispatch.start(kind, route, params, opts)
+    env.req = req
+    return x, err
+  end
+  env.await = function(x) return dispatch.finish(env.req, scheduler.await(x, nil, opts)) end
+  return M.run(t, env)
+end
+
+--- Starts `respond(route, params, opts)` in background mode without waiting (see
+-- `imageroute.start_background`, which documents it).
+-- @tparam function respond `imageroute.respond`
+-- @tparam Route route
+-- @tparam table params copied; `background = true` is set
+-- @tparam[opt] table opts copied
+-- @treturn table the Transfer
+function M.start(respond, route, params, opts)
+  local scheduler = require "imageroute.scheduler"
+  local p, o = {}, {}
+  for k, v in pairs(params) do p[k] = v end
+  for k, v in pairs(opts or {}) do o[k] = v end
+  p.background = true
+  local t = M.transfer()
+  t.waiter = scheduler.wait_until
+  handles[o] = t
+  scheduler.spawn(function() return respond(route, p, o) end, function(ok, res, err)
+    if ok then t:finish(res, err) else t:finish(nil, nil); t.raised = res end
+  end)
+  return t
 end
 
 return M

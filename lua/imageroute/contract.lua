@@ -24,7 +24,7 @@
 -- is refused unless it records `accepted = "<why>"`. An `account_pool` route is refused unless it
 -- records `risk_exception = "<why>"`. The reason is logged with every call (`imageroute.log`).
 --
--- Requiring this module adds `route:check()` (= `contract.check(route)`).
+-- `route:check()` (defined with the Route type, `imageroute.route`) is `contract.check(route)`.
 -- @module imageroute.contract
 
 local core = require "imageroute.core"
@@ -375,6 +375,5 @@ function M.validate(c)
   return true
 end
 
-core.route_methods.check = M.check
 
 return M

@@ -47,8 +47,8 @@
 local request = require "imageroute.request"
 local core = require "imageroute.core"
 
-local type, pairs, ipairs, tostring, tonumber, getmetatable, pcall, next =
-  type, pairs, ipairs, tostring, tonumber, getmetatable, pcall, next
+local type, pairs, ipairs, tostring, tonumber, pcall, next =
+  type, pairs, ipairs, tostring, tonumber, pcall, next
 local concat, sort, floor, ceil = table.concat, table.sort, math.floor, math.ceil
 local io_open, os_date, os_time = io.open, os.date, os.time
 
@@ -466,8 +466,9 @@ function M.event(log_path, route, rec)
   return core.append(log_path, encode_lines({out}, route))
 end
 
---- Makes every image of a call log its saves: `image:save(...)` works as before and, when it
--- succeeds, appends a save record. The image's original `save` is `getmetatable(img).methods.save`.
+--- Makes every image of a call log its saves: `Image:save` (defined once, in the C core) calls the
+-- image's `on_save(image, path, bytes)` hook after a successful save; this sets it to append a save
+-- record (a failure to write it is kept in `image.log_error`).
 -- @tparam string log_path
 -- @tparam Route route
 -- @tparam table images list of Image
@@ -475,18 +476,12 @@ end
 function M.watch_saves(log_path, route, images, extra)
   if type(images) ~= "table" then return end
   for _, img in ipairs(images) do
-    local mt = getmetatable(img)
-    local orig = type(mt) == "table" and type(mt.methods) == "table" and mt.methods.save
-    if orig then
-      img.save = function(self, path, o)
-        local p, n = orig(self, path, o)
-        if p then
-          local ok, e = M.saved(log_path, route, self, p, n, extra)
-          if not ok then pcall(function() self.log_error = e end) end
-        end
-        return p, n
+    pcall(function()
+      img.on_save = function(self, p, n)
+        local ok, e = M.saved(log_path, route, self, p, n, extra)
+        if not ok then self.log_error = e end
       end
-    end
+    end)
   end
 end
 

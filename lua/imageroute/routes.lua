@@ -26,6 +26,7 @@
 
 local core = require "imageroute.core"
 local contract = require "imageroute.contract"
+require "imageroute.route" -- the routes it returns have their Lua methods (route:check())
 
 local type, pairs, ipairs, tostring, load, sort = type, pairs, ipairs, tostring, load, table.sort
 local co_create, co_resume, co_status, sethook = coroutine.create, coroutine.resume, coroutine.status, debug.sethook
