@@ -3,7 +3,8 @@
 -- defined here, once, in the methods table the C type looks them up in (`core.route_methods`), and
 -- nowhere else:
 --
--- * `route:check()`: the acceptance report of the route's contract (`imageroute.contract.check`).
+-- * `route:check([opts])`: the acceptance report of the route's contract (`imageroute.contract.check`;
+--   `opts.live = true` adds the rows of `imageroute.live`).
 --
 -- `new(config)` is `imageroute.route` (documented there): the Lua-side normalisation of a config
 -- (a Budget object named by its name, a state store by its id or URL, the client-side `limits`
@@ -24,9 +25,9 @@ local M = {}
 --- The Lua methods of every Route (looked up by the C type after its own).
 M.methods = core.route_methods
 
--- route:check(): the acceptance report of a route, one row per gate (`imageroute.contract.check`;
+-- route:check([opts]): the acceptance report of a route, one row per gate (`imageroute.contract.check`;
 -- documented with the Route type).
-M.methods.check = function(route) return contract.check(route) end
+M.methods.check = function(route, opts) return contract.check(route, opts) end
 
 --- Builds a route (see `imageroute.route`).
 -- @tparam table config
