@@ -129,6 +129,7 @@ struct ir_xfer {
     struct curl_slist *resolve; /* the route's resolve entries, as CURLOPT_CONNECT_TO entries */
     char *key;                /* the key sent (malloc), for the redaction in finish; wiped there */
     size_t keylen;
+    char key_id[9];           /* the first 8 hex digits of the SHA-256 of the key sent, "" when none */
     int paused;               /* its write callback paused it: the step's byte budget was spent */
     char *save_to;            /* opts.save_to (malloc): final images decoded into files */
     int safe_retries;         /* retry_policy = "safe": retry only what provably was not billed */
