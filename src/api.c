@@ -54,6 +54,22 @@ void ir_fail_decode(lua_State *L, int xi, ir_xfer *x, const char *what)
     ir_xfer_fail(L, xi, x);
 }
 
+/* 1 when the reply was read whole as JSON; else 0 after failing the transfer (not JSON, or memory
+ * ran out reading it). */
+static int json_reply_read(lua_State *L, int xi, ir_xfer *x)
+{
+    if (x->mode != M_JSON) {
+        ir_fail_decode(L, xi, x, "the response is not JSON");
+        return 0;
+    }
+    if (x->ex.oom) {
+        ir_push_error(L, "decode", "out of memory reading the response");
+        ir_xfer_fail(L, xi, x);
+        return 0;
+    }
+    return 1;
+}
+
 /* Decodes the (image-free) JSON body into uv.json. Returns 0 after failing the transfer. */
 int ir_decode_body(lua_State *L, int xi, ir_xfer *x)
 {
@@ -71,15 +87,7 @@ int ir_decode_body(lua_State *L, int xi, ir_xfer *x)
         x->req_status = x->status;
         return 1;
     }
-    if (x->mode != M_JSON) {
-        ir_fail_decode(L, xi, x, "the response is not JSON");
-        return 0;
-    }
-    if (x->ex.oom) {
-        ir_push_error(L, "decode", "out of memory reading the response");
-        ir_xfer_fail(L, xi, x);
-        return 0;
-    }
+    if (!json_reply_read(L, xi, x)) return 0;
     if (!ir_json_decode(L, x->resp.p ? x->resp.p : "", x->resp.n) || !lua_istable(L, -1)) {
         lua_pop(L, 1);
         ir_fail_decode(L, xi, x, "the response is not valid JSON");
@@ -143,15 +151,7 @@ static void push_extracted(lua_State *L, ir_extract *ex, unsigned long k)
 int ir_push_reply(lua_State *L, int xi, ir_xfer *x)
 {
     unsigned long k;
-    if (x->mode != M_JSON) {
-        ir_fail_decode(L, xi, x, "the response is not JSON");
-        return 0;
-    }
-    if (x->ex.oom) {
-        ir_push_error(L, "decode", "out of memory reading the response");
-        ir_xfer_fail(L, xi, x);
-        return 0;
-    }
+    if (!json_reply_read(L, xi, x)) return 0;
     x->req_status = x->status;
     lua_createtable(L, 0, 4);
     lua_pushlstring(L, x->resp.p ? x->resp.p : "", x->resp.n);
@@ -477,9 +477,7 @@ int ir_start(lua_State *L, const ir_ops *ops, ir_builder build)
         lua_setfield(L, -2, "attempts");
         ir_xfer_release(x);
         x->state = X_DONE;
-        lua_pushnil(L);
-        lua_insert(L, -2);
-        return 2;
+        return ir_nil_err(L);
     }
     lua_settop(L, xi);
     ir_xfer_submit(L, xi, x);
@@ -504,14 +502,11 @@ static int l_edit(lua_State *L) { return ir_run(L, &IR_EDIT_OPS, build_edit); }
 static int l_start_generate(lua_State *L) { return ir_start(L, &IR_GENERATE_OPS, build_generate); }
 static int l_start_edit(lua_State *L) { return ir_start(L, &IR_EDIT_OPS, build_edit); }
 
-void ir_api_open(lua_State *L)
-{
-    static const luaL_Reg fns[] = {
-        {"generate", l_generate},
-        {"edit", l_edit},
-        {"start_generate", l_start_generate},
-        {"start_edit", l_start_edit},
-        {NULL, NULL}
-    };
-    luaL_setfuncs(L, fns, 0);
-}
+/* core.c registers these into the module table */
+const luaL_Reg ir_api_fns[] = {
+    {"generate", l_generate},
+    {"edit", l_edit},
+    {"start_generate", l_start_generate},
+    {"start_edit", l_start_edit},
+    {NULL, NULL}
+};

@@ -251,12 +251,9 @@ static int l_api(lua_State *L) { return ir_run(L, &API_OPS, build_api); }
 /* core.start_api(route, req [, opts]) -> Transfer | nil, err */
 static int l_start_api(lua_State *L) { return ir_start(L, &API_OPS, build_api); }
 
-void ir_request_open(lua_State *L)
-{
-    static const luaL_Reg fns[] = {
-        {"api", l_api},
-        {"start_api", l_start_api},
-        {NULL, NULL}
-    };
-    luaL_setfuncs(L, fns, 0);
-}
+/* core.c registers these into the module table */
+const luaL_Reg ir_request_fns[] = {
+    {"api", l_api},
+    {"start_api", l_start_api},
+    {NULL, NULL}
+};

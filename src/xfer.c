@@ -1519,9 +1519,5 @@ void ir_xfer_open(lua_State *L)
         {NULL, NULL}
     };
     if (curl_global_init(CURL_GLOBAL_DEFAULT) != CURLE_OK) luaL_error(L, "curl_global_init failed");
-    luaL_newmetatable(L, IR_XFER_MT);
-    luaL_setfuncs(L, meta, 0);
-    luaL_newlib(L, methods);
-    lua_setfield(L, -2, "__index");
-    lua_pop(L, 1);
+    ir_new_type(L, IR_XFER_MT, meta, methods, "__index");
 }
