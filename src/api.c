@@ -101,18 +101,40 @@ int ir_decode_body(lua_State *L, int xi, ir_xfer *x)
     return 1;
 }
 
+/* req[field] as a string, pushed (*n its length); NULL with a validation error (field, msg) pushed in
+ * its place when it is not a string. */
+const char *ir_req_string(lua_State *L, int req, const char *field, const char *msg, size_t *n)
+{
+    if (lua_getfield(L, req, field) != LUA_TSTRING) {
+        lua_pop(L, 1);
+        ir_push_validation(L, field, "%s", msg);
+        return NULL;
+    }
+    return lua_tolstring(L, -1, n);
+}
+
+/* req[field] as a path that can follow base_url (ir_path_problem), pushed; NULL with a validation
+ * error pushed in its place (msg when it is not a string; "req.<field> <why>" otherwise). */
+const char *ir_req_path(lua_State *L, int req, const char *field, const char *msg, size_t *n)
+{
+    const char *p = ir_req_string(L, req, field, msg, n), *why;
+    if (!p) return NULL;
+    why = ir_path_problem(p, *n);
+    if (!why) return p;
+    lua_pop(L, 1);
+    lua_pushfstring(L, "req.%s %s", field, why);
+    ir_push_validation(L, field, "%s", lua_tostring(L, -1));
+    lua_remove(L, -2);
+    return NULL;
+}
+
 /* The request body given as JSON text by the Lua layer (req.body at index req): POSTed as it is.
  * 0 with a validation error pushed when it is not a string. */
 int ir_set_body_text(lua_State *L, ir_xfer *x, int req)
 {
-    const char *s;
     size_t n;
-    if (lua_getfield(L, req, "body") != LUA_TSTRING) {
-        lua_pop(L, 1);
-        ir_push_validation(L, "body", "req.body must be the request's JSON text (a string)%s", "");
-        return 0;
-    }
-    s = lua_tolstring(L, -1, &n);
+    const char *s = ir_req_string(L, req, "body", "req.body must be the request's JSON text (a string)", &n);
+    if (!s) return 0;
     if (ir_buf_add(&x->body, s, n)) {
         lua_pop(L, 1);
         ir_push_validation(L, "body", "out of memory%s", "");
@@ -319,20 +341,9 @@ const char *ir_path_problem(const char *p, size_t n)
 int ir_setup_shaped(lua_State *L, ir_xfer *x, int xi, int route, int req, int opts, const char *endpoint, int json)
 {
     if (!endpoint) {
-        const char *why;
         size_t n;
-        if (lua_getfield(L, req, "endpoint") != LUA_TSTRING) {
-            lua_pop(L, 1);
-            ir_push_validation(L, "endpoint", "req.endpoint must be a path such as \"/images/generations\"%s", "");
-            return 0;
-        }
-        endpoint = lua_tolstring(L, -1, &n);
-        why = ir_path_problem(endpoint, n);
-        if (why) {
-            ir_push_validation(L, "endpoint", "req.endpoint %s", why);
-            lua_remove(L, -2);
-            return 0;
-        }
+        endpoint = ir_req_path(L, req, "endpoint", "req.endpoint must be a path such as \"/images/generations\"", &n);
+        if (!endpoint) return 0;
         x->endpoint_own = (char *)malloc(n + 1);
         if (!x->endpoint_own) {
             lua_pop(L, 1);

@@ -136,6 +136,20 @@ static int opt_string(lua_State *L, int cfg, int out, const char *k, const char 
     return 1;
 }
 
+/* Copies a string field that must be def (its default) or other; -1 if of the wrong type, 0 if it
+ * is neither, 1 when it is one of them. */
+static int opt_choice(lua_State *L, int cfg, int out, const char *k, const char *def, const char *other)
+{
+    const char *v;
+    int ok;
+    if (opt_string(L, cfg, out, k, def) < 0) return -1;
+    lua_getfield(L, out, k);
+    v = lua_tostring(L, -1);
+    ok = strcmp(v, def) == 0 || strcmp(v, other) == 0;
+    lua_pop(L, 1);
+    return ok;
+}
+
 static int opt_number(lua_State *L, int cfg, int out, const char *k, double def, double lo, double *v)
 {
     int t = lua_getfield(L, cfg, k), isnum;
@@ -327,7 +341,7 @@ static void keyfns(lua_State *L)
 
 static int l_route(lua_State *L)
 {
-    int cfg = 1, out, top;
+    int cfg = 1, out, top, choice;
     const char *s;
     double d;
     luaL_checktype(L, 1, LUA_TTABLE);
@@ -450,13 +464,11 @@ static int l_route(lua_State *L)
     if (opt_number(L, cfg, out, "timeout", 600, 0.001, NULL)) FAIL("timeout", "route field 'timeout' must be a positive number of seconds");
     if (opt_number(L, cfg, out, "connect_timeout", 5, 0.001, NULL))
         FAIL("connect_timeout", "route field 'connect_timeout' must be a positive number of seconds");
-    if (opt_string(L, cfg, out, "retry_policy", "sdk") < 0)
+    if ((choice = opt_choice(L, cfg, out, "retry_policy", "sdk", "safe")) < 0)
         FAIL("retry_policy", "route field 'retry_policy' must be \"sdk\" or \"safe\"");
-    lua_getfield(L, out, "retry_policy");
-    if (strcmp(lua_tostring(L, -1), "sdk") != 0 && strcmp(lua_tostring(L, -1), "safe") != 0)
+    if (choice == 0)
         FAIL("retry_policy", "route field 'retry_policy' must be \"sdk\" (retry as the official SDKs do) or \"safe\" "
              "(retry only what provably was not billed)");
-    lua_pop(L, 1);
     if (opt_number(L, cfg, out, "max_retries", 2, 0, &d) || d != (double)(long)d || d > 100)
         FAIL("max_retries", "route field 'max_retries' must be an integer from 0 to 100");
     if (opt_number(L, cfg, out, "retry_initial_delay", 0.5, 0, NULL))
@@ -583,13 +595,11 @@ static int l_route(lua_State *L)
     if (!lua_isnil(L, -1) && !lua_istable(L, -1) && lua_type(L, -1) != LUA_TSTRING)
         FAIL("state", "route field 'state' must be a store (imageroute.state.memory() / .redis{...}) or its URL");
     lua_setfield(L, out, "state");
-    if (opt_string(L, cfg, out, "on_state_error", "refuse") < 0)
+    if ((choice = opt_choice(L, cfg, out, "on_state_error", "refuse", "local")) < 0)
         FAIL("on_state_error", "route field 'on_state_error' must be \"refuse\" or \"local\"");
-    lua_getfield(L, out, "on_state_error");
-    if (strcmp(lua_tostring(L, -1), "refuse") != 0 && strcmp(lua_tostring(L, -1), "local") != 0)
+    if (choice == 0)
         FAIL("on_state_error", "route field 'on_state_error' must be \"refuse\" (a store that cannot be reached "
              "refuses the call) or \"local\" (this process's memory store stands in)");
-    lua_pop(L, 1);
 
     {
         ir_route_block *rb = (ir_route_block *)lua_newuserdatauv(L, sizeof *rb, 1);
