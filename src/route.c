@@ -652,6 +652,18 @@ int ir_route_get(lua_State *L, int idx, const char *k)
     return lua_type(L, -1);
 }
 
+/* Pushes a shallow copy of the table at src. */
+static void push_copy(lua_State *L, int src)
+{
+    lua_newtable(L);
+    lua_pushnil(L);
+    while (lua_next(L, src)) {
+        lua_pushvalue(L, -2);
+        lua_insert(L, -2);
+        lua_settable(L, -4);
+    }
+}
+
 static int route_index(lua_State *L)
 {
     ir_check_route(L, 1);
@@ -663,16 +675,7 @@ static int route_index(lua_State *L)
     lua_getiuservalue(L, 1, 1);
     lua_pushvalue(L, 2);
     lua_gettable(L, -2);
-    if (lua_istable(L, -1)) { /* hand out copies: a route cannot be changed after creation */
-        int src = lua_gettop(L);
-        lua_newtable(L);
-        lua_pushnil(L);
-        while (lua_next(L, src)) {
-            lua_pushvalue(L, -2);
-            lua_insert(L, -2);
-            lua_settable(L, -4);
-        }
-    }
+    if (lua_istable(L, -1)) push_copy(L, lua_gettop(L)); /* hand out copies: a route cannot be changed */
     return 1;
 }
 
@@ -712,15 +715,8 @@ static int route_config(lua_State *L)
             continue;
         }
         if (lua_istable(L, -1)) { /* a copy, so the route's lists (download_hosts...) cannot be changed */
-            int src = lua_gettop(L);
-            lua_newtable(L);
-            lua_pushnil(L);
-            while (lua_next(L, src)) {
-                lua_pushvalue(L, -2);
-                lua_insert(L, -2);
-                lua_settable(L, -4);
-            }
-            lua_remove(L, src);
+            push_copy(L, lua_gettop(L));
+            lua_remove(L, -2);
         }
         lua_pushvalue(L, -2);
         lua_insert(L, -2);
