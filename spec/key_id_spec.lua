@@ -94,6 +94,26 @@ describe("key_id on results, errors and the call log", function()
     end)
   end
 
+  it("every kind of call: respond, a streamed generate, a generic API request (api_key function)", function()
+    local path = new_log()
+    local want = sha256_hex(FN_KEY):sub(1, 8)
+    local keyfn = function() return FN_KEY end
+    local assistant = route(s, {log = path, api_key = keyfn, shape = "responses", model = "gpt-5"})
+    local res = assert(imageroute.respond(assistant, {input = "a fox", tool = false}))
+    assert.equal(want, res.key_id)
+    local images = route(s, {log = path, api_key = keyfn})
+    res = assert(imageroute.generate(images, {prompt = "a fox", stream = true, partial_images = 1}))
+    assert.equal(want, res.key_id)
+    res = assert(imageroute.api(images, {path = "/models/gpt-image-1"}))
+    assert.equal(want, res.key_id)
+    local list = fx.log_records(path)
+    assert.is_true(#list >= 2)
+    for _, rec in ipairs(list) do
+      if rec.event ~= "save" then assert.equal(want, rec.key_id) end
+    end
+    assert.falsy(read(path):find(FN_KEY, 1, true), "the key is in the log")
+  end)
+
   it("a call that sent no key carries no key_id", function()
     local path = new_log()
     local r = route(s, {log = path, api_key_env = "IMAGEROUTE_KEY_ID_SPEC_UNSET"})
