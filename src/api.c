@@ -103,7 +103,7 @@ int ir_decode_body(lua_State *L, int xi, ir_xfer *x)
 
 /* req[field] as a string, pushed (*n its length); NULL with a validation error (field, msg) pushed in
  * its place when it is not a string. */
-const char *ir_req_string(lua_State *L, int req, const char *field, const char *msg, size_t *n)
+static const char *req_string(lua_State *L, int req, const char *field, const char *msg, size_t *n)
 {
     if (lua_getfield(L, req, field) != LUA_TSTRING) {
         lua_pop(L, 1);
@@ -117,7 +117,7 @@ const char *ir_req_string(lua_State *L, int req, const char *field, const char *
  * error pushed in its place (msg when it is not a string; "req.<field> <why>" otherwise). */
 const char *ir_req_path(lua_State *L, int req, const char *field, const char *msg, size_t *n)
 {
-    const char *p = ir_req_string(L, req, field, msg, n), *why;
+    const char *p = req_string(L, req, field, msg, n), *why;
     if (!p) return NULL;
     why = ir_path_problem(p, *n);
     if (!why) return p;
@@ -133,7 +133,7 @@ const char *ir_req_path(lua_State *L, int req, const char *field, const char *ms
 int ir_set_body_text(lua_State *L, ir_xfer *x, int req)
 {
     size_t n;
-    const char *s = ir_req_string(L, req, "body", "req.body must be the request's JSON text (a string)", &n);
+    const char *s = req_string(L, req, "body", "req.body must be the request's JSON text (a string)", &n);
     if (!s) return 0;
     if (ir_buf_add(&x->body, s, n)) {
         lua_pop(L, 1);

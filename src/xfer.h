@@ -185,8 +185,7 @@ extern const luaL_Reg ir_sse_fns[];
 
 /* api.c: the transport of the request shapes (each pushes an error and returns 0 on failure) */
 void ir_push_validation(lua_State *L, const char *field, const char *fmt, const char *arg);
-/* req[field] as a string / as a path under base_url, pushed; NULL with a validation error pushed */
-const char *ir_req_string(lua_State *L, int req, const char *field, const char *msg, size_t *n);
+/* req[field] as a path under base_url, pushed; NULL with a validation error pushed */
 const char *ir_req_path(lua_State *L, int req, const char *field, const char *msg, size_t *n);
 /* POSTs req.body (JSON text made by the Lua layer) as it is. */
 int  ir_set_body_text(lua_State *L, ir_xfer *x, int req);
