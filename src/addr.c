@@ -160,8 +160,9 @@ static int l_address_class(lua_State *L)
     return 2;
 }
 
-void ir_addr_open(lua_State *L)
-{
-    lua_pushcfunction(L, l_address_class);
-    lua_setfield(L, -2, "address_class");
-}
+/* core.c registers these into the module table: core.address_class, the classifier of the download
+ * policy */
+const luaL_Reg ir_addr_fns[] = {
+    {"address_class", l_address_class},
+    {NULL, NULL}
+};

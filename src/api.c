@@ -54,6 +54,22 @@ void ir_fail_decode(lua_State *L, int xi, ir_xfer *x, const char *what)
     ir_xfer_fail(L, xi, x);
 }
 
+/* 1 when the reply was read whole as JSON; else 0 after failing the transfer (not JSON, or memory
+ * ran out reading it). */
+static int json_reply_read(lua_State *L, int xi, ir_xfer *x)
+{
+    if (x->mode != M_JSON) {
+        ir_fail_decode(L, xi, x, "the response is not JSON");
+        return 0;
+    }
+    if (x->ex.oom) {
+        ir_push_error(L, "decode", "out of memory reading the response");
+        ir_xfer_fail(L, xi, x);
+        return 0;
+    }
+    return 1;
+}
+
 /* Decodes the (image-free) JSON body into uv.json. Returns 0 after failing the transfer. */
 int ir_decode_body(lua_State *L, int xi, ir_xfer *x)
 {
@@ -71,15 +87,7 @@ int ir_decode_body(lua_State *L, int xi, ir_xfer *x)
         x->req_status = x->status;
         return 1;
     }
-    if (x->mode != M_JSON) {
-        ir_fail_decode(L, xi, x, "the response is not JSON");
-        return 0;
-    }
-    if (x->ex.oom) {
-        ir_push_error(L, "decode", "out of memory reading the response");
-        ir_xfer_fail(L, xi, x);
-        return 0;
-    }
+    if (!json_reply_read(L, xi, x)) return 0;
     if (!ir_json_decode(L, x->resp.p ? x->resp.p : "", x->resp.n) || !lua_istable(L, -1)) {
         lua_pop(L, 1);
         ir_fail_decode(L, xi, x, "the response is not valid JSON");
@@ -93,18 +101,40 @@ int ir_decode_body(lua_State *L, int xi, ir_xfer *x)
     return 1;
 }
 
+/* req[field] as a string, pushed (*n its length); NULL with a validation error (field, msg) pushed in
+ * its place when it is not a string. */
+static const char *req_string(lua_State *L, int req, const char *field, const char *msg, size_t *n)
+{
+    if (lua_getfield(L, req, field) != LUA_TSTRING) {
+        lua_pop(L, 1);
+        ir_push_validation(L, field, "%s", msg);
+        return NULL;
+    }
+    return lua_tolstring(L, -1, n);
+}
+
+/* req[field] as a path that can follow base_url (ir_path_problem), pushed; NULL with a validation
+ * error pushed in its place (msg when it is not a string; "req.<field> <why>" otherwise). */
+const char *ir_req_path(lua_State *L, int req, const char *field, const char *msg, size_t *n)
+{
+    const char *p = req_string(L, req, field, msg, n), *why;
+    if (!p) return NULL;
+    why = ir_path_problem(p, *n);
+    if (!why) return p;
+    lua_pop(L, 1);
+    lua_pushfstring(L, "req.%s %s", field, why);
+    ir_push_validation(L, field, "%s", lua_tostring(L, -1));
+    lua_remove(L, -2);
+    return NULL;
+}
+
 /* The request body given as JSON text by the Lua layer (req.body at index req): POSTed as it is.
  * 0 with a validation error pushed when it is not a string. */
 int ir_set_body_text(lua_State *L, ir_xfer *x, int req)
 {
-    const char *s;
     size_t n;
-    if (lua_getfield(L, req, "body") != LUA_TSTRING) {
-        lua_pop(L, 1);
-        ir_push_validation(L, "body", "req.body must be the request's JSON text (a string)%s", "");
-        return 0;
-    }
-    s = lua_tolstring(L, -1, &n);
+    const char *s = req_string(L, req, "body", "req.body must be the request's JSON text (a string)", &n);
+    if (!s) return 0;
     if (ir_buf_add(&x->body, s, n)) {
         lua_pop(L, 1);
         ir_push_validation(L, "body", "out of memory%s", "");
@@ -143,15 +173,7 @@ static void push_extracted(lua_State *L, ir_extract *ex, unsigned long k)
 int ir_push_reply(lua_State *L, int xi, ir_xfer *x)
 {
     unsigned long k;
-    if (x->mode != M_JSON) {
-        ir_fail_decode(L, xi, x, "the response is not JSON");
-        return 0;
-    }
-    if (x->ex.oom) {
-        ir_push_error(L, "decode", "out of memory reading the response");
-        ir_xfer_fail(L, xi, x);
-        return 0;
-    }
+    if (!json_reply_read(L, xi, x)) return 0;
     x->req_status = x->status;
     lua_createtable(L, 0, 4);
     lua_pushlstring(L, x->resp.p ? x->resp.p : "", x->resp.n);
@@ -319,20 +341,9 @@ const char *ir_path_problem(const char *p, size_t n)
 int ir_setup_shaped(lua_State *L, ir_xfer *x, int xi, int route, int req, int opts, const char *endpoint, int json)
 {
     if (!endpoint) {
-        const char *why;
         size_t n;
-        if (lua_getfield(L, req, "endpoint") != LUA_TSTRING) {
-            lua_pop(L, 1);
-            ir_push_validation(L, "endpoint", "req.endpoint must be a path such as \"/images/generations\"%s", "");
-            return 0;
-        }
-        endpoint = lua_tolstring(L, -1, &n);
-        why = ir_path_problem(endpoint, n);
-        if (why) {
-            ir_push_validation(L, "endpoint", "req.endpoint %s", why);
-            lua_remove(L, -2);
-            return 0;
-        }
+        endpoint = ir_req_path(L, req, "endpoint", "req.endpoint must be a path such as \"/images/generations\"", &n);
+        if (!endpoint) return 0;
         x->endpoint_own = (char *)malloc(n + 1);
         if (!x->endpoint_own) {
             lua_pop(L, 1);
@@ -477,9 +488,7 @@ int ir_start(lua_State *L, const ir_ops *ops, ir_builder build)
         lua_setfield(L, -2, "attempts");
         ir_xfer_release(x);
         x->state = X_DONE;
-        lua_pushnil(L);
-        lua_insert(L, -2);
-        return 2;
+        return ir_nil_err(L);
     }
     lua_settop(L, xi);
     ir_xfer_submit(L, xi, x);
@@ -504,14 +513,11 @@ static int l_edit(lua_State *L) { return ir_run(L, &IR_EDIT_OPS, build_edit); }
 static int l_start_generate(lua_State *L) { return ir_start(L, &IR_GENERATE_OPS, build_generate); }
 static int l_start_edit(lua_State *L) { return ir_start(L, &IR_EDIT_OPS, build_edit); }
 
-void ir_api_open(lua_State *L)
-{
-    static const luaL_Reg fns[] = {
-        {"generate", l_generate},
-        {"edit", l_edit},
-        {"start_generate", l_start_generate},
-        {"start_edit", l_start_edit},
-        {NULL, NULL}
-    };
-    luaL_setfuncs(L, fns, 0);
-}
+/* core.c registers these into the module table */
+const luaL_Reg ir_api_fns[] = {
+    {"generate", l_generate},
+    {"edit", l_edit},
+    {"start_generate", l_start_generate},
+    {"start_edit", l_start_edit},
+    {NULL, NULL}
+};

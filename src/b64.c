@@ -151,12 +151,9 @@ static int l_b64decode(lua_State *L)
     return 1;
 }
 
-void ir_b64_open(lua_State *L)
-{
-    static const luaL_Reg fns[] = {
-        {"b64encode", l_b64encode},
-        {"b64decode", l_b64decode},
-        {NULL, NULL}
-    };
-    luaL_setfuncs(L, fns, 0);
-}
+/* core.c registers these into the module table */
+const luaL_Reg ir_b64_fns[] = {
+    {"b64encode", l_b64encode},
+    {"b64decode", l_b64decode},
+    {NULL, NULL}
+};

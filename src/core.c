@@ -1,5 +1,6 @@
 /*
- * core.c - luaopen_imageroute_core: builds the module table from each file's opener.
+ * core.c - luaopen_imageroute_core: builds the module table from each file's list of functions
+ * (ir_*_fns) and the setups of the types (ir_*_open).
  *
  *   b64.c    base64 through libb64          sniff.c   image type and size from magic bytes
  *   json.c   the private lua-cjson instance  error.c   structured error values
@@ -20,21 +21,18 @@ IR_EXPORT int luaopen_imageroute_core(lua_State *L);
 
 IR_EXPORT int luaopen_imageroute_core(lua_State *L)
 {
+    static const luaL_Reg *const fns[] = {
+        ir_b64_fns, ir_sniff_fns, ir_json_fns, ir_error_fns, ir_image_fns, ir_route_fns, ir_addr_fns,
+        ir_loop_fns, ir_api_fns, ir_request_fns, ir_input_fns, ir_respond_fns, ir_util_fns, ir_sse_fns,
+    };
+    size_t i;
     lua_newtable(L);
-    ir_b64_open(L);
-    ir_sniff_open(L);
-    ir_json_open(L);
-    ir_error_open(L);
+    for (i = 0; i < sizeof fns / sizeof fns[0]; i++) luaL_setfuncs(L, fns[i], 0);
+    ir_json_open(L);  /* the private cjson instance */
+    ir_error_open(L); /* the types: Error, Image, Route, Transfer (libcurl's global init with it) */
     ir_image_open(L);
     ir_route_open(L);
     ir_xfer_open(L);
-    ir_loop_open(L);
-    ir_api_open(L);
-    ir_request_open(L);
-    ir_input_open(L);
-    ir_respond_open(L);
-    ir_util_open(L);
-    ir_sse_open(L);
     lua_pushliteral(L, IR_VERSION);
     lua_setfield(L, -2, "_VERSION");
     lua_pushstring(L, curl_version_info(CURLVERSION_NOW)->version);

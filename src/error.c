@@ -341,19 +341,20 @@ void ir_redact(lua_State *L, int idx, const char *key, size_t kn)
 }
 
 
+/* core.c registers these into the module table */
+const luaL_Reg ir_error_fns[] = {
+    {"error", l_error},
+    {NULL, NULL}
+};
+
 void ir_error_open(lua_State *L)
 {
-    static const luaL_Reg fns[] = {
-        {"error", l_error},
-        {NULL, NULL}
-    };
     luaL_newmetatable(L, IR_ERROR_MT);
     lua_pushcfunction(L, error_tostring);
     lua_setfield(L, -2, "__tostring");
     lua_pushliteral(L, "imageroute.Error");
     lua_setfield(L, -2, "__name");
     lua_pop(L, 1);
-    luaL_setfuncs(L, fns, 0);
     luaL_getmetatable(L, IR_ERROR_MT);
     lua_setfield(L, -2, "Error");
 }

@@ -79,22 +79,13 @@ ir_image *ir_image_push_file(lua_State *L, const char *path, size_t n, const uns
  * when the file cannot be read whole. */
 static int push_file_bytes(lua_State *L, ir_image *im)
 {
-    luaL_Buffer b;
     FILE *f = im->file ? fopen(im->file, "rb") : NULL;
-    size_t got = 0, r;
+    size_t got;
     if (!f) {
         lua_pushfstring(L, "cannot read %s: %s", im->file ? im->file : "?", strerror(errno));
         return 0;
     }
-    luaL_buffinit(L, &b);
-    do {
-        char *dst = luaL_prepbuffer(&b);
-        r = fread(dst, 1, LUAL_BUFFERSIZE, f);
-        luaL_addsize(&b, r);
-        got += r;
-    } while (r == LUAL_BUFFERSIZE);
-    fclose(f);
-    luaL_pushresult(&b);
+    got = ir_push_file(L, f);
     if (got != im->n) {
         lua_pop(L, 1);
         lua_pushfstring(L, "%s changed since it was written (%I bytes, expected %I)", im->file, (lua_Integer)got,
@@ -353,6 +344,12 @@ static int l_image(lua_State *L)
     return 1;
 }
 
+/* core.c registers these into the module table */
+const luaL_Reg ir_image_fns[] = {
+    {"image", l_image},
+    {NULL, NULL}
+};
+
 void ir_image_open(lua_State *L)
 {
     static const luaL_Reg meta[] = {
@@ -369,14 +366,5 @@ void ir_image_open(lua_State *L)
         {"release", image_release},
         {NULL, NULL}
     };
-    static const luaL_Reg fns[] = {
-        {"image", l_image},
-        {NULL, NULL}
-    };
-    luaL_newmetatable(L, IR_IMAGE_MT);
-    luaL_setfuncs(L, meta, 0);
-    luaL_newlib(L, methods);
-    lua_setfield(L, -2, "methods");
-    lua_pop(L, 1);
-    luaL_setfuncs(L, fns, 0);
+    ir_new_type(L, IR_IMAGE_MT, meta, methods, "methods");
 }

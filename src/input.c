@@ -9,22 +9,13 @@
 
 static int read_file(lua_State *L, const char *path, const char *field)
 {
-    luaL_Buffer b;
     FILE *f = fopen(path, "rb");
-    size_t got;
     if (!f) {
         ir_push_error(L, "validation", "cannot read %s file %s: %s", field, path, strerror(errno));
         ir_setfield_str(L, "field", field);
         return 0;
     }
-    luaL_buffinit(L, &b);
-    do {
-        char *p = luaL_prepbuffer(&b);
-        got = fread(p, 1, LUAL_BUFFERSIZE, f);
-        luaL_addsize(&b, got);
-    } while (got == LUAL_BUFFERSIZE);
-    fclose(f);
-    luaL_pushresult(&b);
+    ir_push_file(L, f);
     return 1;
 }
 
@@ -130,9 +121,7 @@ static int l_data_url(lua_State *L)
     luaL_checkany(L, 1);
     lua_settop(L, 2);
     if (ir_push_data_url(L, 1, field)) return 1;
-    lua_pushnil(L);
-    lua_insert(L, -2);
-    return 2;
+    return ir_nil_err(L);
 }
 
 /* core.image_from_data_url(url [, field]) -> Image | nil, err: a data: URL holding a base64 PNG,
@@ -143,17 +132,12 @@ static int l_image_from_data_url(lua_State *L)
     const char *url = luaL_checklstring(L, 1, &n);
     const char *field = luaL_optstring(L, 2, "image");
     if (ir_image_from_data_url(L, url, n, field)) return 1;
-    lua_pushnil(L);
-    lua_insert(L, -2);
-    return 2;
+    return ir_nil_err(L);
 }
 
-void ir_input_open(lua_State *L)
-{
-    static const luaL_Reg fns[] = {
-        {"data_url", l_data_url},
-        {"image_from_data_url", l_image_from_data_url},
-        {NULL, NULL}
-    };
-    luaL_setfuncs(L, fns, 0);
-}
+/* core.c registers these into the module table */
+const luaL_Reg ir_input_fns[] = {
+    {"data_url", l_data_url},
+    {"image_from_data_url", l_image_from_data_url},
+    {NULL, NULL}
+};

@@ -1,13 +1,14 @@
 /*
  * ir.h - shared declarations of the imageroute.core C module.
  *
- * One concern per file, each with its own ir_*_open(L) that registers its functions
- * into the module table on the top of the stack (see core.c).
+ * One concern per file, each with its list of Lua functions (ir_*_fns, registered into the module
+ * table by core.c) and, for a userdata type or a setup, its ir_*_open(L) (see core.c).
  */
 #ifndef IMAGEROUTE_IR_H
 #define IMAGEROUTE_IR_H
 
 #include <stddef.h>
+#include <stdio.h>
 #include <lua.h>
 #include <lauxlib.h>
 #include <curl/curl.h>
@@ -245,17 +246,20 @@ const char *ir_addr_class(const struct sockaddr *sa);
 /* Parses an IP literal as the resolver would (inet_aton forms, inet_pton for IPv6, [brackets],
  * a %zone dropped) into *out. 1 on success, 0 when text is not an address. */
 int  ir_addr_parse(const char *text, struct sockaddr_storage *out);
-void ir_addr_open(lua_State *L);
+extern const luaL_Reg ir_addr_fns[];
 
-/* ---- module openers ---- */
-void ir_b64_open(lua_State *L);
-void ir_sniff_open(lua_State *L);
+/* ---- module openers: the Lua functions of each file, and the setups (types, the cjson instance) ---- */
+extern const luaL_Reg ir_b64_fns[], ir_sniff_fns[], ir_json_fns[], ir_error_fns[], ir_image_fns[],
+    ir_route_fns[], ir_util_fns[];
 void ir_json_open(lua_State *L);
 void ir_error_open(lua_State *L);
 void ir_image_open(lua_State *L);
 void ir_route_open(lua_State *L);
 void ir_xfer_open(lua_State *L);
-void ir_util_open(lua_State *L);
+/* util.c: return nil, <the value on top>; a userdata type's metatable with its methods in field */
+int  ir_nil_err(lua_State *L);
+size_t ir_push_file(lua_State *L, FILE *f); /* reads f to its end into a pushed string, closes f */
+void ir_new_type(lua_State *L, const char *mt, const luaL_Reg *meta, const luaL_Reg *methods, const char *field);
 void ir_sha256_hex(const void *p, size_t n, char out[65]);
 /* incremental SHA-256: begin (NULL on failure), add, end (writes the hex and frees) */
 void *ir_sha256_begin(void);

@@ -71,9 +71,7 @@ static int l_encode(lua_State *L)
 {
     luaL_checkany(L, 1);
     if (ir_json_encode(L, 1)) return 1;
-    lua_pushnil(L);
-    lua_insert(L, -2);
-    return 2;
+    return ir_nil_err(L);
 }
 
 static int l_decode(lua_State *L)
@@ -81,18 +79,18 @@ static int l_decode(lua_State *L)
     size_t n;
     const char *s = luaL_checklstring(L, 1, &n);
     if (ir_json_decode(L, s, n)) return 1;
-    lua_pushnil(L);
-    lua_insert(L, -2);
-    return 2;
+    return ir_nil_err(L);
 }
+
+/* core.c registers these into the module table */
+const luaL_Reg ir_json_fns[] = {
+    {"json_encode", l_encode},
+    {"json_decode", l_decode},
+    {NULL, NULL}
+};
 
 void ir_json_open(lua_State *L)
 {
-    static const luaL_Reg fns[] = {
-        {"json_encode", l_encode},
-        {"json_decode", l_decode},
-        {NULL, NULL}
-    };
     lua_getglobal(L, "require");
     lua_pushliteral(L, "cjson");
     lua_call(L, 1, 1);
@@ -103,5 +101,4 @@ void ir_json_open(lua_State *L)
     lua_call(L, 1, 0);
     lua_setfield(L, LUA_REGISTRYINDEX, IR_CJSON_KEY);
     lua_pop(L, 1);
-    luaL_setfuncs(L, fns, 0);
 }

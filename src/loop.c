@@ -499,20 +499,17 @@ static int l_timer_action(lua_State *L)
     return 1;
 }
 
-void ir_loop_open(lua_State *L)
-{
-    static const luaL_Reg fns[] = {
-        {"step", l_step},
-        {"pending", l_pending},
-        {"fds", l_fds},
-        {"watch", l_watch},
-        {"wake_at", l_wake_at},
-        {"now", l_now},
-        {"events", l_events},
-        {"close_removed", l_close_removed},
-        {"socket_action", l_socket_action},
-        {"timer_action", l_timer_action},
-        {NULL, NULL}
-    };
-    luaL_setfuncs(L, fns, 0);
-}
+/* core.c registers these into the module table */
+const luaL_Reg ir_loop_fns[] = {
+    {"step", l_step},
+    {"pending", l_pending},
+    {"fds", l_fds},
+    {"watch", l_watch},
+    {"wake_at", l_wake_at},
+    {"now", l_now},
+    {"events", l_events},
+    {"close_removed", l_close_removed},
+    {"socket_action", l_socket_action},
+    {"timer_action", l_timer_action},
+    {NULL, NULL}
+};

@@ -114,7 +114,7 @@ static int push_query(lua_State *L, int q, CURL *easy)
 static int build_api(lua_State *L, ir_xfer *x, int xi, int route, int req, int opts)
 {
     static const char *const METHODS[] = {"GET", "POST", "DELETE", NULL};
-    const char *method, *path, *why, *body = NULL;
+    const char *method, *path, *body = NULL;
     size_t pn, bn = 0;
     int m, q = 0, top = lua_gettop(L);
     CURL *esc;
@@ -127,16 +127,8 @@ static int build_api(lua_State *L, ir_xfer *x, int xi, int route, int req, int o
         ir_push_validation(L, "method", "req.method must be \"GET\", \"POST\" or \"DELETE\"%s", "");
         return 0;
     }
-    if (lua_getfield(L, req, "path") != LUA_TSTRING) {
-        ir_push_validation(L, "path", "req.path must be a string such as \"/models/gpt-image-2\"%s", "");
-        return 0;
-    }
-    path = lua_tolstring(L, -1, &pn);
-    why = ir_path_problem(path, pn);
-    if (why) {
-        ir_push_validation(L, "path", "req.path %s", why);
-        return 0;
-    }
+    path = ir_req_path(L, req, "path", "req.path must be a string such as \"/models/gpt-image-2\"", &pn);
+    if (!path) return 0;
     switch (lua_getfield(L, req, "body")) {
     case LUA_TNIL:
         break;
@@ -251,12 +243,9 @@ static int l_api(lua_State *L) { return ir_run(L, &API_OPS, build_api); }
 /* core.start_api(route, req [, opts]) -> Transfer | nil, err */
 static int l_start_api(lua_State *L) { return ir_start(L, &API_OPS, build_api); }
 
-void ir_request_open(lua_State *L)
-{
-    static const luaL_Reg fns[] = {
-        {"api", l_api},
-        {"start_api", l_start_api},
-        {NULL, NULL}
-    };
-    luaL_setfuncs(L, fns, 0);
-}
+/* core.c registers these into the module table */
+const luaL_Reg ir_request_fns[] = {
+    {"api", l_api},
+    {"start_api", l_start_api},
+    {NULL, NULL}
+};

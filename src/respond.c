@@ -33,12 +33,9 @@ static int l_respond(lua_State *L) { return ir_run(L, &IR_RESPOND_OPS, build_res
 /* core.start_respond(route, req [, opts]) -> Transfer | nil, err */
 static int l_start_respond(lua_State *L) { return ir_start(L, &IR_RESPOND_OPS, build_respond); }
 
-void ir_respond_open(lua_State *L)
-{
-    static const luaL_Reg fns[] = {
-        {"respond", l_respond},
-        {"start_respond", l_start_respond},
-        {NULL, NULL}
-    };
-    luaL_setfuncs(L, fns, 0);
-}
+/* core.c registers these into the module table */
+const luaL_Reg ir_respond_fns[] = {
+    {"respond", l_respond},
+    {"start_respond", l_start_respond},
+    {NULL, NULL}
+};

@@ -136,6 +136,20 @@ static int opt_string(lua_State *L, int cfg, int out, const char *k, const char 
     return 1;
 }
 
+/* Copies a string field that must be def (its default) or other; -1 if of the wrong type, 0 if it
+ * is neither, 1 when it is one of them. */
+static int opt_choice(lua_State *L, int cfg, int out, const char *k, const char *def, const char *other)
+{
+    const char *v;
+    int ok;
+    if (opt_string(L, cfg, out, k, def) < 0) return -1;
+    lua_getfield(L, out, k);
+    v = lua_tostring(L, -1);
+    ok = strcmp(v, def) == 0 || strcmp(v, other) == 0;
+    lua_pop(L, 1);
+    return ok;
+}
+
 static int opt_number(lua_State *L, int cfg, int out, const char *k, double def, double lo, double *v)
 {
     int t = lua_getfield(L, cfg, k), isnum;
@@ -224,85 +238,84 @@ static int valid_host(const char *s)
     return strspn(s, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789.-_") == n && s[0] != '.';
 }
 
-/* download_hosts: a list of host names or "*.suffix" patterns, stored lowercased without a
- * trailing dot. Returns NULL or a message (the value is not echoed). */
-static const char *check_download_hosts(lua_State *L, int cfg, int out)
+/* A route field holding a list of strings (field of cfg), checked entry by entry and stored in out:
+ * entry reads the string on top of the stack and replaces it with the value to store, or returns a
+ * message. not_map: when given, keys other than 1..n are refused with it (a map is most likely a
+ * mistake). NULL or a message (the value is not echoed). */
+static const char *check_string_list(lua_State *L, int cfg, int out, const char *field, const char *not_list,
+                                     const char *not_strings, const char *(*entry)(lua_State *L), const char *not_map)
 {
     lua_Integer i, n;
     int list;
-    if (lua_getfield(L, cfg, "download_hosts") == LUA_TNIL) { lua_pop(L, 1); return NULL; }
+    if (lua_getfield(L, cfg, field) == LUA_TNIL) { lua_pop(L, 1); return NULL; }
     list = lua_gettop(L);
-    if (!lua_istable(L, list)) return "route field 'download_hosts' must be a list of host names or '*.suffix' patterns";
+    if (!lua_istable(L, list)) return not_list;
     n = (lua_Integer)lua_rawlen(L, list);
     lua_createtable(L, (int)n, 0);
     for (i = 1; i <= n; i++) {
-        const char *h;
-        luaL_Buffer b;
-        size_t k, len;
-        if (lua_rawgeti(L, list, i) != LUA_TSTRING)
-            return "route field 'download_hosts' must be a list of strings (host names or '*.suffix' patterns)";
-        h = lua_tolstring(L, -1, &len);
-        while (len > 1 && h[len - 1] == '.') len--;
-        luaL_buffinit(L, &b);
-        for (k = 0; k < len; k++) luaL_addchar(&b, (char)tolower((unsigned char)h[k]));
-        luaL_pushresult(&b);
-        h = lua_tostring(L, -1);
-        if (!valid_host(strncmp(h, "*.", 2) == 0 ? h + 2 : h) || strchr(strncmp(h, "*.", 2) == 0 ? h + 2 : h, '*'))
-            return "route field 'download_hosts' has an entry that is neither a host name nor a '*.suffix' pattern";
-        lua_rawseti(L, -3, i);
-        lua_pop(L, 1);
+        const char *err;
+        if (lua_rawgeti(L, list, i) != LUA_TSTRING) return not_strings;
+        if ((err = entry(L)) != NULL) return err;
+        lua_rawseti(L, -2, i);
     }
-    lua_pushnil(L);
-    while (lua_next(L, list)) { /* only the list part: a map is most likely a mistake */
-        lua_pop(L, 1);
-        if (!lua_isinteger(L, -1) || lua_tointeger(L, -1) < 1 || lua_tointeger(L, -1) > n)
-            return "route field 'download_hosts' must be a list (not a map)";
+    if (not_map) {
+        lua_pushnil(L);
+        while (lua_next(L, list)) {
+            lua_pop(L, 1);
+            if (!lua_isinteger(L, -1) || lua_tointeger(L, -1) < 1 || lua_tointeger(L, -1) > n) return not_map;
+        }
     }
-    lua_setfield(L, out, "download_hosts");
+    lua_setfield(L, out, field);
     lua_pop(L, 1);
     return NULL;
 }
 
-/* resolve: a list of "HOST:PORT:ADDRESS" as in curl --resolve (one address per entry; an IPv6
- * address bare or in brackets). NULL or a message. */
-static const char *check_resolve(lua_State *L, int cfg, int out)
+/* download_hosts: a list of host names or "*.suffix" patterns, stored lowercased without a
+ * trailing dot. */
+static const char *download_host_entry(lua_State *L)
 {
-    lua_Integer i, n;
-    int list;
-    if (lua_getfield(L, cfg, "resolve") == LUA_TNIL) { lua_pop(L, 1); return NULL; }
-    list = lua_gettop(L);
-    if (!lua_istable(L, list)) return "route field 'resolve' must be a list of \"HOST:PORT:ADDRESS\" strings";
-    n = (lua_Integer)lua_rawlen(L, list);
-    lua_createtable(L, (int)n, 0);
-    for (i = 1; i <= n; i++) {
-        const char *e, *c1, *c2, *a;
-        char host[256], addr[128];
-        long port;
-        char *end;
-        if (lua_rawgeti(L, list, i) != LUA_TSTRING) return "route field 'resolve' must be a list of strings";
-        e = lua_tostring(L, -1);
-        c1 = strchr(e, ':');
-        if (!c1 || (size_t)(c1 - e) >= sizeof host) return "route field 'resolve' entries must read \"HOST:PORT:ADDRESS\"";
-        memcpy(host, e, (size_t)(c1 - e));
-        host[c1 - e] = '\0';
-        if (!valid_host(host) || host[0] == '[') return "route field 'resolve' has an entry whose HOST is not a host name";
-        port = strtol(c1 + 1, &end, 10);
-        if (end == c1 + 1 || *end != ':' || port < 1 || port > 65535)
-            return "route field 'resolve' has an entry whose PORT is not 1..65535";
-        c2 = end;
-        a = c2 + 1;
-        {
-            size_t len = strlen(a);
-            struct sockaddr_storage ss;
-            if (len == 0 || len >= sizeof addr) return "route field 'resolve' has an entry without a valid ADDRESS";
-            memcpy(addr, a, len + 1);
-            if (strchr(addr, '%') || !ir_addr_parse(addr, &ss))
-                return "route field 'resolve' has an entry whose ADDRESS is not one IP address";
-        }
-        lua_rawseti(L, -2, i);
+    const char *h;
+    luaL_Buffer b;
+    size_t k, len;
+    h = lua_tolstring(L, -1, &len);
+    while (len > 1 && h[len - 1] == '.') len--;
+    luaL_buffinit(L, &b);
+    for (k = 0; k < len; k++) luaL_addchar(&b, (char)tolower((unsigned char)h[k]));
+    luaL_pushresult(&b);
+    h = lua_tostring(L, -1);
+    if (!valid_host(strncmp(h, "*.", 2) == 0 ? h + 2 : h) || strchr(strncmp(h, "*.", 2) == 0 ? h + 2 : h, '*'))
+        return "route field 'download_hosts' has an entry that is neither a host name nor a '*.suffix' pattern";
+    lua_remove(L, -2);
+    return NULL;
+}
+
+/* resolve: a list of "HOST:PORT:ADDRESS" as in curl --resolve (one address per entry; an IPv6
+ * address bare or in brackets), stored as given. */
+static const char *resolve_entry(lua_State *L)
+{
+    const char *e, *c1, *c2, *a;
+    char host[256], addr[128];
+    long port;
+    char *end;
+    e = lua_tostring(L, -1);
+    c1 = strchr(e, ':');
+    if (!c1 || (size_t)(c1 - e) >= sizeof host) return "route field 'resolve' entries must read \"HOST:PORT:ADDRESS\"";
+    memcpy(host, e, (size_t)(c1 - e));
+    host[c1 - e] = '\0';
+    if (!valid_host(host) || host[0] == '[') return "route field 'resolve' has an entry whose HOST is not a host name";
+    port = strtol(c1 + 1, &end, 10);
+    if (end == c1 + 1 || *end != ':' || port < 1 || port > 65535)
+        return "route field 'resolve' has an entry whose PORT is not 1..65535";
+    c2 = end;
+    a = c2 + 1;
+    {
+        size_t len = strlen(a);
+        struct sockaddr_storage ss;
+        if (len == 0 || len >= sizeof addr) return "route field 'resolve' has an entry without a valid ADDRESS";
+        memcpy(addr, a, len + 1);
+        if (strchr(addr, '%') || !ir_addr_parse(addr, &ss))
+            return "route field 'resolve' has an entry whose ADDRESS is not one IP address";
     }
-    lua_setfield(L, out, "resolve");
-    lua_pop(L, 1);
     return NULL;
 }
 
@@ -328,7 +341,7 @@ static void keyfns(lua_State *L)
 
 static int l_route(lua_State *L)
 {
-    int cfg = 1, out, top;
+    int cfg = 1, out, top, choice;
     const char *s;
     double d;
     luaL_checktype(L, 1, LUA_TTABLE);
@@ -451,13 +464,11 @@ static int l_route(lua_State *L)
     if (opt_number(L, cfg, out, "timeout", 600, 0.001, NULL)) FAIL("timeout", "route field 'timeout' must be a positive number of seconds");
     if (opt_number(L, cfg, out, "connect_timeout", 5, 0.001, NULL))
         FAIL("connect_timeout", "route field 'connect_timeout' must be a positive number of seconds");
-    if (opt_string(L, cfg, out, "retry_policy", "sdk") < 0)
+    if ((choice = opt_choice(L, cfg, out, "retry_policy", "sdk", "safe")) < 0)
         FAIL("retry_policy", "route field 'retry_policy' must be \"sdk\" or \"safe\"");
-    lua_getfield(L, out, "retry_policy");
-    if (strcmp(lua_tostring(L, -1), "sdk") != 0 && strcmp(lua_tostring(L, -1), "safe") != 0)
+    if (choice == 0)
         FAIL("retry_policy", "route field 'retry_policy' must be \"sdk\" (retry as the official SDKs do) or \"safe\" "
              "(retry only what provably was not billed)");
-    lua_pop(L, 1);
     if (opt_number(L, cfg, out, "max_retries", 2, 0, &d) || d != (double)(long)d || d > 100)
         FAIL("max_retries", "route field 'max_retries' must be an integer from 0 to 100");
     if (opt_number(L, cfg, out, "retry_initial_delay", 0.5, 0, NULL))
@@ -486,9 +497,14 @@ static int l_route(lua_State *L)
     if (opt_bool(L, cfg, out, "send_openai_ids"))
         FAIL("send_openai_ids", "route field 'send_openai_ids' must be a boolean");
     {
-        const char *err = check_download_hosts(L, cfg, out);
+        const char *err = check_string_list(L, cfg, out, "download_hosts",
+            "route field 'download_hosts' must be a list of host names or '*.suffix' patterns",
+            "route field 'download_hosts' must be a list of strings (host names or '*.suffix' patterns)",
+            download_host_entry, "route field 'download_hosts' must be a list (not a map)");
         if (err) FAIL("download_hosts", "%s", err);
-        err = check_resolve(L, cfg, out);
+        err = check_string_list(L, cfg, out, "resolve",
+            "route field 'resolve' must be a list of \"HOST:PORT:ADDRESS\" strings",
+            "route field 'resolve' must be a list of strings", resolve_entry, NULL);
         if (err) FAIL("resolve", "%s", err);
     }
     if (opt_string(L, cfg, out, "accepted", NULL) < 0) FAIL("accepted", "route field 'accepted' must be a string (why)");
@@ -579,13 +595,11 @@ static int l_route(lua_State *L)
     if (!lua_isnil(L, -1) && !lua_istable(L, -1) && lua_type(L, -1) != LUA_TSTRING)
         FAIL("state", "route field 'state' must be a store (imageroute.state.memory() / .redis{...}) or its URL");
     lua_setfield(L, out, "state");
-    if (opt_string(L, cfg, out, "on_state_error", "refuse") < 0)
+    if ((choice = opt_choice(L, cfg, out, "on_state_error", "refuse", "local")) < 0)
         FAIL("on_state_error", "route field 'on_state_error' must be \"refuse\" or \"local\"");
-    lua_getfield(L, out, "on_state_error");
-    if (strcmp(lua_tostring(L, -1), "refuse") != 0 && strcmp(lua_tostring(L, -1), "local") != 0)
+    if (choice == 0)
         FAIL("on_state_error", "route field 'on_state_error' must be \"refuse\" (a store that cannot be reached "
              "refuses the call) or \"local\" (this process's memory store stands in)");
-    lua_pop(L, 1);
 
     {
         ir_route_block *rb = (ir_route_block *)lua_newuserdatauv(L, sizeof *rb, 1);
@@ -638,6 +652,18 @@ int ir_route_get(lua_State *L, int idx, const char *k)
     return lua_type(L, -1);
 }
 
+/* Pushes a shallow copy of the table at src. */
+static void push_copy(lua_State *L, int src)
+{
+    lua_newtable(L);
+    lua_pushnil(L);
+    while (lua_next(L, src)) {
+        lua_pushvalue(L, -2);
+        lua_insert(L, -2);
+        lua_settable(L, -4);
+    }
+}
+
 static int route_index(lua_State *L)
 {
     ir_check_route(L, 1);
@@ -649,16 +675,7 @@ static int route_index(lua_State *L)
     lua_getiuservalue(L, 1, 1);
     lua_pushvalue(L, 2);
     lua_gettable(L, -2);
-    if (lua_istable(L, -1)) { /* hand out copies: a route cannot be changed after creation */
-        int src = lua_gettop(L);
-        lua_newtable(L);
-        lua_pushnil(L);
-        while (lua_next(L, src)) {
-            lua_pushvalue(L, -2);
-            lua_insert(L, -2);
-            lua_settable(L, -4);
-        }
-    }
+    if (lua_istable(L, -1)) push_copy(L, lua_gettop(L)); /* hand out copies: a route cannot be changed */
     return 1;
 }
 
@@ -698,15 +715,8 @@ static int route_config(lua_State *L)
             continue;
         }
         if (lua_istable(L, -1)) { /* a copy, so the route's lists (download_hosts...) cannot be changed */
-            int src = lua_gettop(L);
-            lua_newtable(L);
-            lua_pushnil(L);
-            while (lua_next(L, src)) {
-                lua_pushvalue(L, -2);
-                lua_insert(L, -2);
-                lua_settable(L, -4);
-            }
-            lua_remove(L, src);
+            push_copy(L, lua_gettop(L));
+            lua_remove(L, -2);
         }
         lua_pushvalue(L, -2);
         lua_insert(L, -2);
@@ -818,6 +828,14 @@ static int l_redact(lua_State *L)
     return 1;
 }
 
+/* core.c registers these into the module table */
+const luaL_Reg ir_route_fns[] = {
+    {"route", l_route},
+    {"is_route", l_is_route},
+    {"redact", l_redact}, /* core.redact: the redaction step (error.c's ir_redact) for the Lua layer */
+    {NULL, NULL}
+};
+
 void ir_route_open(lua_State *L)
 {
     static const luaL_Reg meta[] = {
@@ -831,19 +849,9 @@ void ir_route_open(lua_State *L)
         {"config", route_config},
         {NULL, NULL}
     };
-    static const luaL_Reg fns[] = {
-        {"route", l_route},
-        {"is_route", l_is_route},
-        {"redact", l_redact}, /* core.redact: the redaction step (error.c's ir_redact) for the Lua layer */
-        {NULL, NULL}
-    };
-    luaL_newmetatable(L, IR_ROUTE_MT);
-    luaL_setfuncs(L, meta, 0);
-    luaL_newlib(L, methods);
-    lua_pushvalue(L, -1);
-    lua_setfield(L, -3, "methods");
+    ir_new_type(L, IR_ROUTE_MT, meta, methods, "methods");
+    luaL_getmetatable(L, IR_ROUTE_MT);
+    lua_getfield(L, -1, "methods");
     lua_setfield(L, -3, "route_methods"); /* module.route_methods: the Lua layer adds methods here */
     lua_pop(L, 1);
-    luaL_setfuncs(L, fns, 0);
-    ir_addr_open(L); /* core.address_class, the classifier of the download policy (addr.c) */
 }

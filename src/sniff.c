@@ -101,12 +101,9 @@ static int l_dimensions(lua_State *L)
     return 2;
 }
 
-void ir_sniff_open(lua_State *L)
-{
-    static const luaL_Reg fns[] = {
-        {"sniff", l_sniff},
-        {"dimensions", l_dimensions},
-        {NULL, NULL}
-    };
-    luaL_setfuncs(L, fns, 0);
-}
+/* core.c registers these into the module table */
+const luaL_Reg ir_sniff_fns[] = {
+    {"sniff", l_sniff},
+    {"dimensions", l_dimensions},
+    {NULL, NULL}
+};

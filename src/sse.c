@@ -453,11 +453,8 @@ static int l_sse_parse(lua_State *L)
     return 1;
 }
 
-void ir_sse_open(lua_State *L)
-{
-    static const luaL_Reg fns[] = {
-        {"_sse_parse", l_sse_parse},
-        {NULL, NULL}
-    };
-    luaL_setfuncs(L, fns, 0);
-}
+/* core.c registers these into the module table */
+const luaL_Reg ir_sse_fns[] = {
+    {"_sse_parse", l_sse_parse},
+    {NULL, NULL}
+};

@@ -1,10 +1,12 @@
 /*
  * util.c - small facilities the Lua layer needs from C: whole-line appends that several processes
- * can share, and SHA-256 (OpenSSL's libcrypto, EVP interface).
+ * can share, and SHA-256 (OpenSSL's libcrypto, EVP interface); and two helpers of the C files'
+ * Lua functions: the (nil, err) return, a userdata type's metatable, a file read into a Lua string.
  */
 #define _POSIX_C_SOURCE 200809L
 #include <errno.h>
 #include <fcntl.h>
+#include <stdio.h>
 #include <string.h>
 #include <unistd.h>
 #include <openssl/evp.h>
@@ -106,12 +108,47 @@ static int l_sha256(lua_State *L)
     return 1;
 }
 
-void ir_util_open(lua_State *L)
+/* Returns nil, err: the value on top of the stack becomes the second result. */
+int ir_nil_err(lua_State *L)
 {
-    static const luaL_Reg fns[] = {
-        {"append", l_append},
-        {"sha256", l_sha256},
-        {NULL, NULL}
-    };
-    luaL_setfuncs(L, fns, 0);
+    lua_pushnil(L);
+    lua_insert(L, -2);
+    return 2;
 }
+
+/* Reads the open file f to its end into a Lua string (pushed) and closes it; returns the bytes read. */
+size_t ir_push_file(lua_State *L, FILE *f)
+{
+    luaL_Buffer b;
+    size_t got = 0, r;
+    luaL_buffinit(L, &b);
+    do {
+        char *dst = luaL_prepbuffer(&b);
+        r = fread(dst, 1, LUAL_BUFFERSIZE, f);
+        luaL_addsize(&b, r);
+        got += r;
+    } while (r == LUAL_BUFFERSIZE);
+    fclose(f);
+    luaL_pushresult(&b);
+    return got;
+}
+
+/* Makes the metatable mt (the registry's luaL_newmetatable name) with the metamethods meta and a
+ * table of methods stored in it as field ("__index", or "methods" for an __index function that
+ * reads it). The stack is left as it was. */
+void ir_new_type(lua_State *L, const char *mt, const luaL_Reg *meta, const luaL_Reg *methods, const char *field)
+{
+    luaL_newmetatable(L, mt);
+    luaL_setfuncs(L, meta, 0);
+    lua_newtable(L);
+    luaL_setfuncs(L, methods, 0);
+    lua_setfield(L, -2, field);
+    lua_pop(L, 1);
+}
+
+/* core.c registers these into the module table */
+const luaL_Reg ir_util_fns[] = {
+    {"append", l_append},
+    {"sha256", l_sha256},
+    {NULL, NULL}
+};

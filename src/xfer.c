@@ -427,6 +427,12 @@ int ir_xfer_setup_api(lua_State *L, ir_xfer *x, int route, int opts, const char 
             memcpy(x->key, key, klen);
             x->key[klen] = '\0';
             x->keylen = klen;
+            {
+                char hex[65];
+                ir_sha256_hex(key, klen, hex); /* once per call: key_id on its result or error (finish) */
+                memcpy(x->key_id, hex, 8);
+                x->key_id[8] = '\0';
+            }
             memcpy(auth, "Authorization: Bearer ", 22);
             memcpy(auth + 22, key, klen);
             auth[22 + klen] = '\0';
@@ -752,6 +758,7 @@ static void finish(lua_State *L, int xi, ir_xfer *x, int ok)
         lua_pop(L, 2);
     }
     wipe_key(x);
+    if (x->key_id[0] && lua_istable(L, -1)) ir_setfield_str(L, "key_id", x->key_id); /* never the key */
     ir_xfer_uv(L, xi);
     lua_insert(L, -2);
     lua_setfield(L, -2, ok ? "result" : "error");
@@ -1512,9 +1519,5 @@ void ir_xfer_open(lua_State *L)
         {NULL, NULL}
     };
     if (curl_global_init(CURL_GLOBAL_DEFAULT) != CURLE_OK) luaL_error(L, "curl_global_init failed");
-    luaL_newmetatable(L, IR_XFER_MT);
-    luaL_setfuncs(L, meta, 0);
-    luaL_newlib(L, methods);
-    lua_setfield(L, -2, "__index");
-    lua_pop(L, 1);
+    ir_new_type(L, IR_XFER_MT, meta, methods, "__index");
 }

@@ -129,6 +129,7 @@ struct ir_xfer {
     struct curl_slist *resolve; /* the route's resolve entries, as CURLOPT_CONNECT_TO entries */
     char *key;                /* the key sent (malloc), for the redaction in finish; wiped there */
     size_t keylen;
+    char key_id[9];           /* the first 8 hex digits of the SHA-256 of the key sent, "" when none */
     int paused;               /* its write callback paused it: the step's byte budget was spent */
     char *save_to;            /* opts.save_to (malloc): final images decoded into files */
     int safe_retries;         /* retry_policy = "safe": retry only what provably was not billed */
@@ -167,7 +168,7 @@ void ir_loop_unwatch(ir_loop *lp);                 /* before curl_multi_cleanup 
 void ir_loop_easy_opts(ir_loop *lp, CURL *easy);   /* every easy handle of the loop */
 /* In write callbacks: 1 when this step's byte budget is spent (pause; the next step resumes). */
 int  ir_loop_over_budget(ir_loop *lp, size_t n);
-void ir_loop_open(lua_State *L);
+extern const luaL_Reg ir_loop_fns[];
 void ir_loop_gc_slice(lua_State *L, ir_loop *lp, int bounded); /* pays the collector's debt */
 /* xfer.c, for loop.c */
 void ir_loop_activate(ir_loop *lp, double now);
@@ -180,10 +181,12 @@ void ir_sse_free(ir_xfer *x);
 /* Turns queued events into images (uv.partials, uv.images, uv.stream_results) and records
  * (uv.json, uv.stream_items, uv.stream_content). 1, or 0 with an error pushed. Lua context only. */
 int  ir_sse_process(lua_State *L, int xi, ir_xfer *x);
-void ir_sse_open(lua_State *L);
+extern const luaL_Reg ir_sse_fns[];
 
 /* api.c: the transport of the request shapes (each pushes an error and returns 0 on failure) */
 void ir_push_validation(lua_State *L, const char *field, const char *fmt, const char *arg);
+/* req[field] as a path under base_url, pushed; NULL with a validation error pushed */
+const char *ir_req_path(lua_State *L, int req, const char *field, const char *msg, size_t *n);
 /* POSTs req.body (JSON text made by the Lua layer) as it is. */
 int  ir_set_body_text(lua_State *L, ir_xfer *x, int req);
 /* Sets up a transfer to endpoint (NULL: req.endpoint, checked) and keeps req.reader (the Lua
@@ -206,9 +209,9 @@ extern const ir_ops IR_GENERATE_OPS, IR_EDIT_OPS, IR_RESPOND_OPS;
 /* api.c: NULL when a path can follow base_url as it is, else why not */
 const char *ir_path_problem(const char *p, size_t n);
 
-void ir_api_open(lua_State *L);
-void ir_request_open(lua_State *L);   /* request.c: core.api / core.start_api */
-void ir_input_open(lua_State *L);
-void ir_respond_open(lua_State *L);
+extern const luaL_Reg ir_api_fns[];
+extern const luaL_Reg ir_request_fns[];   /* request.c: core.api / core.start_api */
+extern const luaL_Reg ir_input_fns[];
+extern const luaL_Reg ir_respond_fns[];
 
 #endif
