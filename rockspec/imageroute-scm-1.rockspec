@@ -101,6 +101,7 @@ build = {
     ["imageroute.cli.inventory"] = "lua/imageroute/cli/inventory.lua",
     ["imageroute.billing.probe"] = "lua/imageroute/billing/probe.lua",
     ["imageroute.billing.reconcile"] = "lua/imageroute/billing/reconcile.lua",
+    ["imageroute.billing.official"] = "lua/imageroute/billing/official.lua",
     ["imageroute.billing.inventory"] = "lua/imageroute/billing/inventory.lua",
     ["imageroute.billing.figures"] = "lua/imageroute/billing/figures.lua",
     ["imageroute.cli.budget"] = "lua/imageroute/cli/budget.lua",
