@@ -82,6 +82,7 @@ build = {
     ["imageroute.request"] = "lua/imageroute/request.lua",
     ["imageroute.dispatch"] = "lua/imageroute/dispatch.lua",
     ["imageroute.scheduler"] = "lua/imageroute/scheduler.lua",
+    ["imageroute.batch"] = "lua/imageroute/batch.lua",
     ["imageroute.save"] = "lua/imageroute/save.lua",
     ["imageroute.stream"] = "lua/imageroute/stream.lua",
     ["imageroute.api"] = "lua/imageroute/api.lua",
