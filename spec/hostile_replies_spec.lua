@@ -40,14 +40,12 @@ describe("hostile replies", function()
   end)
 
   local function chat_route(extra)
-    local cfg = {shape = "chat", lane = "provider", provider = "local-gateway", model = "gpt-image-2",
-      accepted = "the bundled local server, for tests", max_retries = 0}
-    for k, v in pairs(extra or {}) do cfg[k] = v end
+    local cfg = fx.with({shape = "chat", lane = "provider", provider = "local-gateway", model = "gpt-image-2",
+      accepted = "the bundled local server, for tests", max_retries = 0}, extra)
     return fx.route(s, cfg)
   end
   local function responses_route(extra)
-    local cfg = {shape = "responses", model = "gpt-5", image_model = "gpt-image-1", max_retries = 0}
-    for k, v in pairs(extra or {}) do cfg[k] = v end
+    local cfg = fx.with({shape = "responses", model = "gpt-5", image_model = "gpt-image-1", max_retries = 0}, extra)
     return fx.route(s, cfg)
   end
 

@@ -26,7 +26,7 @@ M.methods = core.route_methods
 
 -- route:check(): the acceptance report of a route, one row per gate (`imageroute.contract.check`;
 -- documented with the Route type).
-M.methods.check = function(route) return contract.check(route) end
+M.methods.check = function(route, opts) return contract.check(route, opts) end
 
 --- Builds a route (see `imageroute.route`).
 -- @tparam table config

@@ -22,8 +22,16 @@ function M.route(s, extra)
     name = "local", base_url = s.base_url, model = "gpt-image-1", api_key_env = M.KEY_ENV,
     retry_initial_delay = 0.01, retry_max_delay = 0.05, timeout = 10,
   }
-  for k, v in pairs(extra or {}) do cfg[k] = v end
-  return assert(imageroute.route(cfg))
+  return assert(imageroute.route(M.with(cfg, extra)))
+end
+
+--- A spec's route defaults with a test's own fields over them.
+-- @tparam table defaults the spec's fields (this table is filled in and returned)
+-- @tparam[opt] table extra the test's fields
+-- @treturn table defaults
+function M.with(defaults, extra)
+  for k, v in pairs(extra or {}) do defaults[k] = v end
+  return defaults
 end
 
 --- A route whose every request carries the behaviour b (header x-imageroute-test).
