@@ -153,18 +153,37 @@ function gate.failed_calls_billed(route, c)
   return "pass", concat(parts, ", ") .. checked
 end
 
+-- The keys of a contract entry recorded as a table, sorted by classify(value) -> "ok", shown |
+-- "missing" | "absent" into lists: `ok` ("key=shown"), `missing`, `absent` (key names).
+local function sort_keys(v, keys, classify)
+  local lists = {ok = {}, missing = {}, absent = {}}
+  for _, k in ipairs(keys) do
+    local class, shown = classify(v[k])
+    local l = lists[class]
+    l[#l + 1] = shown and (k .. "=" .. shown) or k
+  end
+  return lists
+end
+
+local function right_of(x)
+  if x == true then x = "yes" elseif x == false then x = "no" end
+  if text(x) then return "ok", x end
+  return "missing"
+end
+
+local function observed(x)
+  if x == false or (type(x) == "string" and x:lower() == "no") then return "absent" end
+  if x == true or text(x) then return "ok" end
+  return "missing"
+end
+
 function gate.output_rights(_, c)
   local v = c.output_rights
   if text(v) then return "pass", v end
   if type(v) == "table" then
-    local missing, parts = {}, {}
-    for _, k in ipairs(RIGHTS) do
-      local x = v[k]
-      if x == true then x = "yes" elseif x == false then x = "no" end
-      if text(x) then parts[#parts + 1] = k .. "=" .. x else missing[#missing + 1] = k end
-    end
-    if #missing == 0 then return "pass", concat(parts, ", ") end
-    return "unknown", "not recorded whether outputs may be: " .. concat(missing, ", ")
+    local l = sort_keys(v, RIGHTS, right_of)
+    if #l.missing == 0 then return "pass", concat(l.ok, ", ") end
+    return "unknown", "not recorded whether outputs may be: " .. concat(l.missing, ", ")
   end
   return "unknown", "contract.output_rights not recorded (may outputs be stored, sold, deleted?)"
 end
@@ -173,14 +192,9 @@ function gate.observability(_, c)
   local v = c.observability
   if text(v) then return "pass", v end
   if type(v) == "table" then
-    local missing, absent = {}, {}
-    for _, k in ipairs(OBSERVE) do
-      local x = v[k]
-      if x == false or (type(x) == "string" and x:lower() == "no") then absent[#absent + 1] = k
-      elseif not (x == true or text(x)) then missing[#missing + 1] = k end
-    end
-    if #absent > 0 then return "fail", "not provided: " .. concat(absent, ", ") end
-    if #missing > 0 then return "unknown", "not recorded: " .. concat(missing, ", ") end
+    local l = sort_keys(v, OBSERVE, observed)
+    if #l.absent > 0 then return "fail", "not provided: " .. concat(l.absent, ", ") end
+    if #l.missing > 0 then return "unknown", "not recorded: " .. concat(l.missing, ", ") end
     return "pass", "request ids, error types, usage and a dashboard"
   end
   return "unknown", "contract.observability not recorded (request ids, error types, usage, a dashboard)"

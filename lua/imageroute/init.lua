@@ -152,9 +152,8 @@ M.is_array = require("imageroute.json").is_array -- is_array(v): true when v is 
 -- @treturn Route|nil the route
 -- @treturn[2] table an error with `kind = "validation"` and `field` naming the offending field
 -- @raise when config is not a table
-function M.route(config)
-  return route_type.new(config)
-end
+-- @function route
+M.route = route_type.new
 
 --- Builds a router: an explicit fallback across routes, usable wherever a route is (see
 -- `imageroute.router`).
@@ -162,32 +161,28 @@ end
 --   `"rate_limit"` | `"server_error"` | `"timeout"` | `"connection"`; default all four)
 -- @treturn Router|nil
 -- @treturn[2] table a `validation` error with `field`
-function M.router(config)
-  return router.new(config)
-end
+-- @function router
+M.router = router.new
 
 --- Builds a budget: a spending limit in USD per run, day or month (UTC), checked before each call
 -- of the routes (or router) it is attached to with `budget = b` (see `imageroute.budget`).
 -- @tparam table config `name`, `usd`, `per` ("run" | "day" | "month"), `unknown_price`
 -- @treturn Budget|nil
 -- @treturn[2] table a `validation` error with `field`
-function M.budget(config)
-  return budget.new(config)
-end
+-- @function budget
+M.budget = budget.new
 
 --- True when v is a Router.
 -- @param v any value
 -- @treturn boolean
-function M.is_router(v)
-  return router.is_router(v)
-end
+-- @function is_router
+M.is_router = router.is_router
 
 --- True when v is a Route.
 -- @param v any value
 -- @treturn boolean
-function M.is_route(v)
-  return core.is_route(v)
-end
+-- @function is_route
+M.is_route = core.is_route
 
 -- ------------------------------------------------------------------------------------------
 -- The scheduler (imageroute.scheduler), image files (imageroute.save), streams (imageroute.stream)
