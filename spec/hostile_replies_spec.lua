@@ -45,8 +45,7 @@ describe("hostile replies", function()
     return fx.route(s, cfg)
   end
   local function responses_route(extra)
-    local cfg = fx.with({shape = "responses", model = "gpt-5", image_model = "gpt-image-1", max_retries = 0}, extra)
-    return fx.route(s, cfg)
+    return fx.responses_route(s, fx.with({max_retries = 0}, extra))
   end
 
   describe("chat content given as a list of parts", function()

@@ -14,8 +14,7 @@ describe("honest outcomes", function()
   local s, dir = server.for_block{dir = true}
 
   local function responses(extra)
-    local cfg = fx.with({shape = "responses", model = "gpt-5", image_model = "gpt-image-1", max_retries = 2}, extra)
-    return fx.route(s, cfg)
+    return fx.responses_route(s, fx.with({max_retries = 2}, extra))
   end
 
   describe("an organization that must be verified", function()

@@ -34,6 +34,12 @@ function M.with(defaults, extra)
   return defaults
 end
 
+--- A Responses route on s: the text model `gpt-5` on top, the image model `gpt-image-1` in the tool,
+-- with extra's fields over them.
+function M.responses_route(s, extra)
+  return M.route(s, M.with({shape = "responses", model = "gpt-5", image_model = "gpt-image-1"}, extra))
+end
+
 --- A route whose every request carries the behaviour b (header x-imageroute-test).
 function M.behaving(s, b, extra)
   extra = extra or {}
