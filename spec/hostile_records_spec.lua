@@ -232,13 +232,7 @@ describe("routes files are bounded", function()
   before_each(function() dir = fx.tmpdir() end)
   after_each(function() os.execute("rm -rf " .. dir) end)
 
-  local function file(name, text)
-    local path = dir .. "/" .. name
-    local f = assert(io.open(path, "wb"))
-    f:write(text)
-    f:close()
-    return path
-  end
+  local function file(name, text) return fx.write(dir .. "/" .. name, text) end
 
   it("stops `while true do end` with an error naming the file", function()
     local path = file("spin.lua", "while true do end\nreturn {}")

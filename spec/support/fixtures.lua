@@ -69,6 +69,15 @@ function M.read(path)
   return d
 end
 
+--- Writes bytes to a file (raises on failure).
+-- @treturn string path
+function M.write(path, bytes)
+  local f = assert(io.open(path, "wb"))
+  f:write(bytes)
+  f:close()
+  return path
+end
+
 function M.tmpdir()
   local p = os.tmpname()
   os.remove(p)
