@@ -156,14 +156,7 @@ describe("image:save", function()
   before_each(function() dir = fx.tmpdir() end)
   after_each(function() os.execute("rm -rf " .. dir) end)
 
-  local function ls(d)
-    local p = assert(io.popen("ls -A " .. d))
-    local out = {}
-    for l in p:lines() do out[#out + 1] = l end
-    p:close()
-    table.sort(out)
-    return out
-  end
+  local ls = fx.ls
 
   local function mode(path)
     local p = assert(io.popen("stat -c %a " .. path))

@@ -4,14 +4,7 @@ local core = require "imageroute.core"
 local server = require "support.server"
 local fx = require "support.fixtures"
 
-local function listdir(dir)
-  local p = assert(io.popen("ls -A '" .. dir .. "'"))
-  local names = {}
-  for l in p:lines() do names[#names + 1] = l end
-  p:close()
-  table.sort(names)
-  return names
-end
+local listdir = fx.ls
 
 describe("save_to", function()
   local s = server.for_block()

@@ -69,6 +69,17 @@ function M.read(path)
   return d
 end
 
+--- The names in a directory (`ls -A`), sorted.
+-- @treturn {string,...}
+function M.ls(dir)
+  local p = assert(io.popen("ls -A " .. require("imageroute.sys").shell_quote(dir)))
+  local names = {}
+  for l in p:lines() do names[#names + 1] = l end
+  p:close()
+  table.sort(names)
+  return names
+end
+
 --- Writes bytes to a file (raises on failure).
 -- @treturn string path
 function M.write(path, bytes)
