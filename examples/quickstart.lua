@@ -32,30 +32,30 @@ local function fail(what, err)
   os.exit(1)
 end
 
+--- Stops on a failed call; else saves its first image as out/file and reports it.
+local function keep(call, file, res, err)
+  if not res then fail(call, err) end
+  local path, bytes = res.images[1]:save(out .. "/" .. file, {overwrite = true})
+  if not path then fail("save", bytes) end
+  report(call, res, path, bytes)
+  return res
+end
+
 -- 1. generate
-local gen, err = imageroute.generate(route, {
+local gen = keep("generate", "quickstart-generate.png", imageroute.generate(route, {
   prompt = "A lighthouse on a rocky cliff at dawn, watercolor",
   size = "1024x1024",
   quality = "low",
-})
-if not gen then fail("generate", err) end
-local gen_path, gen_bytes = gen.images[1]:save(out .. "/quickstart-generate.png", {overwrite = true})
-if not gen_path then fail("save", gen_bytes) end
-report("generate", gen, gen_path, gen_bytes)
+}))
 
 -- 2. edit the generated image with a mask (alpha 0 in the top half marks the area to change)
-local edited
-edited, err = imageroute.edit(route, {
+keep("edit", "quickstart-edit.png", imageroute.edit(route, {
   prompt = "Add a red sailboat on the sea below the lighthouse",
   image = {data = gen.images[1].bytes, filename = "lighthouse.png"},
   mask = here .. "/assets/mask-1024.png",
   size = "1024x1024",
   quality = "low",
-})
-if not edited then fail("edit", err) end
-local edit_path, edit_bytes = edited.images[1]:save(out .. "/quickstart-edit.png", {overwrite = true})
-if not edit_path then fail("save", edit_bytes) end
-report("edit", edited, edit_path, edit_bytes)
+}))
 
 -- 3. what the log says: per-route totals
 for name, t in pairs(imageroute.log.summary(log_path)) do

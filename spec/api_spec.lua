@@ -5,10 +5,7 @@ local server = require "support.server"
 local fx = require "support.fixtures"
 
 describe("api (a generic API request on a route's transport)", function()
-  local s
-  setup(function() s = server.start() end)
-  teardown(function() s:stop() end)
-  before_each(function() s:reset() end)
+  local s = server.for_block()
 
   it("GETs a path under base_url with the route's key and headers, and decodes the JSON reply", function()
     s:script{{body = '{"id":"gpt-image-2","object":"model","owned_by":"openai","tags":[]}',

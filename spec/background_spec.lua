@@ -6,13 +6,9 @@ local server = require "support.server"
 local fx = require "support.fixtures"
 
 describe("background mode", function()
-  local s, route
-  setup(function()
-    s = server.start()
-    route = fx.route(s, {shape = "responses", model = "gpt-5", image_model = "gpt-image-2", max_retries = 0})
-  end)
-  teardown(function() s:stop() end)
-  before_each(function() s:reset() end)
+  local s = server.for_block()
+  local route
+  setup(function() route = fx.responses_route(s, {image_model = "gpt-image-2", max_retries = 0}) end)
 
   local OPTS = {poll_interval = 0.02}
 

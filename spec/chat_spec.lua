@@ -14,9 +14,8 @@ describe("the chat shape (provider gateways answering with Markdown image links)
   end)
 
   local function route(extra)
-    local cfg = {shape = "chat", lane = "provider", provider = "local-gateway", model = "gpt-image-2",
-      accepted = "the bundled local server, for tests"}
-    for k, v in pairs(extra or {}) do cfg[k] = v end
+    local cfg = fx.with({shape = "chat", lane = "provider", provider = "local-gateway", model = "gpt-image-2",
+      accepted = "the bundled local server, for tests"}, extra)
     return fx.route(s, cfg)
   end
 

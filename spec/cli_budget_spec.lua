@@ -6,21 +6,9 @@ local cli = require "support.cli_run"
 local redis = require "support.redis"
 local json = require "imageroute.json"
 
-local available, why = redis.available()
-local describe_redis = available and describe or function(name) pending(name .. " (" .. why .. ")") end
-
-describe_redis("imageroute budget", function()
-  local s, r, dir
-  setup(function()
-    s = server.start()
-    r = redis.start()
-    dir = fx.tmpdir()
-  end)
-  teardown(function()
-    if r then r:stop() end
-    s:stop()
-    os.execute("rm -rf " .. cli.q(dir))
-  end)
+redis.describe("imageroute budget", function()
+  local s, dir = server.for_block{dir = true, reset = false}
+  local r = redis.for_block()
 
   it("shows what the calls of other processes spent in the store the routes file names", function()
     local down = redis.free_port()

@@ -55,10 +55,9 @@ describe("compare", function()
 
   local function official(extra) return fx.route(s, extra) end
   local function gateway(extra)
-    local cfg = {name = "gateway", lane = "provider", provider = "local-gateway", shape = "chat",
+    local cfg = fx.with({name = "gateway", lane = "provider", provider = "local-gateway", shape = "chat",
       accepted = "the local server standing in for a gateway", max_retries = 0,
-      billing = {unit = "call", price = 0.03, currency = "USD"}}
-    for k, v in pairs(extra or {}) do cfg[k] = v end
+      billing = {unit = "call", price = 0.03, currency = "USD"}}, extra)
     return fx.route(s, cfg)
   end
 

@@ -23,10 +23,9 @@ local function copy(t)
 end
 
 local function provider(extra)
-  local cfg = {name = "gw", lane = "provider", provider = "acme", base_url = "https://gateway.example/v1",
+  local cfg = fx.with({name = "gw", lane = "provider", provider = "acme", base_url = "https://gateway.example/v1",
     model = "gpt-image-2", shape = "chat", api_key_env = "ACME_KEY", contract = copy(FULL),
-    billing = {unit = "call", price = 0.03}}
-  for k, v in pairs(extra or {}) do cfg[k] = v end
+    billing = {unit = "call", price = 0.03}}, extra)
   if cfg.contract == "none" then cfg.contract = nil end
   return assert(imageroute.route(cfg))
 end
@@ -188,9 +187,8 @@ describe("gates at call time, against the local server", function()
   local s, dir = server.for_block{dir = true}
 
   local function local_provider(extra)
-    local cfg = {lane = "provider", provider = "local-gateway", shape = "chat", model = "gpt-image-2",
-      billing = {unit = "call", price = 0.03}}
-    for k, v in pairs(extra or {}) do cfg[k] = v end
+    local cfg = fx.with({lane = "provider", provider = "local-gateway", shape = "chat", model = "gpt-image-2",
+      billing = {unit = "call", price = 0.03}}, extra)
     return fx.route(s, cfg)
   end
 

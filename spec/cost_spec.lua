@@ -18,15 +18,14 @@ local dispatch = require "imageroute.dispatch"
 local function raw(kind) return function(...) return dispatch.call(kind, ...) end end
 
 local function route(extra)
-  local cfg = {name = "r", base_url = "http://127.0.0.1:9/v1", model = "gpt-image-1", api_key_env = fx.KEY_ENV}
-  for k, v in pairs(extra or {}) do cfg[k] = v end
+  local cfg = fx.with({name = "r", base_url = "http://127.0.0.1:9/v1", model = "gpt-image-1",
+    api_key_env = fx.KEY_ENV}, extra)
   return assert(imageroute.route(cfg))
 end
 
 local function gateway(billing, extra)
-  local cfg = {lane = "provider", provider = "acme", shape = "chat", model = "gpt-image-2", accepted = "spec",
-    billing = billing}
-  for k, v in pairs(extra or {}) do cfg[k] = v end
+  local cfg = fx.with({lane = "provider", provider = "acme", shape = "chat", model = "gpt-image-2", accepted = "spec",
+    billing = billing}, extra)
   return route(cfg)
 end
 

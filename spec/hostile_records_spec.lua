@@ -156,15 +156,6 @@ describe("image:save", function()
   before_each(function() dir = fx.tmpdir() end)
   after_each(function() os.execute("rm -rf " .. dir) end)
 
-  local function ls(d)
-    local p = assert(io.popen("ls -A " .. d))
-    local out = {}
-    for l in p:lines() do out[#out + 1] = l end
-    p:close()
-    table.sort(out)
-    return out
-  end
-
   local function mode(path)
     local p = assert(io.popen("stat -c %a " .. path))
     local m = p:read("l")
@@ -187,7 +178,7 @@ describe("image:save", function()
       assert.equal(0, rc, out)
       assert.equal(want, mode(dir .. "/a.png"))
       assert.equal(want, mode(dir .. "/b.png"))
-      assert.same({"a.png", "b.png", "png"}, ls(dir))
+      assert.same({"a.png", "b.png", "png"}, fx.ls(dir))
     end)
   end
 
@@ -203,7 +194,7 @@ describe("image:save", function()
     local ok, err = img:save(dir .. "/" .. long)
     assert.is_nil(ok)
     assert.equal("io", err.kind)
-    assert.same({name}, ls(dir))
+    assert.same({name}, fx.ls(dir))
   end)
 
   it("leaves nothing behind when it fails", function()
@@ -216,14 +207,14 @@ describe("image:save", function()
     assert.is_nil(ok)
     ok = img:save(dir .. "/x.png/y.png") -- a file as the directory
     assert.is_nil(ok)
-    assert.same({"x.png"}, ls(dir))
+    assert.same({"x.png"}, fx.ls(dir))
     -- a plain name saves into the current directory (the temporary file too)
     local rc, out = H.run_lua("cd " .. dir .. " &&", [[
       local core = require "imageroute.core"
       assert(core.image("\137PNG\r\n\26\n"):save("plain.png"))
     ]])
     assert.equal(0, rc, out)
-    assert.same({"plain.png", "x.png"}, ls(dir))
+    assert.same({"plain.png", "x.png"}, fx.ls(dir))
   end)
 end)
 
@@ -232,13 +223,7 @@ describe("routes files are bounded", function()
   before_each(function() dir = fx.tmpdir() end)
   after_each(function() os.execute("rm -rf " .. dir) end)
 
-  local function file(name, text)
-    local path = dir .. "/" .. name
-    local f = assert(io.open(path, "wb"))
-    f:write(text)
-    f:close()
-    return path
-  end
+  local function file(name, text) return fx.write(dir .. "/" .. name, text) end
 
   it("stops `while true do end` with an error naming the file", function()
     local path = file("spin.lua", "while true do end\nreturn {}")

@@ -40,15 +40,12 @@ describe("hostile replies", function()
   end)
 
   local function chat_route(extra)
-    local cfg = {shape = "chat", lane = "provider", provider = "local-gateway", model = "gpt-image-2",
-      accepted = "the bundled local server, for tests", max_retries = 0}
-    for k, v in pairs(extra or {}) do cfg[k] = v end
+    local cfg = fx.with({shape = "chat", lane = "provider", provider = "local-gateway", model = "gpt-image-2",
+      accepted = "the bundled local server, for tests", max_retries = 0}, extra)
     return fx.route(s, cfg)
   end
   local function responses_route(extra)
-    local cfg = {shape = "responses", model = "gpt-5", image_model = "gpt-image-1", max_retries = 0}
-    for k, v in pairs(extra or {}) do cfg[k] = v end
-    return fx.route(s, cfg)
+    return fx.responses_route(s, fx.with({max_retries = 0}, extra))
   end
 
   describe("chat content given as a list of parts", function()
@@ -269,11 +266,16 @@ describe("hostile replies", function()
     local head = sse{{"image_generation.partial_image", {type = "image_generation.partial_image",
       partial_image_index = 0, b64_json = core.b64encode(PNG_1x1)}}}
 
-    it("an on_partial that raises stops the transfer at once and drops the connection", function()
+    -- a server dripping head (stopped after the test), and a route to it
+    local function dripping()
       local d = drip.start{head = head, seconds = 8}
       finally(function() d:stop() end)
-      local route = assert(imageroute.route{name = "drip", base_url = d.base_url, model = "gpt-image-1",
+      return d, assert(imageroute.route{name = "drip", base_url = d.base_url, model = "gpt-image-1",
         api_key_env = fx.KEY_ENV, timeout = 20, max_retries = 0})
+    end
+
+    it("an on_partial that raises stops the transfer at once and drops the connection", function()
+      local d, route = dripping()
       local logfile = os.tmpname()
       finally(function() os.remove(logfile) end)
       local t0 = socket.gettime()
@@ -296,10 +298,7 @@ describe("hostile replies", function()
     end)
 
     it("inside the scheduler, the error reaches the coroutine's caller and the transfer stops", function()
-      local d = drip.start{head = head, seconds = 8}
-      finally(function() d:stop() end)
-      local route = assert(imageroute.route{name = "drip", base_url = d.base_url, model = "gpt-image-1",
-        api_key_env = fx.KEY_ENV, timeout = 20, max_retries = 0})
+      local d, route = dripping()
       local t0 = socket.gettime()
       local ok, e = pcall(imageroute.run, function()
         return imageroute.generate(route, {prompt = "x", stream = true, partial_images = 1},
@@ -313,10 +312,7 @@ describe("hostile replies", function()
     end)
 
     it("transfer:cancel ends it with a cancelled error, and drops the connection", function()
-      local d = drip.start{head = head, seconds = 8}
-      finally(function() d:stop() end)
-      local route = assert(imageroute.route{name = "drip", base_url = d.base_url, model = "gpt-image-1",
-        api_key_env = fx.KEY_ENV, timeout = 20, max_retries = 0})
+      local d, route = dripping()
       local x = assert(dispatch.start("generate", route, {prompt = "x", stream = true, partial_images = 1}))
       local deadline = socket.gettime() + 5
       while #x:take_partials() == 0 and socket.gettime() < deadline do core.step(0.05) end

@@ -14,9 +14,8 @@ local PNG_B64 = core.b64encode(localserver.image("hostile"))
 
 -- A route on the local server whose key comes from api_key (fx.route uses api_key_env).
 local function kroute(s, extra)
-  local cfg = {name = "local", base_url = s.base_url, model = "gpt-image-1", retry_initial_delay = 0.01,
-    retry_max_delay = 0.05, timeout = 10}
-  for k, v in pairs(extra or {}) do cfg[k] = v end
+  local cfg = fx.with({name = "local", base_url = s.base_url, model = "gpt-image-1", retry_initial_delay = 0.01,
+    retry_max_delay = 0.05, timeout = 10}, extra)
   return assert(imageroute.route(cfg))
 end
 

@@ -10,10 +10,7 @@ local function row(rep, gate)
 end
 
 describe("live readiness check", function()
-  local s
-  setup(function() s = server.start() end)
-  teardown(function() s:stop() end)
-  before_each(function() s:reset() end)
+  local s = server.for_block()
 
   it("a model the API returns is a pass row; the request is GET /models/{model}, nothing else", function()
     local rep = fx.route(s, {model = "gpt-image-1"}):check{live = true}

@@ -8,13 +8,9 @@ local server = require "support.server"
 local fx = require "support.fixtures"
 
 describe("local server: assistant flows on the Responses API", function()
-  local s, route
-  setup(function()
-    s = server.start()
-    route = fx.route(s, {max_retries = 0})
-  end)
-  teardown(function() s:stop() end)
-  before_each(function() s:reset() end)
+  local s = server.for_block()
+  local route
+  setup(function() route = fx.route(s, {max_retries = 0}) end)
 
   local WEATHER = {type = "function", name = "get_weather", description = "Weather for a city",
     parameters = {type = "object", properties = {city = {type = "string"}}, required = {"city"}}}

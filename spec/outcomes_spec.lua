@@ -11,23 +11,10 @@ local cli = require "support.cli_run"
 local PAGE = "https://platform.openai.com/settings/organization/general"
 
 describe("honest outcomes", function()
-  local s, dir
-  setup(function()
-    s = server.start()
-    dir = os.tmpname()
-    os.remove(dir)
-    assert(os.execute("mkdir -p " .. cli.q(dir)))
-  end)
-  teardown(function()
-    s:stop()
-    os.execute("rm -rf " .. cli.q(dir))
-  end)
-  before_each(function() s:reset() end)
+  local s, dir = server.for_block{dir = true}
 
   local function responses(extra)
-    local cfg = {shape = "responses", model = "gpt-5", image_model = "gpt-image-1", max_retries = 2}
-    for k, v in pairs(extra or {}) do cfg[k] = v end
-    return fx.route(s, cfg)
+    return fx.responses_route(s, fx.with({max_retries = 2}, extra))
   end
 
   describe("an organization that must be verified", function()

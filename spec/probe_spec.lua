@@ -22,16 +22,7 @@ local function attempts_of(records, call_id)
 end
 
 describe("imageroute probe", function()
-  local s, dir
-  setup(function()
-    s = server.start()
-    dir = fx.tmpdir()
-  end)
-  teardown(function()
-    s:stop()
-    os.execute("rm -rf " .. cli.q(dir))
-  end)
-  before_each(function() s:reset() end)
+  local s, dir = server.for_block{dir = true}
 
   it("makes the cheapest call of the price rows and a refused n = 0 call, and logs a probe record", function()
     local log = dir .. "/images.jsonl"

@@ -11,25 +11,16 @@ local fx = require "support.fixtures"
 local cli = require "support.cli_run"
 
 local function gateway(s, log, extra)
-  local cfg = {name = "gw", lane = "provider", provider = "gw", shape = "chat", model = "gpt-image-2",
-    billing = {unit = "call", price = 0.03, currency = "USD"}, accepted = "spec gateway", max_retries = 0, log = log}
-  for k, v in pairs(extra or {}) do cfg[k] = v end
+  local cfg = fx.with({name = "gw", lane = "provider", provider = "gw", shape = "chat", model = "gpt-image-2",
+    billing = {unit = "call", price = 0.03, currency = "USD"}, accepted = "spec gateway", max_retries = 0,
+    log = log}, extra)
   return fx.route(s, cfg)
 end
 
 local REFUSE = {status = 404, error = {message = "The model does not exist", code = "model_not_found"}}
 
 describe("imageroute reconcile", function()
-  local s, dir
-  setup(function()
-    s = server.start()
-    dir = fx.tmpdir()
-  end)
-  teardown(function()
-    s:stop()
-    os.execute("rm -rf " .. cli.q(dir))
-  end)
-  before_each(function() s:reset() end)
+  local s, dir = server.for_block{dir = true}
 
   it("parses ISO 8601 and Unix seconds", function()
     assert.equal(1764547200, reconcile.parse_time("2025-12-01"))

@@ -3,16 +3,10 @@
 local redis = require "support.redis"
 local socket = require "socket"
 
-local available, why = redis.available()
-local describe_redis = available and describe or function(name) pending(name .. " (" .. why .. ")") end
-
-describe_redis("imageroute.redis", function()
-  local driver, r
-  setup(function()
-    driver = require "imageroute.redis"
-    r = redis.start()
-  end)
-  teardown(function() if r then r:stop() end end)
+redis.describe("imageroute.redis", function()
+  local r = redis.for_block()
+  local driver
+  setup(function() driver = require "imageroute.redis" end)
 
   it("turns replies into Lua values and keeps the connection after an error reply", function()
     local c = assert(driver.connect("127.0.0.1", r.port, 0.2, 0.2))

@@ -7,10 +7,7 @@ local server = require "support.server"
 local fx = require "support.fixtures"
 
 describe("the normalised request (imageroute.request)", function()
-  local s
-  setup(function() s = server.start() end)
-  teardown(function() s:stop() end)
-  before_each(function() s:reset() end)
+  local s = server.for_block()
 
   it("says once what an Images API call asks", function()
     local req = request.normalise("generate", fx.route(s), {prompt = "p", n = 3, size = "1024x1536", quality = "low"})
@@ -90,10 +87,7 @@ describe("the normalised request (imageroute.request)", function()
 end)
 
 describe("the core's contract for shaped requests (src/api.c)", function()
-  local s
-  setup(function() s = server.start() end)
-  teardown(function() s:stop() end)
-  before_each(function() s:reset() end)
+  local s = server.for_block()
 
   local PNG
   setup(function() PNG = assert(imageroute.generate(fx.route(s), {prompt = "input"})).images[1] end)

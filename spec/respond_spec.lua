@@ -9,9 +9,7 @@ describe("respond (Responses API with the image_generation tool)", function()
   setup(function() png = assert(imageroute.generate(fx.route(s), {prompt = "input"})).images[1] end)
 
   local function route(extra)
-    local cfg = {shape = "responses", model = "gpt-5", image_model = "gpt-image-2"}
-    for k, v in pairs(extra or {}) do cfg[k] = v end
-    return fx.route(s, cfg)
+    return fx.responses_route(s, fx.with({image_model = "gpt-image-2"}, extra))
   end
 
   it("puts the text model on top and the image model and its options in the tool", function()

@@ -6,9 +6,8 @@ local server = require "support.server"
 local fx = require "support.fixtures"
 
 local function provider(s, b, extra)
-  local cfg = {name = "gateway", lane = "provider", provider = "acme", accepted = "a test gateway",
-    billing = {unit = "call", price = 0.03, currency = "USD", source = "test", date = "2026-12-01"}}
-  for k, v in pairs(extra or {}) do cfg[k] = v end
+  local cfg = fx.with({name = "gateway", lane = "provider", provider = "acme", accepted = "a test gateway",
+    billing = {unit = "call", price = 0.03, currency = "USD", source = "test", date = "2026-12-01"}}, extra)
   if b then return fx.behaving(s, b, cfg) end
   return fx.route(s, cfg)
 end

@@ -10,11 +10,7 @@ describe("route files (imageroute.routes)", function()
 
   local function file(text)
     n = n + 1
-    local path = dir .. "/routes-" .. n .. ".lua"
-    local f = assert(io.open(path, "w"))
-    f:write(text)
-    f:close()
-    return path
+    return fx.write(dir .. "/routes-" .. n .. ".lua", text)
   end
 
   it("loads examples/routes.lua: two official routes and an accepted provider gateway", function()

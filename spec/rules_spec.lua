@@ -12,14 +12,13 @@ local MASK_PATH = "examples/assets/mask-1024.png"
 local PNG = fx.read(MASK_PATH)
 
 local function route(extra)
-  local cfg = {name = "r", base_url = "http://127.0.0.1:9/v1", model = "gpt-image-1", api_key_env = fx.KEY_ENV}
-  for k, v in pairs(extra or {}) do cfg[k] = v end
+  local cfg = fx.with({name = "r", base_url = "http://127.0.0.1:9/v1", model = "gpt-image-1",
+    api_key_env = fx.KEY_ENV}, extra)
   return assert(imageroute.route(cfg))
 end
 
 local function responses(extra)
-  local cfg = {shape = "responses", model = "gpt-5", image_model = "gpt-image-1"}
-  for k, v in pairs(extra or {}) do cfg[k] = v end
+  local cfg = fx.with({shape = "responses", model = "gpt-5", image_model = "gpt-image-1"}, extra)
   return route(cfg)
 end
 

@@ -4,15 +4,6 @@ local core = require "imageroute.core"
 local server = require "support.server"
 local fx = require "support.fixtures"
 
-local function listdir(dir)
-  local p = assert(io.popen("ls -A '" .. dir .. "'"))
-  local names = {}
-  for l in p:lines() do names[#names + 1] = l end
-  p:close()
-  table.sort(names)
-  return names
-end
-
 describe("save_to", function()
   local s = server.for_block()
 
@@ -20,7 +11,7 @@ describe("save_to", function()
     local dir = fx.tmpdir()
     local res = assert(imageroute.generate(fx.behaving(s, {png_bytes = 400000}), {prompt = "two", n = 2},
       {save_to = dir .. "/fox.png"}))
-    assert.same({"fox-1.png", "fox-2.png"}, listdir(dir)) -- no temporary file left
+    assert.same({"fox-1.png", "fox-2.png"}, fx.ls(dir)) -- no temporary file left
     for i, img in ipairs(res.images) do
       local path = dir .. "/fox-" .. i .. ".png"
       assert.equal(path, img.path)
@@ -58,7 +49,7 @@ describe("save_to", function()
     local _, err = imageroute.generate(fx.behaving(s, {png_bytes = 2000000, truncate = true}, {max_retries = 0}),
       {prompt = "cut"}, {save_to = dir .. "/cut.png"})
     assert.truthy(err)
-    assert.same({}, listdir(dir))
+    assert.same({}, fx.ls(dir))
   end)
 
   it("saves streamed and responses images under the same names at the end", function()
@@ -72,6 +63,6 @@ describe("save_to", function()
       {save_to = dir .. "/owl.png"}))
     assert.equal(dir .. "/owl.png", r2.images[1].path)
     assert.equal(r2.images[1].sha256, core.sha256(fx.read(dir .. "/owl.png")))
-    assert.same({"owl.png", "s.png"}, listdir(dir))
+    assert.same({"owl.png", "s.png"}, fx.ls(dir))
   end)
 end)

@@ -8,9 +8,8 @@ describe("scale follows observability", function()
   local s = server.for_block()
 
   local function blind(extra)
-    local cfg = {name = "blind-gw", lane = "provider", provider = "acme", accepted = "manual tests",
-      contract = {observability = {request_ids = "no", error_types = "no", usage = "no", dashboard = "no"}}}
-    for k, v in pairs(extra or {}) do cfg[k] = v end
+    local cfg = fx.with({name = "blind-gw", lane = "provider", provider = "acme", accepted = "manual tests",
+      contract = {observability = {request_ids = "no", error_types = "no", usage = "no", dashboard = "no"}}}, extra)
     return fx.route(s, cfg)
   end
 

@@ -124,23 +124,10 @@ describe("an install without the Redis module", function()
   end)
 end)
 
-local available, why = redis.available()
-local describe_redis = available and describe or function(name) pending(name .. " (" .. why .. ")") end
-
-describe_redis("state in Redis", function()
-  local s, r
-  setup(function()
-    s = server.start()
-    r = redis.start()
-  end)
-  teardown(function()
-    if r then r:stop() end
-    s:stop()
-  end)
-  before_each(function()
-    s:reset()
-    r:call("FLUSHDB")
-  end)
+redis.describe("state in Redis", function()
+  local s = server.for_block()
+  local r = redis.for_block()
+  before_each(function() r:call("FLUSHDB") end)
 
   it("holds a limit of N requests per window across 4 processes (counted at the server)", function()
     local N, W = 4, 1

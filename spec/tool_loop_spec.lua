@@ -11,13 +11,9 @@ local WEATHER = {type = "function", name = "get_weather", description = "Weather
   parameters = {type = "object", properties = {city = {type = "string"}}, required = {"city"}}}
 
 describe("the tool loop on the Responses API", function()
-  local s, route
-  setup(function()
-    s = server.start()
-    route = fx.route(s, {shape = "responses", model = "gpt-5", image_model = "gpt-image-2", max_retries = 0})
-  end)
-  teardown(function() s:stop() end)
-  before_each(function() s:reset() end)
+  local s = server.for_block()
+  local route
+  setup(function() route = fx.responses_route(s, {image_model = "gpt-image-2", max_retries = 0}) end)
 
   it("function call, function_call_output, then the image; the flow records each step", function()
     local f = imageroute.flow.new{name = "loop"}

@@ -102,19 +102,53 @@ end
 -- Each gate: route, contract -> status, reason (for the provider and account_pool lanes).
 local gate = {}
 
-function gate.owner(_, c)
-  local v = c.owner
-  if text(v) then return "pass", "owner: " .. v end
-  if type(v) == "table" then
-    local missing = {}
-    for _, k in ipairs(OWNER_PARTS) do
-      if not text(v[k]) then missing[#missing + 1] = k end
-    end
-    if #missing == 0 then return "pass", "every part has an owner" end
-    return "unknown", "no owner recorded for: " .. concat(missing, ", ")
+-- The keys of a contract entry recorded as a table, sorted by classify(value) -> "ok", shown |
+-- "missing" | "absent" into lists: `ok` ("key=shown"), `missing`, `absent` (key names).
+local function sort_keys(v, keys, classify)
+  local lists = {ok = {}, missing = {}, absent = {}}
+  for _, k in ipairs(keys) do
+    local class, shown = classify(v[k])
+    local l = lists[class]
+    l[#l + 1] = shown and (k .. "=" .. shown) or k
   end
-  return "unknown", "contract.owner not recorded (who owns endpoint, account, billing, support, abuse handling)"
+  return lists
 end
+
+local function right_of(x)
+  if x == true then x = "yes" elseif x == false then x = "no" end
+  if text(x) then return "ok", x end
+  return "missing"
+end
+
+local function observed(x)
+  if x == false or (type(x) == "string" and x:lower() == "no") then return "absent" end
+  if x == true or text(x) then return "ok" end
+  return "missing"
+end
+
+local function recorded(x)
+  if text(x) then return "ok" end
+  return "missing"
+end
+
+-- The gate of a contract entry recorded as a sentence (pass: `prefix` .. the sentence) or as a table
+-- of `keys`, sorted by `classify` (see sort_keys) and judged by `verdict(lists)`; `why` when it is
+-- neither (unknown).
+local function keyed_gate(g)
+  return function(_, c)
+    local v = c[g.field]
+    if text(v) then return "pass", (g.prefix or "") .. v end
+    if type(v) == "table" then return g.verdict(sort_keys(v, g.keys, g.classify)) end
+    return "unknown", g.why
+  end
+end
+
+gate.owner = keyed_gate{field = "owner", keys = OWNER_PARTS, classify = recorded, prefix = "owner: ",
+  verdict = function(l)
+    if #l.missing == 0 then return "pass", "every part has an owner" end
+    return "unknown", "no owner recorded for: " .. concat(l.missing, ", ")
+  end,
+  why = "contract.owner not recorded (who owns endpoint, account, billing, support, abuse handling)"}
 
 function gate.model_mapping(_, c)
   local v = c.model_mapping
@@ -153,38 +187,20 @@ function gate.failed_calls_billed(route, c)
   return "pass", concat(parts, ", ") .. checked
 end
 
-function gate.output_rights(_, c)
-  local v = c.output_rights
-  if text(v) then return "pass", v end
-  if type(v) == "table" then
-    local missing, parts = {}, {}
-    for _, k in ipairs(RIGHTS) do
-      local x = v[k]
-      if x == true then x = "yes" elseif x == false then x = "no" end
-      if text(x) then parts[#parts + 1] = k .. "=" .. x else missing[#missing + 1] = k end
-    end
-    if #missing == 0 then return "pass", concat(parts, ", ") end
-    return "unknown", "not recorded whether outputs may be: " .. concat(missing, ", ")
-  end
-  return "unknown", "contract.output_rights not recorded (may outputs be stored, sold, deleted?)"
-end
+gate.output_rights = keyed_gate{field = "output_rights", keys = RIGHTS, classify = right_of,
+  verdict = function(l)
+    if #l.missing == 0 then return "pass", concat(l.ok, ", ") end
+    return "unknown", "not recorded whether outputs may be: " .. concat(l.missing, ", ")
+  end,
+  why = "contract.output_rights not recorded (may outputs be stored, sold, deleted?)"}
 
-function gate.observability(_, c)
-  local v = c.observability
-  if text(v) then return "pass", v end
-  if type(v) == "table" then
-    local missing, absent = {}, {}
-    for _, k in ipairs(OBSERVE) do
-      local x = v[k]
-      if x == false or (type(x) == "string" and x:lower() == "no") then absent[#absent + 1] = k
-      elseif not (x == true or text(x)) then missing[#missing + 1] = k end
-    end
-    if #absent > 0 then return "fail", "not provided: " .. concat(absent, ", ") end
-    if #missing > 0 then return "unknown", "not recorded: " .. concat(missing, ", ") end
+gate.observability = keyed_gate{field = "observability", keys = OBSERVE, classify = observed,
+  verdict = function(l)
+    if #l.absent > 0 then return "fail", "not provided: " .. concat(l.absent, ", ") end
+    if #l.missing > 0 then return "unknown", "not recorded: " .. concat(l.missing, ", ") end
     return "pass", "request ids, error types, usage and a dashboard"
-  end
-  return "unknown", "contract.observability not recorded (request ids, error types, usage, a dashboard)"
-end
+  end,
+  why = "contract.observability not recorded (request ids, error types, usage, a dashboard)"}
 
 function gate.billing(route)
   local b = route.billing

@@ -122,6 +122,24 @@ function M.wait(is_ready)
   return waiter(is_ready)
 end
 
+--- For adapters: the handle `attach` returns. `handle.attached` is true until `handle.detach()`, which
+-- (once) removes the waiter, the spawner and the socket and timer callbacks, then calls `cleanup`:
+-- imageroute calls made afterwards block as without a host loop.
+-- @tparam function cleanup the adapter's own undoing (stop its watchers, wake its waiting coroutines)
+-- @treturn table handle `{attached =, detach =}`
+function M.handle(cleanup)
+  local handle = {attached = true}
+  function handle.detach()
+    if not handle.attached then return end
+    handle.attached = false
+    M.set_waiter(nil)
+    M.on_socket(nil)
+    M.on_timer(nil)
+    cleanup()
+  end
+  return handle
+end
+
 --- Runs fn through the adapter's spawner, if there is one.
 -- @return the adapter's handle, or nil when imageroute's scheduler should run fn
 function M.spawn(fn, on_done, ...)

@@ -152,9 +152,8 @@ M.is_array = require("imageroute.json").is_array -- is_array(v): true when v is 
 -- @treturn Route|nil the route
 -- @treturn[2] table an error with `kind = "validation"` and `field` naming the offending field
 -- @raise when config is not a table
-function M.route(config)
-  return route_type.new(config)
-end
+-- @function route
+M.route = route_type.new
 
 --- Builds a router: an explicit fallback across routes, usable wherever a route is (see
 -- `imageroute.router`).
@@ -162,32 +161,28 @@ end
 --   `"rate_limit"` | `"server_error"` | `"timeout"` | `"connection"`; default all four)
 -- @treturn Router|nil
 -- @treturn[2] table a `validation` error with `field`
-function M.router(config)
-  return router.new(config)
-end
+-- @function router
+M.router = router.new
 
 --- Builds a budget: a spending limit in USD per run, day or month (UTC), checked before each call
 -- of the routes (or router) it is attached to with `budget = b` (see `imageroute.budget`).
 -- @tparam table config `name`, `usd`, `per` ("run" | "day" | "month"), `unknown_price`
 -- @treturn Budget|nil
 -- @treturn[2] table a `validation` error with `field`
-function M.budget(config)
-  return budget.new(config)
-end
+-- @function budget
+M.budget = budget.new
 
 --- True when v is a Router.
 -- @param v any value
 -- @treturn boolean
-function M.is_router(v)
-  return router.is_router(v)
-end
+-- @function is_router
+M.is_router = router.is_router
 
 --- True when v is a Route.
 -- @param v any value
 -- @treturn boolean
-function M.is_route(v)
-  return core.is_route(v)
-end
+-- @function is_route
+M.is_route = core.is_route
 
 -- ------------------------------------------------------------------------------------------
 -- The scheduler (imageroute.scheduler), image files (imageroute.save), streams (imageroute.stream)
@@ -208,56 +203,9 @@ M.safe_name, M.save = save.safe_name, save.save
 M.stream = require("imageroute.stream").stream
 M.api = require("imageroute.api").request
 
---- Runs a list of calls with at most `max_in_flight` in flight, and returns their outcomes in
--- input order. A job's failure never stops the others.
--- @tparam {table,...} jobs each `{call = "generate"|"edit"|"respond" (default "generate"), route =,
---   params =, opts =}`
--- @tparam[opt] table opts `max_in_flight` (integer, default 4), `on_done(i, result, err)`,
---   `on_progress(i, bytes, elapsed_seconds)`, `on_partial(i, image, index)`, `keep_results`
---   (default true; false drops each result after `on_done` and releases its images, see
---   `Image:release`, so a long batch holds only the images in flight: save them in `on_done`;
---   an image kept beyond `on_done` keeps its `path`, `sha256`, `length`, `format`, but not its bytes)
--- @treturn {table,...} one `{ok = boolean, result = table|nil, error = table|nil}` per job
-function M.batch(jobs, opts)
-  assert(type(jobs) == "table", "batch: a list of jobs expected")
-  opts = opts or {}
-  local n, next_job, results = #jobs, 0, {}
-  local max = opts.max_in_flight or 4
-  assert(math.type(max) == "integer" and max >= 1, "batch: max_in_flight must be an integer >= 1")
-  local function worker()
-    while next_job < n do
-      next_job = next_job + 1
-      local i, job = next_job, jobs[next_job]
-      local jopts = {}
-      for k, v in pairs(job.opts or {}) do jopts[k] = v end
-      if opts.on_progress then jopts.on_progress = function(b, e) opts.on_progress(i, b, e) end end
-      if opts.on_partial then jopts.on_partial = function(img, idx) opts.on_partial(i, img, idx) end end
-      local fn = M[job.call or "generate"]
-      local res, err
-      local scale_ok, scale_err = true, nil
-      if core.is_route(job.route) then scale_ok, scale_err = M.contract.scale_allowed(job.route) end
-      if job.call ~= nil and job.call ~= "generate" and job.call ~= "edit" and job.call ~= "respond" then
-        err = core.error("validation", "unknown call '" .. tostring(job.call) .. "'", {field = "call"})
-      elseif not scale_ok then
-        res, err = policy.after(job.call or "generate", job.route, job.params, jopts, nil, scale_err)
-      else
-        local ok
-        ok, res, err = pcall(fn, job.route, job.params, jopts)
-        if not ok then res, err = nil, core.error("validation", tostring(res), {field = "job"}) end
-      end
-      if opts.on_done then opts.on_done(i, res, err) end
-      if opts.keep_results == false then
-        -- the result is dropped: its images' bytes are freed now, not at some later collection
-        for _, img in ipairs(res and res.images or err and err.images or {}) do img:release() end
-      end
-      results[i] = {ok = res ~= nil, result = opts.keep_results ~= false and res or nil, error = err}
-    end
-  end
-  local workers = {}
-  for k = 1, math.min(max, n) do workers[k] = worker end
-  if #workers > 0 then M.run(table.unpack(workers)) end
-  return results
-end
+--- Runs a list of calls with at most `max_in_flight` in flight (`imageroute.batch.batch`).
+-- @function batch
+M.batch = require("imageroute.batch").batch
 
 --- The raw call of one shape: start its transfer on the loop, then wait for it (yielding inside
 -- the scheduler's coroutines).
@@ -294,7 +242,16 @@ local function raw_call(kind)
   end
 end
 
-local raw_generate = raw_call("generate")
+-- The public call of one shape: a router's fallback, or the policy (gates, stop rules, cost, log) around
+-- the raw call.
+local function public_call(kind)
+  local raw = raw_call(kind)
+  local function call(route, params, opts)
+    if router.is_router(route) then return router.call(kind, call, route, params, opts) end
+    return reraise(policy.call(kind, raw, route, params, opts))
+  end
+  return call
+end
 
 --- Generates images. On an `images` route: `POST {base_url}/images/generations` (JSON). On a
 -- `chat` route: `POST {base_url}/chat/completions` with the prompt as one user message; the images
@@ -356,12 +313,8 @@ local raw_generate = raw_call("generate")
 --   `route`, and `images` when some were received before the failure; `tostring(err)` is
 --   one line and never holds the key.
 -- @raise when route is not a Route or params is not a table
-function M.generate(route, params, opts)
-  if router.is_router(route) then return router.call("generate", M.generate, route, params, opts) end
-  return reraise(policy.call("generate", raw_generate, route, params, opts))
-end
-
-local raw_edit = raw_call("edit")
+-- @function generate
+M.generate = public_call("generate")
 
 --- Edits images. On an `images` route: `POST {base_url}/images/edits` (multipart,
 -- OpenAI API reference, Images > Create image edit,
@@ -386,12 +339,8 @@ local raw_edit = raw_call("edit")
 -- @treturn[2] nil
 -- @treturn[2] table error, as for `generate`
 -- @raise when route is not a Route or params is not a table
-function M.edit(route, params, opts)
-  if router.is_router(route) then return router.call("edit", M.edit, route, params, opts) end
-  return reraise(policy.call("edit", raw_edit, route, params, opts))
-end
-
-local raw_respond = raw_call("respond")
+-- @function edit
+M.edit = public_call("edit")
 
 --- Calls the Responses API with the `image_generation` tool: `POST {base_url}/responses`
 -- (OpenAI API reference, Responses > Create a response,
@@ -459,10 +408,8 @@ local raw_respond = raw_call("respond")
 --   `code = "organization_not_verified"` and a `fix` naming
 --   https://platform.openai.com/settings/organization/general, never retried.
 -- @raise when route is not a Route or params is not a table
-function M.respond(route, params, opts)
-  if router.is_router(route) then return router.call("respond", M.respond, route, params, opts) end
-  return reraise(policy.call("respond", raw_respond, route, params, opts))
-end
+-- @function respond
+M.respond = public_call("respond")
 
 --- Starts a `respond` call in background mode (`background = true`: for long generations; a
 -- high-quality image can take minutes) without waiting for it, and returns its Transfer: created on

@@ -37,7 +37,7 @@
 --   The shape turns `send` into the wire body (`imageroute.shapes.responses.build`).
 -- @module imageroute.request
 
-local type, pairs, ipairs, rawlen, setmetatable, concat = type, pairs, ipairs, rawlen, setmetatable, table.concat
+local type, ipairs, rawlen, setmetatable, concat = type, ipairs, rawlen, setmetatable, table.concat
 
 local assistant = require "imageroute.assistant"
 
@@ -48,11 +48,7 @@ local M = {}
 M.TOOL_FIELDS = {"size", "quality", "background", "output_format", "output_compression", "moderation",
   "partial_images", "input_fidelity", "input_image_mask", "action"}
 
-local function copy(t)
-  local c = {}
-  for k, v in pairs(t) do c[k] = v end
-  return c
-end
+local copy = require("imageroute.shapes.common").copy
 
 local function nonempty_string(v)
   return type(v) == "string" and v ~= ""

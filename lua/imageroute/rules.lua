@@ -97,6 +97,16 @@ local function model_src(v)
   return v.entry and (v.entry.source .. ", " .. v.entry.date) or nil
 end
 
+-- The check of a field the model's entry marks unsupported (`entry[field] == false`): refused when
+-- sent, with message (its %s the model).
+local function unsupported(field, message)
+  return function(v)
+    if v.fields[field] ~= nil and v.entry and v.entry[field] == false then
+      return message:format(v.model), model_src(v)
+    end
+  end
+end
+
 --- The stop rules, in the order they are checked. Each: `name`, `field`, `fix`, and `check(v, opts)`
 -- returning nil (pass) or a message (refuse). `v` is `M.view(...)`.
 M.rules = {
@@ -171,11 +181,7 @@ M.rules = {
     end},
   {name = "partial_images_unsupported", field = "partial_images",
     fix = "drop partial_images and stream: only GPT image models stream",
-    check = function(v)
-      if v.fields.partial_images ~= nil and v.entry and v.entry.partial_images == false then
-        return ("%s does not stream partial images"):format(v.model), model_src(v)
-      end
-    end},
+    check = unsupported("partial_images", "%s does not stream partial images")},
   {name = "stream_partial_images", field = "partial_images",
     fix = "send partial_images from 1 to 3 when streaming the image_generation tool, or do not stream",
     check = function(v)
@@ -206,11 +212,7 @@ M.rules = {
     end},
   {name = "input_fidelity_unsupported", field = "input_fidelity",
     fix = "drop input_fidelity, or use gpt-image-1 / gpt-image-1.5",
-    check = function(v)
-      if v.fields.input_fidelity ~= nil and v.entry and v.entry.input_fidelity == false then
-        return ("%s rejects input_fidelity"):format(v.model), model_src(v)
-      end
-    end},
+    check = unsupported("input_fidelity", "%s rejects input_fidelity")},
   {name = "edit_images_max", field = "image", fix = "send at most 16 images per edit (one for dall-e-2)",
     check = function(v)
       if v.images then

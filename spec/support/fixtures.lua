@@ -22,8 +22,22 @@ function M.route(s, extra)
     name = "local", base_url = s.base_url, model = "gpt-image-1", api_key_env = M.KEY_ENV,
     retry_initial_delay = 0.01, retry_max_delay = 0.05, timeout = 10,
   }
-  for k, v in pairs(extra or {}) do cfg[k] = v end
-  return assert(imageroute.route(cfg))
+  return assert(imageroute.route(M.with(cfg, extra)))
+end
+
+--- A spec's route defaults with a test's own fields over them.
+-- @tparam table defaults the spec's fields (this table is filled in and returned)
+-- @tparam[opt] table extra the test's fields
+-- @treturn table defaults
+function M.with(defaults, extra)
+  for k, v in pairs(extra or {}) do defaults[k] = v end
+  return defaults
+end
+
+--- A Responses route on s: the text model `gpt-5` on top, the image model `gpt-image-1` in the tool,
+-- with extra's fields over them.
+function M.responses_route(s, extra)
+  return M.route(s, M.with({shape = "responses", model = "gpt-5", image_model = "gpt-image-1"}, extra))
 end
 
 --- A route whose every request carries the behaviour b (header x-imageroute-test).
@@ -53,6 +67,26 @@ function M.read(path)
   local d = f:read("a")
   f:close()
   return d
+end
+
+--- The names in a directory (`ls -A`), sorted.
+-- @treturn {string,...}
+function M.ls(dir)
+  local p = assert(io.popen("ls -A " .. require("imageroute.sys").shell_quote(dir)))
+  local names = {}
+  for l in p:lines() do names[#names + 1] = l end
+  p:close()
+  table.sort(names)
+  return names
+end
+
+--- Writes bytes to a file (raises on failure).
+-- @treturn string path
+function M.write(path, bytes)
+  local f = assert(io.open(path, "wb"))
+  f:write(bytes)
+  f:close()
+  return path
 end
 
 function M.tmpdir()

@@ -6,7 +6,8 @@
 --     r:call("DBSIZE")                 -- a command from the spec (through imageroute.redis)
 --     r:stop()                         -- by its pid
 --
--- `redis.available()` says whether redis-server and the C module imageroute.redis are there (the
+-- `redis.for_block()` gives a block its server, `redis.describe(name, fn)` is `describe` when one can
+-- be started. `redis.available()` says whether redis-server and the C module imageroute.redis are there (the
 -- specs that need them are pending otherwise, saying why). The server also stops by itself when
 -- the process that started it is gone, so a spec that dies before `stop` leaves nothing behind.
 -- @module support.redis
@@ -88,6 +89,31 @@ function M.start(opts)
     os.remove(log)
   end
   error("redis-server did not start")
+end
+
+--- `describe` when redis-server and imageroute.redis are here (see `available`), else a pending
+-- block that says why.
+-- @tparam string name
+-- @tparam function fn the block
+function M.describe(name, fn)
+  local busted = require "busted"
+  local ok, why = M.available()
+  if ok then return busted.describe(name, fn) end
+  busted.pending(name .. " (" .. why .. ")")
+end
+
+--- One redis-server for the enclosing `describe` block: started in the block's setup, stopped in
+-- its teardown.
+-- @tparam[opt] table opts the options of `start`
+-- @return the server object (empty until the setup has run)
+function M.for_block(opts)
+  local busted = require "busted"
+  local r = setmetatable({}, Redis)
+  busted.setup(function()
+    for k, v in pairs(M.start(opts)) do r[k] = v end
+  end)
+  busted.teardown(function() if r.pid then r:stop() end end)
+  return r
 end
 
 --- One command from the spec: returns the value, raises on an error.

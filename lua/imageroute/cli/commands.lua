@@ -94,30 +94,29 @@ local function run_call(ctx, kind, params)
   return 0
 end
 
-function M.generate(ctx)
-  local params = params_from(ctx.args, "generate")
-  params.prompt = common.text_arg(ctx.args.prompt, "the prompt")
-  return run_call(ctx, "generate", params)
+-- The command of one call kind: the API fields from the arguments, the text argument (`prompt` or
+-- `input`) required, then more(args, params) for what the kind adds.
+local function call_command(kind, field, label, more)
+  return function(ctx)
+    local params = params_from(ctx.args, kind)
+    params[field] = common.text_arg(ctx.args[field], label)
+    if more then more(ctx.args, params) end
+    return run_call(ctx, kind, params)
+  end
 end
 
-function M.edit(ctx)
-  local args = ctx.args
-  local params = params_from(args, "edit")
-  params.prompt = common.text_arg(args.prompt, "the prompt")
+M.generate = call_command("generate", "prompt", "the prompt")
+
+M.edit = call_command("edit", "prompt", "the prompt", function(args, params)
   for _, path in ipairs(args.image) do
     if not file_exists(path) then fail(2, "imageroute: cannot read the image " .. path) end
   end
   if args.mask and not file_exists(args.mask) then fail(2, "imageroute: cannot read the mask " .. args.mask) end
   params.image = #args.image == 1 and args.image[1] or args.image
   params.mask = args.mask
-  return run_call(ctx, "edit", params)
-end
+end)
 
-function M.respond(ctx)
-  local params = params_from(ctx.args, "respond")
-  params.input = common.text_arg(ctx.args.input, "the input")
-  return run_call(ctx, "respond", params)
-end
+M.respond = call_command("respond", "input", "the input")
 
 -- ---------------------------------------------------------------------------------------------
 -- check

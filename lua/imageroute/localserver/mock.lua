@@ -27,24 +27,18 @@ local function text_tokens(text)
   return ceil(#(text or "") / 4)
 end
 
-local function norm_size(size)
-  size = str(size)
-  if not size or size == "auto" then return "1024x1024" end
-  return size
+-- An option as the mock reads it: absent or "auto" is `default`, an alias its name.
+local function normaliser(default, aliases)
+  return function(v)
+    v = str(v)
+    if not v or v == "auto" then return default end
+    return aliases and aliases[v] or v
+  end
 end
 
-local function norm_quality(q)
-  q = str(q)
-  if not q or q == "auto" or q == "standard" then return "medium" end
-  if q == "hd" then return "high" end
-  return q
-end
-
-local function norm_background(b)
-  b = str(b)
-  if not b or b == "auto" then return "opaque" end
-  return b
-end
+local norm_size = normaliser("1024x1024")
+local norm_quality = normaliser("medium", {standard = "medium", hd = "high"})
+local norm_background = normaliser("opaque")
 
 --- Output tokens of one image of `size` at `quality` (see the module doc).
 local function image_output_tokens(size, quality)

@@ -358,12 +358,16 @@ local function handle_responses(ctx, B)
   ev("response.created", {response = shell})
   ev("response.in_progress", {response = shell})
   local index = 0
-  if fn then -- the function call: added, its arguments (one delta), done
-    local item = output[1]
+  -- an item's output_item.added event: a copy of it in progress, its key holding placeholder
+  local function added(item, key, placeholder)
     local pending = {}
     for k, v in pairs(item) do pending[k] = v end
-    pending.status, pending.arguments = "in_progress", ""
+    pending.status, pending[key] = "in_progress", placeholder
     ev("response.output_item.added", {output_index = index, item = pending})
+  end
+  if fn then -- the function call: added, its arguments (one delta), done
+    local item = output[1]
+    added(item, "arguments", "")
     ev("response.function_call_arguments.delta", {output_index = index, item_id = item.id, delta = item.arguments})
     ev("response.function_call_arguments.done", {output_index = index, item_id = item.id,
       arguments = item.arguments})
@@ -371,10 +375,7 @@ local function handle_responses(ctx, B)
     index = index + 1
   end
   if image_item then
-    local pending = {}
-    for k, v in pairs(image_item) do pending[k] = v end
-    pending.status, pending.result = "in_progress", NULL
-    ev("response.output_item.added", {output_index = index, item = pending})
+    added(image_item, "result", NULL)
     ev("response.image_generation_call.in_progress", {output_index = index, item_id = image_item.id})
     ev("response.image_generation_call.generating", {output_index = index, item_id = image_item.id})
     for i, b64 in ipairs(partials) do
@@ -389,10 +390,7 @@ local function handle_responses(ctx, B)
     index = index + 1
   end
   if message then
-    local pending = {}
-    for k, v in pairs(message) do pending[k] = v end
-    pending.status, pending.content = "in_progress", EMPTY_ARRAY
-    ev("response.output_item.added", {output_index = index, item = pending})
+    added(message, "content", EMPTY_ARRAY)
     local part = message.content[1]
     ev("response.output_text.delta", {output_index = index, item_id = message.id, content_index = 0,
       delta = part.text})

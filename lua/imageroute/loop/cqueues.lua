@@ -35,7 +35,8 @@ function M.attach(cq)
   local timer_at                -- monotonic seconds, or nil
   local wake = condition.new()  -- the sockets or the timer changed
   local settled = condition.new() -- imageroute moved: waiting coroutines check their call
-  local attached = true
+  -- detach stops watching: wakes the watcher and the waiting coroutines
+  local handle = hostloop.handle(function() wake:signal(); settled:signal() end)
 
   hostloop.on_socket(function(fd, what)
     if what == "remove" then
@@ -69,12 +70,12 @@ function M.attach(cq)
   end)
 
   cq:wrap(function()
-    while attached do
+    while handle.attached do
       local list = {wake}
       for _, p in pairs(watched) do list[#list + 1] = p end
       if timer_at then list[#list + 1] = math.max(0, timer_at - cqueues.monotime()) end
       local ready = {cqueues.poll(unpack(list))}
-      if not attached then break end
+      if not handle.attached then break end
       for _, p in ipairs(ready) do
         if type(p) == "table" and watched[p.pollfd] == p then hostloop.socket_action(p.pollfd) end
       end
@@ -86,17 +87,6 @@ function M.attach(cq)
     end
   end)
 
-  local handle = {}
-  --- Stops watching: imageroute calls made afterwards block as without a host loop.
-  function handle.detach()
-    if not attached then return end
-    attached = false
-    hostloop.set_waiter(nil)
-    hostloop.on_socket(nil)
-    hostloop.on_timer(nil)
-    wake:signal()
-    settled:signal()
-  end
   return handle
 end
 

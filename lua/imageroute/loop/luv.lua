@@ -36,7 +36,6 @@ function M.attach()
   local polls = {}         -- fd -> uv poll handle
   local timer = uv.new_timer()
   local sleepers = {}      -- {co =, is_ready =}
-  local attached = true
 
   -- resumes the coroutines whose calls are over (after every socket or timer action)
   local function wake_sleepers()
@@ -89,14 +88,7 @@ function M.attach()
     return coroutine.yield()
   end)
 
-  local handle = {}
-  --- Closes the uv handles; imageroute calls made afterwards block as without a host loop.
-  function handle.detach()
-    if not attached then return end
-    attached = false
-    hostloop.set_waiter(nil)
-    hostloop.on_socket(nil)
-    hostloop.on_timer(nil)
+  return hostloop.handle(function() -- detach closes the uv handles
     for fd, p in pairs(polls) do
       polls[fd] = nil
       p:stop()
@@ -104,8 +96,7 @@ function M.attach()
     end
     timer:stop()
     timer:close()
-  end
-  return handle
+  end)
 end
 
 return M

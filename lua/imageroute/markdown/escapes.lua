@@ -53,6 +53,20 @@ local function entity(s, j)
   return nil
 end
 
+-- The escape at s[j] (a backslash or "&"): the text it stands for and the index after it. A
+-- backslash escapes a character matching `escapable` (default: ASCII punctuation), a character
+-- reference is decoded; anything else stands for itself.
+local function escape_at(s, j, escapable)
+  if byte(s, j) == 92 then
+    local c = sub(s, j + 1, j + 1)
+    if c ~= "" and find(c, escapable or "^%p") then return c, j + 2 end
+    return "\\", j + 1
+  end
+  local text, e = entity(s, j)
+  if text then return text, e + 1 end
+  return "&", j + 1
+end
+
 -- Backslash escapes and character references resolved, as CommonMark does for destinations,
 -- titles and text.
 local function unescape(s)
@@ -65,25 +79,7 @@ local function unescape(s)
       break
     end
     out[#out + 1] = sub(s, i, j - 1)
-    if byte(s, j) == 92 then
-      local c = sub(s, j + 1, j + 1)
-      if c ~= "" and find(c, "^%p") then
-        out[#out + 1] = c
-        i = j + 2
-      else
-        out[#out + 1] = "\\"
-        i = j + 1
-      end
-    else
-      local text, e = entity(s, j)
-      if text then
-        out[#out + 1] = text
-        i = e + 1
-      else
-        out[#out + 1] = "&"
-        i = j + 1
-      end
-    end
+    out[#out + 1], i = escape_at(s, j)
   end
   return concat(out)
 end
@@ -96,4 +92,5 @@ local function normalize(label)
   return lower(label)
 end
 
-return {rtrim_from = rtrim_from, codepoint = codepoint, entity = entity, unescape = unescape, normalize = normalize}
+return {rtrim_from = rtrim_from, codepoint = codepoint, entity = entity, escape_at = escape_at, unescape = unescape,
+  normalize = normalize}

@@ -10,7 +10,7 @@ local refs = require "imageroute.markdown.refs"
 
 local byte, sub, find, gsub = string.byte, string.sub, string.find, string.gsub
 local concat, sort = table.concat, table.sort
-local rtrim_from, entity, normalize = escapes.rtrim_from, escapes.entity, escapes.normalize
+local rtrim_from, escape_at, normalize = escapes.rtrim_from, escapes.escape_at, escapes.normalize
 local MAX_LABEL, skip_spnl, parse_label, parse_dest, parse_title =
   refs.MAX_LABEL, refs.skip_spnl, refs.parse_label, refs.parse_dest, refs.parse_title
 
@@ -116,15 +116,10 @@ local function inline_images(s, defs, has_defs, out)
     if c == 10 then -- line ending: the spaces before it were dropped
       push("\n")
       i = j + 1
-    elseif c == 92 then -- backslash
-      local d = sub(s, j + 1, j + 1)
-      if d ~= "" and find(d, "^[%p\n]") then
-        push(d)
-        i = j + 2
-      else
-        push("\\")
-        i = j + 1
-      end
+    elseif c == 92 or c == 38 then -- backslash escape (of punctuation or a line ending), character reference
+      local text
+      text, i = escape_at(s, j, "^[%p\n]")
+      push(text)
     elseif c == 96 then -- code span
       local _, e = find(s, "^`+", j)
       runs = runs or backtick_runs(s)
@@ -145,15 +140,6 @@ local function inline_images(s, defs, has_defs, out)
         i = e + 1
       else
         push("<")
-        i = j + 1
-      end
-    elseif c == 38 then -- character reference
-      local text, e = entity(s, j)
-      if text then
-        push(text)
-        i = e + 1
-      else
-        push("&")
         i = j + 1
       end
     elseif c == 33 then -- "!"

@@ -37,24 +37,14 @@ local core = require "imageroute.core"
 local json = require "imageroute.json"
 local assistant = require "imageroute.assistant"
 
-local type, pairs, ipairs, rawlen, tostring, tonumber, concat =
-  type, pairs, ipairs, rawlen, tostring, tonumber, table.concat
-local getmetatable = getmetatable
+local type, ipairs, rawlen, tostring, tonumber, concat = type, ipairs, rawlen, tostring, tonumber, table.concat
 
 local M = {}
 
 M.endpoint = "/responses"
 
-local function copy(t)
-  local c = {}
-  for k, v in pairs(t) do c[k] = v end
-  return c
-end
-
-local function is_image(v)
-  local mt = type(v) == "userdata" and getmetatable(v)
-  return mt and mt.__name == "imageroute.Image" or false
-end
+local common = require "imageroute.shapes.common"
+local copy, is_image = common.copy, common.is_image
 
 --- A validation error of a request that cannot be built, as the core gives one (nothing sent).
 local function invalid(req, field, message, problem)
