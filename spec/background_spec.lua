@@ -57,6 +57,23 @@ describe("background mode", function()
     assert.truthy(other_done_at < bg_done_at)
   end)
 
+  it("on a route with max_in_flight = 1 the polls run inside the call's slot (never wait for it)", function()
+    local limited = fx.responses_route(s, {name = "bg-limited", image_model = "gpt-image-2", max_retries = 0,
+      limits = {max_in_flight = 1, requests = 100, window = 60}})
+    s:script{{background_polls = 2}}
+    local done, res, err
+    imageroute.spawn(function()
+      return imageroute.respond(limited, {input = "x", tool_choice = "image_generation", background = true},
+        {poll_interval = 0.02, deadline = 5})
+    end, function(_, r, e) done, res, err = true, r, e end)
+    local t0 = imageroute.core.now()
+    while not done and imageroute.core.now() - t0 < 5 do imageroute.step(0.05) end -- a stuck poll ends the test
+    assert.is_true(done, "the background call did not finish within 5 s")
+    assert.is_nil(err)
+    assert.equal("completed", res.status)
+    assert.equal(3, res.background_mode.polls)
+  end)
+
   it("cancel: the Transfer's cancel sends POST /responses/{id}/cancel and ends the call", function()
     s:script{{background_polls = 1000}}
     local t = imageroute.start_background(route, {input = "draw", tool_choice = "image_generation"},

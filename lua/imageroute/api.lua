@@ -51,6 +51,25 @@ local M = {}
 --   64 KiB), `attempts`, `attempt_log`; every string redacted of the key.
 -- @raise when route is not a Route or req is not a table
 function M.request(route, req, opts)
+  return M.send(route, req, opts, nil)
+end
+
+--- The same request made on behalf of a call that is already admitted (the polls and the cancel of
+-- a background-mode call, `imageroute.background`): the route's client-side limits are not asked
+-- again (the call holds its slot: asking would wait for it forever), and the call's lease is renewed
+-- while the request runs.
+-- @tparam Route route
+-- @tparam table req as for `request`
+-- @tparam[opt] table opts as for `request`
+-- @tparam function|nil keepalive the enclosing call's lease renewal (`imageroute.limits.before`)
+-- @return as `request`
+function M.within_call(route, req, opts, keepalive)
+  return M.send(route, req, opts, keepalive or true)
+end
+
+-- The request; `within` is nil for a request of its own, or (true | the enclosing call's keepalive)
+-- for one made inside an admitted call.
+function M.send(route, req, opts, within)
   assert(core.is_route(route), "api: a Route expected")
   assert(type(req) == "table", "api: req must be a table")
   if type(req.body) == "table" then
@@ -65,8 +84,12 @@ function M.request(route, req, opts)
   end
   local ok, gate_err = contract.allow(route) -- the route's gates (no stop rule: nothing here makes an image)
   if not ok then return nil, gate_err end
-  local waited, release, keepalive, lerr = limits.before(route, "api", {}, wait_until)
-  if lerr then return nil, lerr end -- the state store failed: refused, nothing sent
+  local waited, release, keepalive = 0, function() end, type(within) == "function" and within or nil
+  if not within then
+    local lerr
+    waited, release, keepalive, lerr = limits.before(route, "api", {}, wait_until)
+    if lerr then return nil, lerr end -- the state store failed: refused, nothing sent
+  end
   local x, err = core.start_api(route, req, opts)
   local okw, res, e = pcall(await, x, err, opts, keepalive)
   if not okw then release(); error(res, 0) end

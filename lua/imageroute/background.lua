@@ -228,21 +228,28 @@ local handles = setmetatable({}, {__mode = "k"}) -- opts -> the Transfer made by
 -- @tparam Route route
 -- @tparam table params
 -- @tparam table|nil opts
+-- @tparam function|nil keepalive the call's lease renewal (`imageroute.limits.before`), called while
+--   the create request and the polls run
 -- @treturn table|nil the result
 -- @treturn[2] table the error
-function M.call(kind, route, params, opts)
+function M.call(kind, route, params, opts, keepalive)
   local dispatch = require "imageroute.dispatch"
   local scheduler = require "imageroute.scheduler"
   local responses_shape = require "imageroute.shapes.responses"
   local t = type(opts) == "table" and handles[opts] or M.transfer()
-  local env = {route = route, opts = opts, wait_until = scheduler.wait_until, api = require("imageroute.api").request}
+  local within_call = require("imageroute.api").within_call
+  local wait_until = scheduler.wait_until
+  local env = {route = route, opts = opts,
+    -- the call already holds its admission and in-flight slot: its polls renew the lease, never ask again
+    wait_until = function(fn) return wait_until(function() if keepalive then keepalive() end return fn() end) end,
+    api = function(r, req, o) return within_call(r, req, o, keepalive) end}
   env.final = function(created, polled) return responses_shape.reply_polled(env.req, created, polled) end
   env.start = function()
     local x, err, req = dispatch.start(kind, route, params, opts)
     env.req = req
     return x, err
   end
-  env.await = function(x) return dispatch.finish(env.req, scheduler.await(x, nil, opts)) end
+  env.await = function(x) return dispatch.finish(env.req, scheduler.await(x, nil, opts, keepalive)) end
   return M.run(t, env)
 end
 

@@ -225,7 +225,7 @@ local function raw_call(kind)
     if name then in_flight[name] = (in_flight[name] or 0) + 1 end
     local ok2, res, e
     if background.wanted(request.of(kind, route, params, opts)) then -- created, then polled on the loop
-      ok2, res, e = pcall(background.call, kind, route, params, opts)
+      ok2, res, e = pcall(background.call, kind, route, params, opts, keepalive)
     else
       local x, err, req = dispatch.start(kind, route, params, opts)
       ok2, res, e = pcall(await, x, err, opts, keepalive)
