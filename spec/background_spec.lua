@@ -64,11 +64,11 @@ describe("background mode", function()
     local done, res, err
     imageroute.spawn(function()
       return imageroute.respond(limited, {input = "x", tool_choice = "image_generation", background = true},
-        {poll_interval = 0.02, deadline = 5})
+        {poll_interval = 0.02, deadline = 30})
     end, function(_, r, e) done, res, err = true, r, e end)
     local t0 = imageroute.core.now()
-    while not done and imageroute.core.now() - t0 < 5 do imageroute.step(0.05) end -- a stuck poll ends the test
-    assert.is_true(done, "the background call did not finish within 5 s")
+    while not done and imageroute.core.now() - t0 < 30 do imageroute.step(0.05) end -- a stuck poll ends the test
+    assert.is_true(done, "the background call did not finish within 30 s")
     assert.is_nil(err)
     assert.equal("completed", res.status)
     assert.equal(3, res.background_mode.polls)
