@@ -43,6 +43,33 @@ describe("route limits", function()
     assert.is_true(times[3] - times[1] >= 0.95, "4 images per second: the third call waited a window")
   end)
 
+  it("never holds a call past its deadline: refused with deadline_exceeded, nothing sent", function()
+    -- a window wait that would pass the deadline: refused at once
+    local route = fx.route(s, {name = "limited-deadline", limits = {requests = 1, window = 5}})
+    assert(imageroute.generate(route, {prompt = "first"}))
+    local t0 = core.now()
+    local res, err = imageroute.generate(route, {prompt = "second"}, {deadline = 1})
+    assert.is_nil(res)
+    assert.equal("timeout", err.kind)
+    assert.equal("deadline_exceeded", err.code)
+    assert.is_true(core.now() - t0 < 0.5, "refused at once, not after waiting")
+    assert.equal(1, #s:requests())
+    -- a slot wait: held until the deadline, then refused
+    local slot = fx.behaving(s, {delay = 1.5}, {name = "limited-slot", limits = {max_in_flight = 1}})
+    local out = {}
+    imageroute.spawn(function() return imageroute.generate(slot, {prompt = "holds the slot"}) end,
+      function(_, r, e) out[1] = {r, e} end)
+    imageroute.spawn(function() return imageroute.generate(slot, {prompt = "waits"}, {deadline = 0.5}) end,
+      function(_, r, e) out[2] = {r, e, core.now()} end)
+    t0 = core.now()
+    while not (out[1] and out[2]) and core.now() - t0 < 10 do imageroute.step(0.05) end
+    assert.truthy(out[1] and out[1][1], "the first call is served")
+    assert.is_nil(out[2][1])
+    assert.equal("deadline_exceeded", out[2][2].code)
+    assert.is_true(out[2][3] - t0 >= 0.45 and out[2][3] - t0 < 1.4, "refused at its deadline")
+    assert.equal(2, #s:requests())
+  end)
+
   it("a 429 with retry-after pauses the route's bucket for the calls that share it", function()
     s:script({{status = 429, headers = {["retry-after"] = "1"}}})
     local route = fx.route(s, {name = "limited-429", max_retries = 0, limits = {requests_per_minute = 600}})

@@ -87,7 +87,8 @@ function M.send(route, req, opts, within)
   local waited, release, keepalive = 0, function() end, type(within) == "function" and within or nil
   if not within then
     local lerr
-    waited, release, keepalive, lerr = limits.before(route, "api", {}, wait_until)
+    waited, release, keepalive, lerr = limits.before(route, "api", {}, wait_until,
+      tonumber(opts and opts.deadline) or tonumber(route.deadline))
     if lerr then return nil, lerr end -- the state store failed: refused, nothing sent
   end
   local x, err = core.start_api(route, req, opts)

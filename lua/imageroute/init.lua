@@ -220,8 +220,9 @@ local function raw_call(kind)
       local sok, scale_err = M.contract.scale_allowed(route)
       if not sok then return nil, scale_err end
     end
-    local waited, release, keepalive, lerr, state_fallback = limits.before(route, kind, params, wait_until)
-    if lerr then return nil, lerr end -- the state store failed: refused, nothing sent
+    local waited, release, keepalive, lerr, state_fallback = limits.before(route, kind, params, wait_until,
+      tonumber(opts and opts.deadline) or tonumber(route.deadline))
+    if lerr then return nil, lerr end -- the state store failed, or the limits would pass the deadline: nothing sent
     if name then in_flight[name] = (in_flight[name] or 0) + 1 end
     local ok2, res, e
     if background.wanted(request.of(kind, route, params, opts)) then -- created, then polled on the loop

@@ -89,12 +89,14 @@ M.SLOT_POLL = 0.05
 -- @tparam string kind
 -- @tparam table params
 -- @tparam function wait_until the scheduler's wait (`wait_until(is_ready)`)
+-- @tparam[opt] number deadline seconds the call may take in all (its `deadline`): a wait that would
+--   pass it refuses the call instead (`timeout` error, `code = "deadline_exceeded"`, nothing sent)
 -- @treturn number seconds waited
 -- @treturn function release(res, err)
 -- @treturn function|nil keepalive() (nil when refused)
 -- @treturn[2] table error (`kind = "state"`) when refused
 -- @treturn string|nil why the local store served the call (on_state_error = "local")
-function M.before(route, kind, params, wait_until)
+function M.before(route, kind, params, wait_until, deadline)
   local lim = route.limits
   if type(lim) ~= "table" then return 0, function() end, function() end end
   lim = assert(M.normalise(lim))
@@ -124,11 +126,22 @@ function M.before(route, kind, params, wait_until)
       break
     else
       waited = true
-      if wait == nil and store.kind ~= "memory" then wait = M.SLOT_POLL end
-      local until_t = wait and core.now() + wait
+      local slot = wait == nil -- waiting for an in-flight slot to free (else for a window to move on)
+      if slot and store.kind ~= "memory" then wait = M.SLOT_POLL end
+      local now = core.now()
+      local end_t = deadline and t0 + deadline
+      if end_t and (now >= end_t or (not slot and now + wait > end_t)) then -- it would pass the deadline
+        return 0, function() end, nil, core.error("timeout", string.format(
+          "route '%s': its client-side limits would hold the call past its deadline of %g s (waited %.3f s)",
+          tostring(route.name), deadline, now - t0), {code = "deadline_exceeded", route = route.name,
+          limit_wait = now - t0, attempts = 0})
+      end
+      local until_t = wait and now + wait
       if until_t then core.wake_at(until_t) end
+      if end_t then core.wake_at(end_t) end
       local s = store
       wait_until(function()
+        if end_t and core.now() >= end_t then return true end
         if until_t then return core.now() >= until_t end
         return (s:free_slots(key, lim.max_in_flight) or 1) > 0
       end)
