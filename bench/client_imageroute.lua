@@ -44,9 +44,9 @@
 -- blocks the loop), delays (stream), hwm_kb (VmHWM at the end), errors.
 -- @script client_imageroute
 
-local socket = require "socket"
-local cjson = require "cjson"
-local imageroute = require "imageroute"
+local socket = require("socket")
+local cjson = require("cjson")
+local imageroute = require("imageroute")
 
 local scenario, base_url, outdir = arg[1], arg[2], arg[3]
 local n, conc = tonumber(arg[4]) or 0, math.tointeger(tonumber(arg[5]) or 1)
@@ -191,7 +191,7 @@ elseif scenario == "fds" then
   end
   t0 = socket.gettime()
   if flags.luv then
-    local uv = require "luv"
+    local uv = require("luv")
     local handle = require("imageroute.loop.luv").attach()
     local finished = false
     coroutine.wrap(function()

@@ -21,11 +21,11 @@
 
 local root = debug.getinfo(1, "S").source:match("^@(.*)/bench/[^/]*$") or "."
 package.path = root .. "/spec/?.lua;" .. package.path
-local imageroute = require "imageroute"
-local core = require "imageroute.core"
-local limits = require "imageroute.limits"
-local server_mod = require "support.server"
-local redis_mod = require "support.redis"
+local imageroute = require("imageroute")
+local core = require("imageroute.core")
+local limits = require("imageroute.limits")
+local server_mod = require("support.server")
+local redis_mod = require("support.redis")
 
 local POLICY_CALLS = math.tointeger(tonumber(os.getenv("BENCH_POLICY_CALLS"))) or 2000
 local CALLS = math.tointeger(tonumber(os.getenv("BENCH_POLICY_HTTP_CALLS"))) or 200

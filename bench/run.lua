@@ -28,14 +28,14 @@
 -- bench/RESULTS.md.
 -- @script run
 
-local socket = require "socket"
-local cjson = require "cjson"
+local socket = require("socket")
+local cjson = require("cjson")
 
 local root = debug.getinfo(1, "S").source:match("^@(.*)/bench/[^/]*$") or "."
 package.path = root .. "/spec/?.lua;" .. package.path
-local server_mod = require "support.server"
-local core = require "imageroute.core"
-local sys = require "imageroute.sys"
+local server_mod = require("support.server")
+local core = require("imageroute.core")
+local sys = require("imageroute.sys")
 
 local LUA = arg[-1] or "lua5.4"
 local PNG_BYTES = 3000000

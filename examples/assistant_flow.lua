@@ -4,8 +4,8 @@
 --
 -- `make demo` runs it against the bundled local server. Against the real API:
 -- `OPENAI_API_KEY=... lua5.4 examples/assistant_flow.lua` (with LUA_PATH/LUA_CPATH set as in README).
-local imageroute = require "imageroute"
-local flow = require "imageroute.flow"
+local imageroute = require("imageroute")
+local flow = require("imageroute.flow")
 
 local out = os.getenv("IMAGEROUTE_OUT") or "out"
 os.execute("mkdir -p '" .. out .. "'")

@@ -6,8 +6,8 @@
 -- answers like a chat-shaped gateway). For real endpoints:
 --   OPENAI_API_KEY=... PROVIDER_BASE_URL=https://gateway.example/v1 PROVIDER_API_KEY=... lua5.4 examples/compare.lua
 -- The same from the command line: imageroute compare PROMPT --route A --route B (--routes FILE names the routes file).
-local imageroute = require "imageroute"
-local compare = require "imageroute.compare"
+local imageroute = require("imageroute")
+local compare = require("imageroute.compare")
 
 local out = os.getenv("IMAGEROUTE_OUT") or "out"
 local report_dir = out .. "/compare"

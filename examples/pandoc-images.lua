@@ -32,8 +32,8 @@
 -- instead of the two variables. `make demo` runs it against the bundled local server.
 
 -- luacheck: read globals pandoc
-local imageroute = require "imageroute"
-local core = require "imageroute.core"
+local imageroute = require("imageroute")
+local core = require("imageroute.core")
 
 local FIELDS = {size = "string", quality = "string", background = "string", output_format = "string",
   output_compression = "number", moderation = "string"}

@@ -5,8 +5,8 @@
 -- `make demo` runs it against the bundled local server (which answers like such a gateway).
 -- For a real gateway:
 --   PROVIDER_BASE_URL=https://gateway.example/v1 PROVIDER_API_KEY=... lua5.4 examples/provider_chat.lua
-local imageroute = require "imageroute"
-local dataurl = require "imageroute.dataurl"
+local imageroute = require("imageroute")
+local dataurl = require("imageroute.dataurl")
 
 local out = os.getenv("IMAGEROUTE_OUT") or "out"
 os.execute("mkdir -p '" .. out .. "'")

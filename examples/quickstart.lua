@@ -3,7 +3,7 @@
 -- Against the bundled local server: `make demo` (it sets OPENAI_BASE_URL to the server).
 -- Against the real API: `OPENAI_API_KEY=... make demo-live` (OPENAI_BASE_URL unset: api.openai.com).
 -- Environment: IMAGEROUTE_MODEL (default gpt-image-1), IMAGEROUTE_OUT (default ./out).
-local imageroute = require "imageroute"
+local imageroute = require("imageroute")
 
 local out = os.getenv("IMAGEROUTE_OUT") or "out"
 os.execute("mkdir -p '" .. out .. "'")

@@ -1,6 +1,6 @@
 --- An application's routes, in one reviewed place (load with `require("imageroute.routes").get`).
 --
---    local routes = require "imageroute.routes"
+--    local routes = require("imageroute.routes")
 --    local official = assert(routes.get("examples/routes.lua", "official-images"))
 --    print(official:check().ok)
 --

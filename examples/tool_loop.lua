@@ -6,8 +6,8 @@
 -- `make demo` runs it against the bundled local server (whose mock model calls a function when the
 -- input names it). Against the real API:
 -- `OPENAI_API_KEY=... lua5.4 examples/tool_loop.lua` (with LUA_PATH/LUA_CPATH set as in README).
-local imageroute = require "imageroute"
-local json = require "imageroute.json"
+local imageroute = require("imageroute")
+local json = require("imageroute.json")
 
 local out = os.getenv("IMAGEROUTE_OUT") or "out"
 os.execute("mkdir -p '" .. out .. "'")

@@ -17,9 +17,9 @@ local function from_tree(what, path)
 end
 local mod_path = from_tree("imageroute", package.path)
 local core_path = from_tree("imageroute.core", package.cpath)
-local imageroute = require "imageroute"
-local http = require "socket.http"
-local cjson = require "cjson"
+local imageroute = require("imageroute")
+local http = require("socket.http")
+local cjson = require("cjson")
 
 local route = assert(imageroute.route{name = "rock-check", base_url = base_url, model = "gpt-image-1",
   api_key_env = "ROCK_CHECK_KEY", max_retries = 0, timeout = 20})

@@ -3,11 +3,11 @@
 -- open file descriptors.
 --
 --    lua5.4 scripts/soak.lua [calls=5000] [in_flight=16]     (make soak)
-local imageroute = require "imageroute"
-local socket = require "socket"
+local imageroute = require("imageroute")
+local socket = require("socket")
 
 package.path = "spec/?.lua;" .. package.path
-local server = require "support.server"
+local server = require("support.server")
 
 local calls = tonumber(arg[1]) or 5000
 local in_flight = tonumber(arg[2]) or 16

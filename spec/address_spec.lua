@@ -4,7 +4,7 @@
 -- applies the same classifier to the resolved socket address of every download connection
 -- (spec/hostile_downloads_spec.lua).
 
-local core = require "imageroute.core"
+local core = require("imageroute.core")
 
 local function class(text)
   return (core.address_class(text))

@@ -1,8 +1,8 @@
-local imageroute = require "imageroute"
-local core = require "imageroute.core"
-local json = require "imageroute.json"
-local server = require "support.server"
-local fx = require "support.fixtures"
+local imageroute = require("imageroute")
+local core = require("imageroute.core")
+local json = require("imageroute.json")
+local server = require("support.server")
+local fx = require("support.fixtures")
 
 describe("api (a generic API request on a route's transport)", function()
   local s = server.for_block()

@@ -1,9 +1,9 @@
 -- imageroute.assistant as plain functions: where each option goes (no silent moves, tool merging),
 -- and what a reply's output items become. The same behaviour against the local server is in
 -- spec/tool_loop_spec.lua.
-local assistant = require "imageroute.assistant"
-local json = require "imageroute.json"
-local imageroute = require "imageroute"
+local assistant = require("imageroute.assistant")
+local json = require("imageroute.json")
+local imageroute = require("imageroute")
 
 local route = {image_model = "gpt-image-2"}
 

@@ -1,9 +1,9 @@
 -- Background mode against the local server: created with background: true, polled on the same
 -- loop with GET /responses/{id} within the deadline, cancellable, the final result the same as a
 -- foreground call.
-local imageroute = require "imageroute"
-local server = require "support.server"
-local fx = require "support.fixtures"
+local imageroute = require("imageroute")
+local server = require("support.server")
+local fx = require("support.fixtures")
 
 describe("background mode", function()
   local s = server.for_block()
@@ -117,7 +117,7 @@ describe("background mode", function()
   end)
 
   it("imageroute respond --background-mode: the same call from the command line", function()
-    local cli = require "support.cli_run"
+    local cli = require("support.cli_run")
     local dir = os.tmpname()
     os.remove(dir)
     assert(os.execute("mkdir -p " .. cli.q(dir)))

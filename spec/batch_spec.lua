@@ -1,8 +1,8 @@
-local imageroute = require "imageroute"
-local socket = require "socket"
-local flow = require "imageroute.flow"
-local server = require "support.server"
-local fx = require "support.fixtures"
+local imageroute = require("imageroute")
+local socket = require("socket")
+local flow = require("imageroute.flow")
+local server = require("support.server")
+local fx = require("support.fixtures")
 
 describe("many calls in flight on one thread", function()
   local s = server.for_block()

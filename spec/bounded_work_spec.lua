@@ -2,12 +2,12 @@
 -- fields and per-call options), ca_file on image downloads, the organization and project ids
 -- only on official routes, and the new route fields' validation. All on loopback.
 
-local socket = require "socket"
-local cjson = require "cjson"
-local imageroute = require "imageroute"
-local server = require "support.server"
-local tls = require "support.tls"
-local fx = require "support.fixtures"
+local socket = require("socket")
+local cjson = require("cjson")
+local imageroute = require("imageroute")
+local server = require("support.server")
+local tls = require("support.tls")
+local fx = require("support.fixtures")
 
 local function rss_kb()
   local f = io.open("/proc/self/status")
@@ -190,7 +190,7 @@ describe("OPENAI_ORG_ID and OPENAI_PROJECT_ID", function()
   it("go to official routes only, or to a route that sets send_openai_ids", function()
     local s = server.start()
     local script = ([[
-      local ir = require "imageroute"
+      local ir = require("imageroute")
       local base = %q
       local common = {base_url = base, model = "gpt-image-1", api_key_env = "IMAGEROUTE_TEST_KEY", max_retries = 0}
       local function route(extra)

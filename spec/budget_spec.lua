@@ -1,8 +1,8 @@
 -- Budgets: the worst case of a call is reserved before it is sent; a call that does not fit is
 -- refused with kind = "budget"; the reservation is settled to the cost after.
-local imageroute = require "imageroute"
-local server = require "support.server"
-local fx = require "support.fixtures"
+local imageroute = require("imageroute")
+local server = require("support.server")
+local fx = require("support.fixtures")
 
 describe("budgets", function()
   local s = server.for_block()

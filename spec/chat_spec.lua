@@ -1,7 +1,7 @@
-local imageroute = require "imageroute"
-local core = require "imageroute.core"
-local server = require "support.server"
-local fx = require "support.fixtures"
+local imageroute = require("imageroute")
+local core = require("imageroute.core")
+local server = require("support.server")
+local fx = require("support.fixtures")
 
 describe("the chat shape (provider gateways answering with Markdown image links)", function()
   local s, dir = server.for_block{dir = true}

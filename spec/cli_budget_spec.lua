@@ -1,10 +1,10 @@
 -- `imageroute budget`: spent / reserved / left of each budget a routes file declares, read from the
 -- store the file names (a real redis-server here, shared with the calls made by other processes).
-local server = require "support.server"
-local fx = require "support.fixtures"
-local cli = require "support.cli_run"
-local redis = require "support.redis"
-local json = require "imageroute.json"
+local server = require("support.server")
+local fx = require("support.fixtures")
+local cli = require("support.cli_run")
+local redis = require("support.redis")
+local json = require("imageroute.json")
 
 redis.describe("imageroute budget", function()
   local s, dir = server.for_block{dir = true, reset = false}

@@ -1,10 +1,10 @@
 -- The command's habits, each shown by running it (bin/imageroute in a scratch directory): -o FILE
 -- or DIR/, `-` for standard input, short flags, exit 2 for a refusal before sending with its fix in
 -- one line, the ticking progress line, --local logged apart.
-local core = require "imageroute.core"
-local server = require "support.server"
-local fx = require "support.fixtures"
-local cli = require "support.cli_run"
+local core = require("imageroute.core")
+local server = require("support.server")
+local fx = require("support.fixtures")
+local cli = require("support.cli_run")
 
 local run, run_tty, exists, is_dir = cli.run, cli.run_tty, cli.exists, cli.is_dir
 

@@ -1,10 +1,10 @@
 -- The `imageroute` command, run as a user runs it: `lua5.4 bin/imageroute ...` in a scratch
 -- directory, stdout, stderr and the exit code captured. `--local` starts the bundled server.
-local core = require "imageroute.core"
-local server = require "support.server"
-local fx = require "support.fixtures"
+local core = require("imageroute.core")
+local server = require("support.server")
+local fx = require("support.fixtures")
 
-local cli = require "support.cli_run" -- run(dir, args [, {env =, stdin =}]) -> rc, stdout, stderr
+local cli = require("support.cli_run") -- run(dir, args [, {env =, stdin =}]) -> rc, stdout, stderr
 
 local ROOT, BIN = cli.ROOT, cli.BIN
 local q, write, exists, run, json_lines = cli.q, cli.write, cli.exists, cli.run, cli.json_lines
@@ -319,7 +319,7 @@ describe("the imageroute command", function()
   end)
 
   it("runs in-process too: main(argv) returns the exit code", function()
-    local command = require "imageroute.cli"
+    local command = require("imageroute.cli")
     local tmp = os.tmpname()
     local saved = io.output()
     io.output(tmp)

@@ -1,10 +1,10 @@
 -- imageroute.compare: the same request to several routes, the HTML report and the JSON record,
 -- checked as a user sees the report: opened in headless Chromium (Debian `chromium`).
-local imageroute = require "imageroute"
-local compare = require "imageroute.compare"
-local core = require "imageroute.core"
-local server = require "support.server"
-local fx = require "support.fixtures"
+local imageroute = require("imageroute")
+local compare = require("imageroute.compare")
+local core = require("imageroute.core")
+local server = require("support.server")
+local fx = require("support.fixtures")
 
 local function q(s)
   return "'" .. tostring(s):gsub("'", "'\\''") .. "'"

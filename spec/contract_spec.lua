@@ -1,11 +1,11 @@
-local imageroute = require "imageroute"
-local core = require "imageroute.core"
-local dispatch = require "imageroute.dispatch"
+local imageroute = require("imageroute")
+local core = require("imageroute.core")
+local dispatch = require("imageroute.dispatch")
 local function raw_generate(...) return dispatch.call("generate", ...) end
-local contract = require "imageroute.contract"
-local policy = require "imageroute.policy"
-local server = require "support.server"
-local fx = require "support.fixtures"
+local contract = require("imageroute.contract")
+local policy = require("imageroute.policy")
+local server = require("support.server")
+local fx = require("support.fixtures")
 
 local FULL = {
   owner = {endpoint = "Acme Ltd", account = "team account", billing = "Acme Ltd", support = "support@acme.example",

@@ -1,9 +1,9 @@
-local imageroute = require "imageroute"
-local cost = require "imageroute.cost"
-local prices = require "imageroute.prices"
-local policy = require "imageroute.policy"
-local server = require "support.server"
-local fx = require "support.fixtures"
+local imageroute = require("imageroute")
+local cost = require("imageroute.cost")
+local prices = require("imageroute.prices")
+local policy = require("imageroute.policy")
+local server = require("support.server")
+local fx = require("support.fixtures")
 
 -- Every expected figure below is computed by hand from OpenAI's pricing page of May 2026
 -- (USD; the rows of imageroute.prices):
@@ -14,7 +14,7 @@ local fx = require "support.fixtures"
 --                gpt-image-1-mini 1024x1024 high 0.036
 
 local EPS = 1e-12
-local dispatch = require "imageroute.dispatch"
+local dispatch = require("imageroute.dispatch")
 local function raw(kind) return function(...) return dispatch.call(kind, ...) end end
 
 local function route(extra)

@@ -1,6 +1,6 @@
 -- imageroute.dataurl: RFC 2397 data URLs, base64 through the C core.
 
-local dataurl = require "imageroute.dataurl"
+local dataurl = require("imageroute.dataurl")
 
 -- Magic-byte prefixes (base64 of each checked with an independent encoder).
 local PNG = "\137PNG\r\n\26\n\0\0\0\rIHDR"        -- iVBORw0KGgoAAAANSUhEUg==

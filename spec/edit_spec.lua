@@ -1,7 +1,7 @@
-local imageroute = require "imageroute"
-local core = require "imageroute.core"
-local server = require "support.server"
-local fx = require "support.fixtures"
+local imageroute = require("imageroute")
+local core = require("imageroute.core")
+local server = require("support.server")
+local fx = require("support.fixtures")
 
 -- magic bytes are what the client sniffs; the local server does not decode the pixels
 local JPEG = "\255\216\255\224\0\16JFIF\0" .. ("j"):rep(300)

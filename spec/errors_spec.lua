@@ -1,7 +1,7 @@
-local imageroute = require "imageroute"
-local socket = require "socket"
-local server = require "support.server"
-local fx = require "support.fixtures"
+local imageroute = require("imageroute")
+local socket = require("socket")
+local server = require("support.server")
+local fx = require("support.fixtures")
 
 local API_ERROR = {message = "Invalid size", type = "invalid_request_error", param = "size", code = "invalid_size"}
 

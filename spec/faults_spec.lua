@@ -1,9 +1,9 @@
 -- The fault matrix: every fault gives a typed error with status, request id when there is one,
 -- and the attempts made; no crash; nothing half-written on disk; no image lost.
-local imageroute = require "imageroute"
-local socket = require "socket"
-local server = require "support.server"
-local fx = require "support.fixtures"
+local imageroute = require("imageroute")
+local socket = require("socket")
+local server = require("support.server")
+local fx = require("support.fixtures")
 
 local function free_port()
   local sock = assert(socket.bind("127.0.0.1", 0))
@@ -175,7 +175,7 @@ describe("the fault matrix", function()
     local target = dir .. "/big.png"
     local size = 64 * 1024 * 1024
     local script = string.format([[
-      local ir = require "imageroute"
+      local ir = require("imageroute")
       local img = ir.image("\137PNG\r\n\26\n" .. string.rep("x", %d - 8))
       io.stdout:write("ready\n") io.stdout:flush()
       assert(img:save(%q, {overwrite = true}))

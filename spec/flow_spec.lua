@@ -1,7 +1,7 @@
-local imageroute = require "imageroute"
-local flow = require "imageroute.flow"
-local server = require "support.server"
-local fx = require "support.fixtures"
+local imageroute = require("imageroute")
+local flow = require("imageroute.flow")
+local server = require("support.server")
+local fx = require("support.fixtures")
 
 describe("imageroute.flow", function()
   local s, dir = server.for_block{dir = true}

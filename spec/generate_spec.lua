@@ -1,7 +1,7 @@
-local imageroute = require "imageroute"
-local dispatch = require "imageroute.dispatch"
-local server = require "support.server"
-local fx = require "support.fixtures"
+local imageroute = require("imageroute")
+local dispatch = require("imageroute.dispatch")
+local server = require("support.server")
+local fx = require("support.fixtures")
 
 describe("generate (Images API) against the local server", function()
   local s = server.for_block()
@@ -37,7 +37,7 @@ describe("generate (Images API) against the local server", function()
 
   it("sends OpenAI-Organization and OpenAI-Project only when those variables are set", function()
     local script = [[
-      local ir = require "imageroute"
+      local ir = require("imageroute")
       local r = assert(ir.route{base_url = os.getenv("IR_BASE"), model = "m", api_key_env = "IMAGEROUTE_TEST_KEY"})
       assert(ir.generate(r, {prompt = "p"}))
     ]]

@@ -11,7 +11,7 @@
 -- Needs root and util-linux `unshare` (CI runs as root). Without them this spec FAILS, unless
 -- IMAGEROUTE_SKIP_NETNS=1 says to skip it (then it is reported as pending).
 
-local cjson = require "cjson"
+local cjson = require("cjson")
 
 local ROOT = debug.getinfo(1, "S").source:match("^@(.*)/spec/[^/]*$") or "."
 

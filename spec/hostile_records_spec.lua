@@ -1,15 +1,15 @@
 -- Records a hostile reply or a hostile file must not break: costs stay finite (or unknown with a
 -- reason), every call's log line is written, saves honour the umask and any legal name and leave
 -- nothing behind, and a routes file cannot hang the loader.
-local imageroute = require "imageroute"
-local core = require "imageroute.core"
-local log = require "imageroute.log"
-local cost = require "imageroute.cost"
-local routes = require "imageroute.routes"
-local localserver = require "imageroute.localserver"
-local server = require "support.server"
-local fx = require "support.fixtures"
-local H = require "support.hostile"
+local imageroute = require("imageroute")
+local core = require("imageroute.core")
+local log = require("imageroute.log")
+local cost = require("imageroute.cost")
+local routes = require("imageroute.routes")
+local localserver = require("imageroute.localserver")
+local server = require("support.server")
+local fx = require("support.fixtures")
+local H = require("support.hostile")
 
 local PNG = localserver.image("records")
 local PNG_B64 = core.b64encode(PNG)
@@ -117,7 +117,7 @@ describe("hostile numbers: cost and the log", function()
 
   it("an outcome the pricing cannot read gets an unknown cost with a reason, and its line", function()
     local logf = dir .. "/unpriced.jsonl"
-    local policy = require "imageroute.policy"
+    local policy = require("imageroute.policy")
     local res = {attempt_log = {5}, images = {}, attempts = 1, request_id = "req_2"}
     policy.after("generate", fx.route(s), {prompt = "p"}, {log = logf}, res, nil)
     assert.is_nil(res.cost.amount)
@@ -145,7 +145,7 @@ describe("hostile numbers: cost and the log", function()
     local err = core.error("api", "echo " .. key, {code = key, attempt_log = {{attempt = 1, status = 400,
       request_id = key, phase = "request"}}, attempts = 1})
     assert(log.write("generate", r, {prompt = "p"}, {log = logf}, nil, err))
-    local text = H.read(logf)
+    local text = fx.read(logf, "")
     H.assert_no_leak(text, key, "the log file")
     assert.truthy(text:find("[redacted]", 1, true))
   end)
@@ -170,7 +170,7 @@ describe("image:save", function()
       f:write(PNG)
       f:close()
       local rc, out = H.run_lua("umask " .. umask .. ";", ([[
-        local imageroute = require "imageroute"
+        local imageroute = require("imageroute")
         local img = assert(imageroute.load_image(%q))
         assert(img:save(%q))
         assert(img:save(%q, {overwrite = true}))
@@ -210,7 +210,7 @@ describe("image:save", function()
     assert.same({"x.png"}, fx.ls(dir))
     -- a plain name saves into the current directory (the temporary file too)
     local rc, out = H.run_lua("cd " .. dir .. " &&", [[
-      local core = require "imageroute.core"
+      local core = require("imageroute.core")
       assert(core.image("\137PNG\r\n\26\n"):save("plain.png"))
     ]])
     assert.equal(0, rc, out)

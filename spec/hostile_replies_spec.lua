@@ -1,13 +1,13 @@
 -- Hostile replies: what a provider gateway can send back in a 2xx, against the real local server
 -- (raw bodies and event streams queued with s:script) and a one-connection drip server
 -- (spec/support/drip_stream.lua). Every case ends in a typed error or a correct result.
-local imageroute = require "imageroute"
-local core = require "imageroute.core"
-local dispatch = require "imageroute.dispatch"
-local socket = require "socket"
-local server = require "support.server"
-local fx = require "support.fixtures"
-local drip = require "support.drip_stream"
+local imageroute = require("imageroute")
+local core = require("imageroute.core")
+local dispatch = require("imageroute.dispatch")
+local socket = require("socket")
+local server = require("support.server")
+local fx = require("support.fixtures")
+local drip = require("support.drip_stream")
 
 local PNG_1x1 = fx.PNG_1x1
 local GIF_1x1 = "GIF89a\1\0\1\0\128\0\0\255\255\255\0\0\0!\249\4\1\0\0\0\0,\0\0\0\0\1\0\1\0\0\2\2D\1\0;"

@@ -2,13 +2,13 @@
 -- Authorization header: no error field (at any depth), no tostring, no result field, no log byte.
 -- Also: header injection through keys, OPENAI_ORG_ID / OPENAI_PROJECT_ID and route headers is
 -- refused before sending, and keys can come from a string or a function (issue 15).
-local imageroute = require "imageroute"
-local core = require "imageroute.core"
-local routes = require "imageroute.routes"
-local localserver = require "imageroute.localserver"
-local server = require "support.server"
-local fx = require "support.fixtures"
-local H = require "support.hostile"
+local imageroute = require("imageroute")
+local core = require("imageroute.core")
+local routes = require("imageroute.routes")
+local localserver = require("imageroute.localserver")
+local server = require("support.server")
+local fx = require("support.fixtures")
+local H = require("support.hostile")
 
 local PNG_B64 = core.b64encode(localserver.image("hostile"))
 
@@ -82,7 +82,7 @@ describe("hostile gateway: the key leaks nowhere", function()
             local req = s:requests()[1]
             assert.equal("Bearer " .. key, req.headers.authorization, case.what)
           end
-          local text = H.read(logf)
+          local text = fx.read(logf, "")
           assert.truthy(#text > 0)
           H.assert_no_leak(text, key, "the call log file")
           local lines = select(2, text:gsub("\n", ""))
@@ -134,18 +134,18 @@ describe("hostile gateway: the key leaks nowhere", function()
     s:script{{status = 429, headers = {["x-request-id"] = key}, error = {message = "slow down " .. key, code = key}},
       {status = 400, error = {message = key, type = key}}}
     local rc, out = H.run_lua("env HOSTILE_KEY=" .. H.shell_bytes(key), ([[
-      local imageroute = require "imageroute"
+      local imageroute = require("imageroute")
       local r = assert(imageroute.route{base_url = %q, api_key_env = "HOSTILE_KEY", model = "gpt-image-1",
         retry_initial_delay = 0.01, max_retries = 1})
       local _, err = imageroute.generate(r, {prompt = "p"}, {log = %q})
-      local core = require "imageroute.core"
+      local core = require("imageroute.core")
       io.write(tostring(err), "\n", core.json_encode(err.attempt_log), "\n", tostring(err.request_id), "\n")
     ]]):format(s.base_url, logf))
     assert.equal(0, rc, out)
     assert.truthy(out:find("[redacted]", 1, true), out)
     H.assert_no_leak(out, key, "the child's output")
-    H.assert_no_leak(H.read(logf), key, "the call log file")
-    assert.equal(2, select(2, H.read(logf):gsub("\n", "")))
+    H.assert_no_leak(fx.read(logf, ""), key, "the call log file")
+    assert.equal(2, select(2, fx.read(logf, ""):gsub("\n", "")))
     assert.equal("Bearer " .. key, s:requests()[1].headers.authorization)
   end)
 
@@ -239,7 +239,7 @@ describe("header injection is refused before sending", function()
       assert.falsy(tostring(ferr):find("0123456789", 1, true), tostring(ferr))
     end
     local rc, out = H.run_lua("env HOSTILE_KEY=" .. H.shell_bytes(bad), ([[
-      local imageroute = require "imageroute"
+      local imageroute = require("imageroute")
       local r = assert(imageroute.route{base_url = %q, api_key_env = "HOSTILE_KEY", model = "m"})
       local res, err = imageroute.generate(r, {prompt = "p"})
       io.write(tostring(res), " ", err.kind, " ", err.field, " ", tostring(err))
@@ -253,7 +253,7 @@ describe("header injection is refused before sending", function()
 
   it("OPENAI_ORG_ID and OPENAI_PROJECT_ID with CR or LF, checked at call time", function()
     local script = ([[
-      local imageroute = require "imageroute"
+      local imageroute = require("imageroute")
       local r = assert(imageroute.route{base_url = %q, api_key_env = "IMAGEROUTE_TEST_KEY", model = "m"})
       local res, err = imageroute.generate(r, {prompt = "p"})
       io.write(res and "ok" or (err.kind .. " " .. tostring(err.field) .. " " .. tostring(err)))

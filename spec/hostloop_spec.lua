@@ -1,10 +1,10 @@
 -- imageroute inside other programs' loops: the socket/timer callbacks, the cqueues and luv
 -- adapters in real hosts (a lua-http server on cqueues, a luv app), host yields passing through
 -- the scheduler, and descriptors above 1023.
-local imageroute = require "imageroute"
-local socket = require "socket"
-local server = require "support.server"
-local fx = require "support.fixtures"
+local imageroute = require("imageroute")
+local socket = require("socket")
+local server = require("support.server")
+local fx = require("support.fixtures")
 
 -- Debian packages lua-http's pure-Lua dependencies for Lua 5.1-5.3 only; they load on 5.4.
 local function add_lua53_paths()
@@ -70,7 +70,7 @@ describe("host loops", function()
   end)
 
   it("luv: calls from coroutines yield to the uv loop, which keeps ticking", function()
-    local uv = require "luv"
+    local uv = require("luv")
     local handle = require("imageroute.loop.luv").attach()
     local route = fx.behaving(s, {delay = 0.5}, {max_retries = 0})
     local t0 = uv.hrtime()
@@ -100,10 +100,10 @@ describe("host loops", function()
 
   it("cqueues: a lua-http server keeps answering /health while /generate runs a batch", function()
     add_lua53_paths()
-    local cqueues = require "cqueues"
-    local http_server = require "http.server"
-    local http_headers = require "http.headers"
-    local request = require "http.request"
+    local cqueues = require("cqueues")
+    local http_server = require("http.server")
+    local http_headers = require("http.headers")
+    local request = require("http.request")
     local route = fx.behaving(s, {delay = 1}, {max_retries = 0})
     local cq = cqueues.new()
     local handle = require("imageroute.loop.cqueues").attach(cq)
@@ -167,8 +167,8 @@ describe("host loops", function()
 
   it("works with descriptors above 1023 (poll, not select)", function()
     local script = [[
-      local imageroute = require "imageroute"
-      local socket = require "socket"
+      local imageroute = require("imageroute")
+      local socket = require("socket")
       local keep = {}
       for i = 1, 1100 do keep[i] = assert(io.open("/dev/null")) end
       local route = assert(imageroute.route{name = "t", model = "gpt-image-1", base_url = arg[1],

@@ -1,5 +1,6 @@
-local imageroute = require "imageroute"
-local core = require "imageroute.core"
+local imageroute = require("imageroute")
+local core = require("imageroute.core")
+local fx = require("support.fixtures")
 
 -- A real 1x1 PNG, hand-assembled from the spec's chunk layout (zlib stored block)
 local PNG_1x1 = table.concat{
@@ -9,19 +10,6 @@ local PNG_1x1 = table.concat{
   "\0\0\0\0IEND\174\66\96\130",
 }
 
-local function tmpdir()
-  local p = os.tmpname()
-  os.remove(p)
-  assert(os.execute("mkdir -p " .. p))
-  return p
-end
-
-local function read(path)
-  local f = assert(io.open(path, "rb"))
-  local s = f:read("a")
-  f:close()
-  return s
-end
 
 describe("base64 through libb64", function()
   local cases = {
@@ -65,20 +53,20 @@ describe("Image", function()
   end)
 
   it("saves atomically and refuses to overwrite unless asked", function()
-    local dir = tmpdir()
+    local dir = fx.tmpdir()
     local img = imageroute.image(PNG_1x1)
     local path, n = img:save(dir .. "/a.png")
     assert.equal(dir .. "/a.png", path)
     assert.equal(#PNG_1x1, n)
-    assert.equal(PNG_1x1, read(path))
+    assert.equal(PNG_1x1, fx.read(path))
     local other = imageroute.image(PNG_1x1 .. "extra")
     local p2, err = other:save(dir .. "/a.png")
     assert.is_nil(p2)
     assert.equal("io", err.kind)
     assert.truthy(err.message:find("exists", 1, true))
-    assert.equal(PNG_1x1, read(path)) -- untouched
+    assert.equal(PNG_1x1, fx.read(path)) -- untouched
     assert.truthy(other:save(dir .. "/a.png", {overwrite = true, durable = true}))
-    assert.equal(PNG_1x1 .. "extra", read(path))
+    assert.equal(PNG_1x1 .. "extra", fx.read(path))
     -- no temporary files left behind
     local ls = io.popen("ls -A " .. dir):read("a")
     assert.equal("a.png\n", ls)

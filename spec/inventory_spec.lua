@@ -1,12 +1,12 @@
 -- imageroute log inventory: the migration table filled in from a call log the spec produces with
 -- real calls to the local server: every capability the route guides list, mapped to its official
 -- replacement, with the official routes of a routes file that cover it.
-local imageroute = require "imageroute"
-local core = require "imageroute.core"
-local inventory = require "imageroute.billing.inventory"
-local server = require "support.server"
-local fx = require "support.fixtures"
-local cli = require "support.cli_run"
+local imageroute = require("imageroute")
+local core = require("imageroute.core")
+local inventory = require("imageroute.billing.inventory")
+local server = require("support.server")
+local fx = require("support.fixtures")
+local cli = require("support.cli_run")
 
 local MASK = cli.ROOT .. "/examples/assets/mask-1024.png"
 

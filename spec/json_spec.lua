@@ -1,7 +1,7 @@
 -- imageroute.json: arrays stay arrays (the mark), nulls, integers, refusals; and the same functions
 -- on the top module (imageroute.array / imageroute.is_array).
-local json = require "imageroute.json"
-local imageroute = require "imageroute"
+local json = require("imageroute.json")
+local imageroute = require("imageroute")
 
 describe("imageroute.json", function()
   it("the top module exposes the same array and is_array", function()
@@ -105,7 +105,7 @@ describe("imageroute.json", function()
   end)
 
   it("the private instance leaves the shared cjson's settings alone", function()
-    local cjson = require "cjson"
+    local cjson = require("cjson")
     assert.equal("{}", cjson.encode({})) -- still the library default
     assert.equal("[]", json.encode(imageroute.array()))
   end)

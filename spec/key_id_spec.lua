@@ -1,9 +1,9 @@
 -- key_id: the C core sets the first 8 hex digits of the SHA-256 of the key it sent on every
 -- result and error of the call, whichever way the route holds the key (api_key string, api_key
 -- function, api_key_env), and the call log carries it, never the key.
-local imageroute = require "imageroute"
-local server = require "support.server"
-local fx = require "support.fixtures"
+local imageroute = require("imageroute")
+local server = require("support.server")
+local fx = require("support.fixtures")
 
 -- the digest by another implementation than the core's (sha256sum, or openssl)
 local function sha256_hex(s)
@@ -26,13 +26,6 @@ local function route(s, extra, behaviour)
   return assert(imageroute.route(cfg))
 end
 
-local function read(path)
-  local f = io.open(path, "rb")
-  if not f then return "" end
-  local t = f:read("a")
-  f:close()
-  return t
-end
 
 describe("key_id on results, errors and the call log", function()
   local s, dir = server.for_block{dir = true}
@@ -71,7 +64,7 @@ describe("key_id on results, errors and the call log", function()
       local list = fx.log_records(path)
       assert.equal(1, #list)
       assert.equal(want, list[1].key_id)
-      assert.falsy(read(path):find(key, 1, true), "the key is in the log")
+      assert.falsy(fx.read(path, ""):find(key, 1, true), "the key is in the log")
       -- the server saw this very key: the id is of the key that was sent
       assert.equal("Bearer " .. key, s:requests()[1].headers.authorization)
     end)
@@ -90,7 +83,7 @@ describe("key_id on results, errors and the call log", function()
       assert.equal(1, #list)
       assert.is_false(list[1].ok)
       assert.equal(want, list[1].key_id)
-      assert.falsy(read(path):find(key, 1, true), "the key is in the log")
+      assert.falsy(fx.read(path, ""):find(key, 1, true), "the key is in the log")
     end)
   end
 
@@ -111,7 +104,7 @@ describe("key_id on results, errors and the call log", function()
     for _, rec in ipairs(list) do
       if rec.event ~= "save" then assert.equal(want, rec.key_id) end
     end
-    assert.falsy(read(path):find(FN_KEY, 1, true), "the key is in the log")
+    assert.falsy(fx.read(path, ""):find(FN_KEY, 1, true), "the key is in the log")
   end)
 
   it("a call that sent no key carries no key_id", function()

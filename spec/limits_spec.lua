@@ -1,9 +1,9 @@
 -- Client-side rate limits: a call over a route's limits waits (yielding to the loop) instead of
 -- being sent into a 429; a 429 with retry-after pauses the route's buckets for every call.
-local imageroute = require "imageroute"
-local core = require "imageroute.core"
-local server = require "support.server"
-local fx = require "support.fixtures"
+local imageroute = require("imageroute")
+local core = require("imageroute.core")
+local server = require("support.server")
+local fx = require("support.fixtures")
 
 describe("route limits", function()
   local s = server.for_block()

@@ -1,9 +1,9 @@
 -- route:check{live = true} and `imageroute check --live`: GET /models/{model} on the route's own
 -- transport, one row per model, against the local server.
-local imageroute = require "imageroute"
-local server = require "support.server"
-local fx = require "support.fixtures"
-local cli = require "support.cli_run"
+local imageroute = require("imageroute")
+local server = require("support.server")
+local fx = require("support.fixtures")
+local cli = require("support.cli_run")
 
 local function row(rep, gate)
   for _, r in ipairs(rep.rows) do if r.gate == gate then return r end end

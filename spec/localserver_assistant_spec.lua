@@ -2,10 +2,10 @@
 -- and the function_call_output turn, background mode (queued, in_progress, completed, cancel),
 -- moderation results and blocks, the verification 403, GET /models/{model}, the format switch,
 -- and the raw JSON text recorded for each request.
-local imageroute = require "imageroute"
-local json = require "imageroute.json"
-local server = require "support.server"
-local fx = require "support.fixtures"
+local imageroute = require("imageroute")
+local json = require("imageroute.json")
+local server = require("support.server")
+local fx = require("support.fixtures")
 
 describe("local server: assistant flows on the Responses API", function()
   local s = server.for_block()

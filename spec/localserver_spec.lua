@@ -1,10 +1,10 @@
 -- Specs for the bundled local server (lua/imageroute/localserver/, bin/imageroute-localserver)
 -- and its test helper (spec/support/server.lua).
 
-local socket = require "socket"
-local cjson = require "cjson"
-local core = require "imageroute.core"
-local server = require "support.server"
+local socket = require("socket")
+local cjson = require("cjson")
+local core = require("imageroute.core")
+local server = require("support.server")
 
 local json = cjson.new()
 

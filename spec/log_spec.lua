@@ -1,10 +1,10 @@
-local imageroute = require "imageroute"
-local core = require "imageroute.core"
-local log = require "imageroute.log"
-local policy = require "imageroute.policy"
-local dispatch = require "imageroute.dispatch"
-local server = require "support.server"
-local fx = require "support.fixtures"
+local imageroute = require("imageroute")
+local core = require("imageroute.core")
+local log = require("imageroute.log")
+local policy = require("imageroute.policy")
+local dispatch = require("imageroute.dispatch")
+local server = require("support.server")
+local fx = require("support.fixtures")
 
 local function lines_of(path)
   local out = {}
@@ -194,8 +194,8 @@ describe("the call log (imageroute.log)", function()
     local script = dir .. "/writer.lua"
     local f = assert(io.open(script, "w"))
     f:write([[
-      local log = require "imageroute.log"
-      local core = require "imageroute.core"
+      local log = require("imageroute.log")
+      local core = require("imageroute.core")
       local r = assert(core.route{name = arg[1], base_url = "http://127.0.0.1:9/v1", model = "gpt-image-1",
         log = arg[2]})
       while not io.open(arg[3]) do end -- start together

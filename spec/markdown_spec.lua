@@ -1,6 +1,6 @@
 -- imageroute.markdown: Markdown images in chat-completions replies (CommonMark subset).
 
-local markdown = require "imageroute.markdown"
+local markdown = require("imageroute.markdown")
 
 local function img(url, alt, title)
   return {url = url, alt = alt, title = title}

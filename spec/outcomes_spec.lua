@@ -2,11 +2,11 @@
 -- verified (403, an api error with a fix, never retried), a moderation block (never retried, never
 -- billed as a success, its details exposed), an image call that produced no image, and a returned
 -- format that differs from the requested one (image.format_mismatch and a log field, not an error).
-local imageroute = require "imageroute"
-local router = require "imageroute.router"
-local server = require "support.server"
-local fx = require "support.fixtures"
-local cli = require "support.cli_run"
+local imageroute = require("imageroute")
+local router = require("imageroute.router")
+local server = require("support.server")
+local fx = require("support.fixtures")
+local cli = require("support.cli_run")
 
 local PAGE = "https://platform.openai.com/settings/organization/general"
 

@@ -2,9 +2,9 @@
 -- the core runs on and checks curl by library (Debian keeps its header under the multiarch include
 -- directory, where LuaRocks does not look); LICENSE matches it; the User-Agent names the running
 -- Lua. The installs themselves run in `make rock-check` (luarocks make, install, a call, test).
-local imageroute = require "imageroute"
-local server = require "support.server"
-local fx = require "support.fixtures"
+local imageroute = require("imageroute")
+local server = require("support.server")
+local fx = require("support.fixtures")
 
 local src = debug.getinfo(1, "S").source
 local ROOT = src:sub(1, 1) == "@" and src:sub(2):match("^(.*)/spec/[^/]*$") or "."

@@ -2,10 +2,10 @@
 -- Lua 5.3 suite (make test-5.3), where the core of this process is the 5.3 build, and is pending in
 -- the 5.4 one. pandoc's Lua loads imageroute from this tree and the core this process loaded, and
 -- calls the bundled local server.
-local imageroute = require "imageroute"
-local server = require "support.server"
-local fx = require "support.fixtures"
-local cjson = require "cjson"
+local imageroute = require("imageroute")
+local server = require("support.server")
+local fx = require("support.fixtures")
+local cjson = require("cjson")
 
 local src = debug.getinfo(1, "S").source
 local ROOT = src:sub(1, 1) == "@" and src:sub(2):match("^(.*)/spec/[^/]*$") or "."

@@ -2,12 +2,12 @@
 -- call is chosen from the price rows, the refused call carries a deliberately invalid field past
 -- the stop rules, and the probe record in the call log ties both calls' request ids, the window and
 -- the estimate together.
-local imageroute = require "imageroute"
-local core = require "imageroute.core"
-local probe = require "imageroute.billing.probe"
-local server = require "support.server"
-local fx = require "support.fixtures"
-local cli = require "support.cli_run"
+local imageroute = require("imageroute")
+local core = require("imageroute.core")
+local probe = require("imageroute.billing.probe")
+local server = require("support.server")
+local fx = require("support.fixtures")
+local cli = require("support.cli_run")
 
 local function lines(path)
   return assert(imageroute.log.read(path))

@@ -1,8 +1,8 @@
 -- The local server's process helper (imageroute.localserver.process: start on a free loopback
 -- port, wait until it listens, stop by pid), shared by the command line, the specs and the
 -- benchmarks; and luasocket, which only the local server and that helper need.
-local socket = require "socket"
-local process = require "imageroute.localserver.process"
+local socket = require("socket")
+local process = require("imageroute.localserver.process")
 
 local src = debug.getinfo(1, "S").source
 local ROOT = src:sub(1, 1) == "@" and src:sub(2):match("^(.*)/spec/[^/]*$") or "."
@@ -57,7 +57,7 @@ end)
 
 describe("luasocket", function()
   it("is required by the local server and its process helper only", function()
-    -- every module of the tree, loaded in a Lua where `require "socket"` is recorded and refused
+    -- every module of the tree, loaded in a Lua where `require("socket")` is recorded and refused
     local mods = {}
     local p = assert(io.popen("cd " .. ROOT .. " && find lua -name '*.lua' | sort"))
     for f in p:lines() do

@@ -2,13 +2,13 @@
 -- window tells which failed calls were billed and whether the flat price held; the official API's
 -- usage and costs (the local server's /organization endpoints, answering from the calls it served)
 -- are compared per day, model, key and project, with the differences listed call by call.
-local imageroute = require "imageroute"
-local core = require "imageroute.core"
-local probe = require "imageroute.billing.probe"
-local reconcile = require "imageroute.billing.reconcile"
-local server = require "support.server"
-local fx = require "support.fixtures"
-local cli = require "support.cli_run"
+local imageroute = require("imageroute")
+local core = require("imageroute.core")
+local probe = require("imageroute.billing.probe")
+local reconcile = require("imageroute.billing.reconcile")
+local server = require("support.server")
+local fx = require("support.fixtures")
+local cli = require("support.cli_run")
 
 local function gateway(s, log, extra)
   local cfg = fx.with({name = "gw", lane = "provider", provider = "gw", shape = "chat", model = "gpt-image-2",

@@ -1,12 +1,12 @@
 -- imageroute.redis, the optional C module over hiredis: replies turned into Lua values, errors
 -- returned (never raised while a command is half done), a timed-out or broken connection closed.
-local redis = require "support.redis"
-local socket = require "socket"
+local redis = require("support.redis")
+local socket = require("socket")
 
 redis.describe("imageroute.redis", function()
   local r = redis.for_block()
   local driver
-  setup(function() driver = require "imageroute.redis" end)
+  setup(function() driver = require("imageroute.redis") end)
 
   it("turns replies into Lua values and keeps the connection after an error reply", function()
     local c = assert(driver.connect("127.0.0.1", r.port, 0.2, 0.2))

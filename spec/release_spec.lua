@@ -1,8 +1,8 @@
 -- Bounded memory: image:release() frees an image's bytes at once and keeps what describes it;
 -- batch with keep_results = false releases each result's images after on_done.
-local imageroute = require "imageroute"
-local server = require "support.server"
-local fx = require "support.fixtures"
+local imageroute = require("imageroute")
+local server = require("support.server")
+local fx = require("support.fixtures")
 
 describe("releasing images", function()
   local s = server.for_block()

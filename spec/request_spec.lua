@@ -1,10 +1,10 @@
-local imageroute = require "imageroute"
-local core = require "imageroute.core"
-local json = require "imageroute.json"
-local request = require "imageroute.request"
-local responses = require "imageroute.shapes.responses"
-local server = require "support.server"
-local fx = require "support.fixtures"
+local imageroute = require("imageroute")
+local core = require("imageroute.core")
+local json = require("imageroute.json")
+local request = require("imageroute.request")
+local responses = require("imageroute.shapes.responses")
+local server = require("support.server")
+local fx = require("support.fixtures")
 
 describe("the normalised request (imageroute.request)", function()
   local s = server.for_block()

@@ -1,7 +1,7 @@
-local imageroute = require "imageroute"
-local core = require "imageroute.core"
-local server = require "support.server"
-local fx = require "support.fixtures"
+local imageroute = require("imageroute")
+local core = require("imageroute.core")
+local server = require("support.server")
+local fx = require("support.fixtures")
 
 describe("respond (Responses API with the image_generation tool)", function()
   local s = server.for_block()

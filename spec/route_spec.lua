@@ -1,4 +1,4 @@
-local imageroute = require "imageroute"
+local imageroute = require("imageroute")
 
 describe("imageroute.route", function()
   it("applies the SDK defaults", function()

@@ -1,9 +1,9 @@
 -- Routes at production scale, part one: explicit fallback (imageroute.router), the x-ratelimit-*
 -- headers parsed, may_have_billed per attempt and the billing-safe retry policy.
-local imageroute = require "imageroute"
-local ratelimit = require "imageroute.ratelimit"
-local server = require "support.server"
-local fx = require "support.fixtures"
+local imageroute = require("imageroute")
+local ratelimit = require("imageroute.ratelimit")
+local server = require("support.server")
+local fx = require("support.fixtures")
 
 local function provider(s, b, extra)
   local cfg = fx.with({name = "gateway", lane = "provider", provider = "acme", accepted = "a test gateway",
@@ -201,7 +201,7 @@ describe("routers on the command line", function()
   local s = server.for_block{reset = false}
 
   it("--route takes a router from the routes file, and check reports its targets", function()
-    local cli = require "support.cli_run"
+    local cli = require("support.cli_run")
     local dir = fx.tmpdir()
     local f = assert(io.open(dir .. "/routes.lua", "w"))
     f:write(([[return {

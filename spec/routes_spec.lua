@@ -1,7 +1,7 @@
-local imageroute = require "imageroute"
-local routes = require "imageroute.routes"
-require "imageroute.contract" -- route:check()
-local fx = require "support.fixtures"
+local imageroute = require("imageroute")
+local routes = require("imageroute.routes")
+require("imageroute.contract") -- route:check()
+local fx = require("support.fixtures")
 
 describe("route files (imageroute.routes)", function()
   local dir, n = nil, 0

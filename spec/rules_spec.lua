@@ -1,9 +1,9 @@
-local imageroute = require "imageroute"
-local rules = require "imageroute.rules"
-local models = require "imageroute.models"
-local policy = require "imageroute.policy"
-local server = require "support.server"
-local fx = require "support.fixtures"
+local imageroute = require("imageroute")
+local rules = require("imageroute.rules")
+local models = require("imageroute.models")
+local policy = require("imageroute.policy")
+local server = require("support.server")
+local fx = require("support.fixtures")
 
 -- magic bytes are all the rules (and the C core) look at
 local JPEG = "\255\216\255\224\0\16JFIF\0" .. ("j"):rep(300)
@@ -254,7 +254,7 @@ end)
 describe("stop rules refuse before any request reaches the local server", function()
   local s = server.for_block()
 
-  local dispatch = require "imageroute.dispatch"
+  local dispatch = require("imageroute.dispatch")
   local CALLS = {}
   for _, k in ipairs{"generate", "edit", "respond"} do CALLS[k] = function(...) return dispatch.call(k, ...) end end
 

@@ -1,8 +1,8 @@
 -- Streaming images straight into their files: the per-call option save_to.
-local imageroute = require "imageroute"
-local core = require "imageroute.core"
-local server = require "support.server"
-local fx = require "support.fixtures"
+local imageroute = require("imageroute")
+local core = require("imageroute.core")
+local server = require("support.server")
+local fx = require("support.fixtures")
 
 describe("save_to", function()
   local s = server.for_block()

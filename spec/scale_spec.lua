@@ -1,8 +1,8 @@
 -- Scale follows observability: a non-official route whose observability gate fails serves single
 -- calls only ("manual tests only; no automated scale-up"), unless it records scale_exception.
-local imageroute = require "imageroute"
-local server = require "support.server"
-local fx = require "support.fixtures"
+local imageroute = require("imageroute")
+local server = require("support.server")
+local fx = require("support.fixtures")
 
 describe("scale follows observability", function()
   local s = server.for_block()

@@ -1,13 +1,13 @@
 -- Shared state: limits and budgets in a real redis-server (started here on a free loopback port,
 -- stopped by its pid), shared by several lua5.4 processes; leases that a crashed process stops
 -- renewing expire; a store that cannot be reached refuses the call unless on_state_error = "local".
-local imageroute = require "imageroute"
-local core = require "imageroute.core"
-local state = require "imageroute.state"
-local server = require "support.server"
-local fx = require "support.fixtures"
-local redis = require "support.redis"
-local socket = require "socket"
+local imageroute = require("imageroute")
+local core = require("imageroute.core")
+local state = require("imageroute.state")
+local server = require("support.server")
+local fx = require("support.fixtures")
+local redis = require("support.redis")
+local socket = require("socket")
 
 local ROOT = (function()
   local src = debug.getinfo(1, "S").source
@@ -106,7 +106,7 @@ describe("an install without the Redis module", function()
       core_so, dir)))
     local s = server.start()
     local script = ([[
-      local imageroute = require "imageroute"
+      local imageroute = require("imageroute")
       assert(not pcall(require, "imageroute.redis"))
       local store, err = imageroute.state.redis{url = "redis://127.0.0.1:1/0"}
       assert(store == nil and err.kind == "state" and err.code == "redis_unavailable", tostring(err))

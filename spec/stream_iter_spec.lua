@@ -1,8 +1,8 @@
 -- imageroute.stream: streaming as an iterator, on the local server.
-local imageroute = require "imageroute"
-local socket = require "socket"
-local server = require "support.server"
-local fx = require "support.fixtures"
+local imageroute = require("imageroute")
+local socket = require("socket")
+local server = require("support.server")
+local fx = require("support.fixtures")
 
 -- Every (kind, value) of one stream, with the time each arrived.
 local function collect(route, params, opts)

@@ -1,8 +1,8 @@
-local imageroute = require "imageroute"
-local core = require "imageroute.core"
-local socket = require "socket"
-local server = require "support.server"
-local fx = require "support.fixtures"
+local imageroute = require("imageroute")
+local core = require("imageroute.core")
+local socket = require("socket")
+local server = require("support.server")
+local fx = require("support.fixtures")
 
 local PNG_1x1 = fx.PNG_1x1
 

@@ -2,10 +2,10 @@
 -- the image tool), the app answers with a function_call_output item and previous_response_id, the
 -- model then draws; result.output / result.function_calls; what goes on the wire (no silent moves,
 -- arrays stay arrays); the flow record of each step.
-local imageroute = require "imageroute"
-local json = require "imageroute.json"
-local server = require "support.server"
-local fx = require "support.fixtures"
+local imageroute = require("imageroute")
+local json = require("imageroute.json")
+local server = require("support.server")
+local fx = require("support.fixtures")
 
 local WEATHER = {type = "function", name = "get_weather", description = "Weather for a city",
   parameters = {type = "object", properties = {city = {type = "string"}}, required = {"city"}}}

@@ -2,11 +2,11 @@
 -- `request`).
 -- @module imageroute.api
 
-local core = require "imageroute.core"
-local json = require "imageroute.json"
-local contract = require "imageroute.contract"
-local limits = require "imageroute.limits"
-local scheduler = require "imageroute.scheduler"
+local core = require("imageroute.core")
+local json = require("imageroute.json")
+local contract = require("imageroute.contract")
+local limits = require("imageroute.limits")
+local scheduler = require("imageroute.scheduler")
 
 local type, pairs, pcall, tostring, error = type, pairs, pcall, tostring, error
 local wait_until, await = scheduler.wait_until, scheduler.await

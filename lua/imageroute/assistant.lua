@@ -26,8 +26,8 @@
 -- of https://github.com/openai/openai-openapi (openai-openapi.yaml).
 -- @module imageroute.assistant
 
-local core = require "imageroute.core"
-local json = require "imageroute.json"
+local core = require("imageroute.core")
+local json = require("imageroute.json")
 
 local type, pairs, ipairs, tostring, next = type, pairs, ipairs, tostring, next
 

@@ -30,7 +30,7 @@
 -- guide, https://platform.openai.com/docs/guides/background.
 -- @module imageroute.background
 
-local core = require "imageroute.core"
+local core = require("imageroute.core")
 
 local type, tostring, setmetatable, pairs = type, tostring, setmetatable, pairs
 
@@ -233,9 +233,9 @@ local handles = setmetatable({}, {__mode = "k"}) -- opts -> the Transfer made by
 -- @treturn table|nil the result
 -- @treturn[2] table the error
 function M.call(kind, route, params, opts, keepalive)
-  local dispatch = require "imageroute.dispatch"
-  local scheduler = require "imageroute.scheduler"
-  local responses_shape = require "imageroute.shapes.responses"
+  local dispatch = require("imageroute.dispatch")
+  local scheduler = require("imageroute.scheduler")
+  local responses_shape = require("imageroute.shapes.responses")
   local t = type(opts) == "table" and handles[opts] or M.transfer()
   local within_call = require("imageroute.api").within_call
   local wait_until = scheduler.wait_until
@@ -261,7 +261,7 @@ end
 -- @tparam[opt] table opts copied
 -- @treturn table the Transfer
 function M.start(respond, route, params, opts)
-  local scheduler = require "imageroute.scheduler"
+  local scheduler = require("imageroute.scheduler")
   local p, o = {}, {}
   for k, v in pairs(params) do p[k] = v end
   for k, v in pairs(opts or {}) do o[k] = v end

@@ -1,10 +1,10 @@
 --- imageroute.batch: a list of calls run with a bounded number in flight (`imageroute.batch`).
 -- @module imageroute.batch
 
-local core = require "imageroute.core"
-local policy = require "imageroute.policy"
-local contract = require "imageroute.contract"
-local scheduler = require "imageroute.scheduler"
+local core = require("imageroute.core")
+local policy = require("imageroute.policy")
+local contract = require("imageroute.contract")
+local scheduler = require("imageroute.scheduler")
 
 local M = {}
 

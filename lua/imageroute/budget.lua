@@ -29,10 +29,10 @@
 -- `on_state_error = "local"`: then a memory store of the budget's own serves the call.
 -- @module imageroute.budget
 
-local prices = require "imageroute.prices"
-local cost = require "imageroute.cost"
-local models = require "imageroute.models"
-local state = require "imageroute.state"
+local prices = require("imageroute.prices")
+local cost = require("imageroute.cost")
+local models = require("imageroute.models")
+local state = require("imageroute.state")
 
 local M = {}
 
@@ -57,7 +57,7 @@ function M.get(name) return registry[name] end
 -- @treturn Budget|nil
 -- @treturn[2] table a validation error with `field`
 function M.new(config)
-  local core = require "imageroute.core"
+  local core = require("imageroute.core")
   local function bad(field, msg) return nil, core.error("validation", msg, {field = field}) end
   if type(config) ~= "table" then error("budget: a table expected", 2) end
   if type(config.name) ~= "string" or config.name == "" then return bad("name", "budget field 'name' is required") end
@@ -164,7 +164,7 @@ end
 -- @treturn table|nil the reservation `{id =, amount =, period =}`
 -- @treturn[2] table a `budget` error (nothing is sent)
 function Budget:reserve(kind, route, params)
-  local core = require "imageroute.core"
+  local core = require("imageroute.core")
   local amount, how = M.worst_case(kind, route, params)
   local key, acct = self:period()
   if not amount then

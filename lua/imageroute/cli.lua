@@ -33,13 +33,13 @@
 -- reads the local one). Every log line names the host called (`host`).
 -- @module imageroute.cli
 
-local argparse = require "argparse"
-local imageroute = require "imageroute"
-local common = require "imageroute.cli.common"
-local output = require "imageroute.cli.output"
-local commands = require "imageroute.cli.commands"
-local billing = {probe = require "imageroute.cli.probe", reconcile = require "imageroute.cli.reconcile"}
-local inventory = require "imageroute.cli.inventory"
+local argparse = require("argparse")
+local imageroute = require("imageroute")
+local common = require("imageroute.cli.common")
+local output = require("imageroute.cli.output")
+local commands = require("imageroute.cli.commands")
+local billing = {probe = require("imageroute.cli.probe"), reconcile = require("imageroute.cli.reconcile")}
+local inventory = require("imageroute.cli.inventory")
 
 local format, concat = string.format, table.concat
 local Exit = common.Exit

@@ -5,8 +5,8 @@
 -- and a JSON file. This is how a provider route is tried against the official one before traffic
 -- moves.
 --
---    local imageroute = require "imageroute"
---    local compare = require "imageroute.compare"
+--    local imageroute = require("imageroute")
+--    local compare = require("imageroute.compare")
 --    local rec = compare.run("a lighthouse at dawn", {official, gateway}, {size = "1024x1024", quality = "low"})
 --    local html, json = assert(compare.write(rec, "out/compare"))
 --    print(html)   --> out/compare/compare.html (opens offline: no network, no external files)
@@ -17,11 +17,11 @@
 -- `imageroute.compare.report`, the sorted-key JSON (`to_json`) in `imageroute.compare.json`.
 -- @module imageroute.compare
 
-local imageroute = require "imageroute"
-local core = require "imageroute.core"
-local json = require "imageroute.compare.json"
-local report = require "imageroute.compare.report"
-local figures = require "imageroute.billing.figures"
+local imageroute = require("imageroute")
+local core = require("imageroute.core")
+local json = require("imageroute.compare.json")
+local report = require("imageroute.compare.report")
+local figures = require("imageroute.billing.figures")
 
 local type, pairs, ipairs, tostring, format = type, pairs, ipairs, tostring, string.format
 

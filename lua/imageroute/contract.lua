@@ -27,7 +27,7 @@
 -- `route:check()` (defined with the Route type, `imageroute.route`) is `contract.check(route)`.
 -- @module imageroute.contract
 
-local core = require "imageroute.core"
+local core = require("imageroute.core")
 
 local type, pairs, ipairs, tostring, concat = type, pairs, ipairs, tostring, table.concat
 

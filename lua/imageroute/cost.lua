@@ -26,10 +26,10 @@
 -- `inf` or `nan`: a part whose amount is not finite becomes unknown, with a reason.
 -- @module imageroute.cost
 
-local request = require "imageroute.request"
-local prices = require "imageroute.prices"
-local models = require "imageroute.models"
-local contract = require "imageroute.contract"
+local request = require("imageroute.request")
+local prices = require("imageroute.prices")
+local models = require("imageroute.models")
+local contract = require("imageroute.contract")
 
 local type, ipairs, pairs, tostring = type, ipairs, pairs, tostring
 

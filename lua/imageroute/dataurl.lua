@@ -10,7 +10,7 @@ local type, error, tonumber = type, error, tonumber
 local byte, char, sub, find, match, gmatch, gsub, lower, format = string.byte, string.char, string.sub,
   string.find, string.match, string.gmatch, string.gsub, string.lower, string.format
 
-local core = require "imageroute.core"
+local core = require("imageroute.core")
 local b64encode, b64decode, sniff = core.b64encode, core.b64decode, core.sniff
 
 local M = {}

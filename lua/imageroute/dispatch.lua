@@ -10,15 +10,15 @@
 -- * `chat` (`imageroute.shapes.chat`): `/chat/completions`, the images as Markdown links.
 -- @module imageroute.dispatch
 
-local core = require "imageroute.core"
-local request = require "imageroute.request"
+local core = require("imageroute.core")
+local request = require("imageroute.request")
 
 local type, error = type, error
 
 local SHAPES = {
-  images = require "imageroute.shapes.images",
-  responses = require "imageroute.shapes.responses",
-  chat = require "imageroute.shapes.chat",
+  images = require("imageroute.shapes.images"),
+  responses = require("imageroute.shapes.responses"),
+  chat = require("imageroute.shapes.chat"),
 }
 
 local M = {}

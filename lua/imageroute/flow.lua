@@ -1,7 +1,7 @@
 --- Assistant-style multi-step flows: plain functions over `imageroute.generate`, `edit` and
 -- `respond` that keep a record of every step (result, request id, timing, files).
 --
---    local flow = require "imageroute.flow"
+--    local flow = require("imageroute.flow")
 --    local f = flow.new{name = "poster", out = "out"}
 --    local concept = f:step("concept", imageroute.respond, text_route, {input = brief, tool = false})
 --    local image = f:step("image", imageroute.respond, text_route,

@@ -16,7 +16,7 @@
 -- yield to the host instead of blocking it.
 -- @module imageroute.hostloop
 
-local core = require "imageroute.core"
+local core = require("imageroute.core")
 
 local M = {}
 

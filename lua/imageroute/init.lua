@@ -5,7 +5,7 @@
 -- The C core (`imageroute.core`) does transport and bytes: libcurl, multipart, base64 through
 -- libb64, saving. This module is the public API on top of it.
 --
---    local imageroute = require "imageroute"
+--    local imageroute = require("imageroute")
 --    local route = imageroute.route{name = "official", model = "gpt-image-1"}
 --    local res, err = imageroute.generate(route, {prompt = "a lighthouse at dawn", size = "1024x1024"})
 --    if not res then error(tostring(err)) end
@@ -13,26 +13,26 @@
 --
 -- @module imageroute
 
-local core = require "imageroute.core"
-local policy = require "imageroute.policy" -- gates, stop rules, cost, the call log
-local route_type = require "imageroute.route" -- the Route type's Lua half: route:check()
-local dispatch = require "imageroute.dispatch" -- a call's normalised request, body and reply, by shape
-local router = require "imageroute.router" -- explicit fallback across routes
-local limits = require "imageroute.limits" -- client-side rate limits of routes
-local budget = require "imageroute.budget" -- spending limits in USD
-local state = require "imageroute.state" -- where limits and budgets live (memory, Redis)
-local request = require "imageroute.request" -- the normalised call request
-local background = require "imageroute.background" -- Responses background mode: create, poll, cancel
+local core = require("imageroute.core")
+local policy = require("imageroute.policy") -- gates, stop rules, cost, the call log
+local route_type = require("imageroute.route") -- the Route type's Lua half: route:check()
+local dispatch = require("imageroute.dispatch") -- a call's normalised request, body and reply, by shape
+local router = require("imageroute.router") -- explicit fallback across routes
+local limits = require("imageroute.limits") -- client-side rate limits of routes
+local budget = require("imageroute.budget") -- spending limits in USD
+local state = require("imageroute.state") -- where limits and budgets live (memory, Redis)
+local request = require("imageroute.request") -- the normalised call request
+local background = require("imageroute.background") -- Responses background mode: create, poll, cancel
 
 local M = {
   _VERSION = core._VERSION,
   core = core,
-  log = require "imageroute.log",         -- the call log: set_default, read, summary
-  routes = require "imageroute.routes",   -- routes files: load, get
-  contract = require "imageroute.contract",
-  markdown = require "imageroute.markdown", -- Markdown image links in chat replies
-  dataurl = require "imageroute.dataurl",   -- data: URLs
-  flow = require "imageroute.flow",         -- records of multi-step flows
+  log = require("imageroute.log"),         -- the call log: set_default, read, summary
+  routes = require("imageroute.routes"),   -- routes files: load, get
+  contract = require("imageroute.contract"),
+  markdown = require("imageroute.markdown"), -- Markdown image links in chat replies
+  dataurl = require("imageroute.dataurl"),   -- data: URLs
+  flow = require("imageroute.flow"),         -- records of multi-step flows
   state = state,                            -- state stores: memory(), redis{url =}
 }
 
@@ -70,7 +70,7 @@ M.is_array = require("imageroute.json").is_array -- is_array(v): true when v is 
 --   naming the field or the variable, never the value) when it holds a CR, LF, NUL, another control
 --   byte or a space, and, to a non-loopback host, when it is shorter than 8 bytes. Example:
 --
---        local vault = require "my.vault"
+--        local vault = require("my.vault")
 --        local route = imageroute.route{name = "official", model = "gpt-image-1",
 --          api_key = function(r) return vault.read("openai/" .. r.name) end}
 --
@@ -189,9 +189,9 @@ M.is_route = core.is_route
 -- and the generic API request (imageroute.api) are their own modules; their public functions are
 -- this module's.
 
-local hostloop = require "imageroute.hostloop"
-local scheduler = require "imageroute.scheduler"
-local save = require "imageroute.save"
+local hostloop = require("imageroute.hostloop")
+local scheduler = require("imageroute.scheduler")
+local save = require("imageroute.save")
 local wait_until, await, reraise = scheduler.wait_until, scheduler.await, scheduler.reraise
 local check_save_to, save_rest = save.check_save_to, save.save_rest
 

@@ -15,7 +15,7 @@
 -- refused on both sides.
 -- @module imageroute.json
 
-local cjson = require "cjson"
+local cjson = require("cjson")
 
 local M = {}
 

@@ -18,8 +18,8 @@
 -- `limits = {images_per_minute = 5}` and a parallel script waits instead of drowning in 429s.
 -- @module imageroute.limits
 
-local core = require "imageroute.core"
-local state = require "imageroute.state"
+local core = require("imageroute.core")
+local state = require("imageroute.state")
 
 local M = {}
 

@@ -42,7 +42,7 @@ function M.row(route, gate, model, opts)
     row.status, row.reason = "unknown", "the route names no model to ask about"
     return row
   end
-  local imageroute = require "imageroute" -- loaded by now (contract is required by it)
+  local imageroute = require("imageroute") -- loaded by now (contract is required by it)
   local timeout = type(opts) == "table" and opts.timeout or 30
   local path = "/models/" .. model:gsub("[^%w%-%._~]", function(c) return ("%%%02X"):format(c:byte()) end)
   local res, err = imageroute.api(route, {path = path}, {timeout = timeout, max_retries = 0})

@@ -44,9 +44,9 @@
 -- (`core.append`), so several processes can share a file.
 -- @module imageroute.log
 
-local request = require "imageroute.request"
-local core = require "imageroute.core"
-local summary = require "imageroute.log.summary"
+local request = require("imageroute.request")
+local core = require("imageroute.core")
+local summary = require("imageroute.log.summary")
 
 local type, pairs, ipairs, tostring, tonumber, pcall, next =
   type, pairs, ipairs, tostring, tonumber, pcall, next

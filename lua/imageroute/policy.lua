@@ -15,15 +15,15 @@
 -- applies. Neither raises on an I/O problem: a log failure is reported as `log_error`.
 -- @module imageroute.policy
 
-local core = require "imageroute.core"
-local contract = require "imageroute.contract"
-local rules = require "imageroute.rules"
-local request = require "imageroute.request"
-local cost = require "imageroute.cost"
-local log = require "imageroute.log"
-local ratelimit = require "imageroute.ratelimit"
-local budget = require "imageroute.budget"
-local assistant = require "imageroute.assistant"
+local core = require("imageroute.core")
+local contract = require("imageroute.contract")
+local rules = require("imageroute.rules")
+local request = require("imageroute.request")
+local cost = require("imageroute.cost")
+local log = require("imageroute.log")
+local ratelimit = require("imageroute.ratelimit")
+local budget = require("imageroute.budget")
+local assistant = require("imageroute.assistant")
 
 local type, pcall, tostring = type, pcall, tostring
 

@@ -10,7 +10,7 @@
 -- A provider's price (per call, per image, credit) belongs to that route's `billing`, never here.
 -- @module imageroute.prices
 
-local models = require "imageroute.models"
+local models = require("imageroute.models")
 
 local M = {}
 

@@ -39,7 +39,7 @@
 
 local type, ipairs, rawlen, setmetatable, concat = type, ipairs, rawlen, setmetatable, table.concat
 
-local assistant = require "imageroute.assistant"
+local assistant = require("imageroute.assistant")
 
 local M = {}
 

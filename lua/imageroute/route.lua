@@ -12,11 +12,11 @@
 -- The Route type is documented in ldoc/types.lua.
 -- @module imageroute.route
 
-local core = require "imageroute.core"
-local contract = require "imageroute.contract"
-local budget = require "imageroute.budget"
-local limits = require "imageroute.limits"
-local state = require "imageroute.state"
+local core = require("imageroute.core")
+local contract = require("imageroute.contract")
+local budget = require("imageroute.budget")
+local limits = require("imageroute.limits")
+local state = require("imageroute.state")
 
 local type, pairs = type, pairs
 

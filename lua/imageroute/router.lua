@@ -27,9 +27,9 @@
 -- official claim": a router makes that explicit, and each of its routes keeps its own contract.
 -- @module imageroute.router
 
-local core = require "imageroute.core"
-local policy = require "imageroute.policy"
-local contract = require "imageroute.contract"
+local core = require("imageroute.core")
+local policy = require("imageroute.policy")
+local contract = require("imageroute.contract")
 
 local M = {}
 

@@ -12,7 +12,7 @@
 -- cannot be interrupted), with a validation error naming the file. An `api_key` function declared in
 -- the file runs under the same bounds whenever it is called.
 --
---    local routes = require "imageroute.routes"
+--    local routes = require("imageroute.routes")
 --    local gateway = assert(routes.get("config/routes.lua", "acme-chat"))
 --
 -- An entry with `usd =` declares a budget (the fields of `imageroute.budget`: `usd`, `per`,
@@ -24,9 +24,9 @@
 -- Errors name the file, the route and the field.
 -- @module imageroute.routes
 
-local core = require "imageroute.core"
-local contract = require "imageroute.contract"
-require "imageroute.route" -- the routes it returns have their Lua methods (route:check())
+local core = require("imageroute.core")
+local contract = require("imageroute.contract")
+require("imageroute.route") -- the routes it returns have their Lua methods (route:check())
 
 local type, pairs, ipairs, tostring, load, sort = type, pairs, ipairs, tostring, load, table.sort
 local co_create, co_resume, co_status, sethook = coroutine.create, coroutine.resume, coroutine.status, debug.sethook

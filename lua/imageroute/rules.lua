@@ -16,9 +16,9 @@
 -- nothing (the chat body carries only the prompt and the images).
 -- @module imageroute.rules
 
-local core = require "imageroute.core"
-local models = require "imageroute.models"
-local request = require "imageroute.request"
+local core = require("imageroute.core")
+local models = require("imageroute.models")
+local request = require("imageroute.request")
 
 local type, ipairs, tostring, getmetatable, io_open = type, ipairs, tostring, getmetatable, io.open
 

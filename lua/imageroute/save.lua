@@ -3,7 +3,7 @@
 -- (Each Image saves itself: `Image:save`, in the C core, src/image.c.)
 -- @module imageroute.save
 
-local core = require "imageroute.core"
+local core = require("imageroute.core")
 
 local M = {}
 

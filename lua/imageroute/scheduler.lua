@@ -8,11 +8,11 @@
 -- `timer_action` are this module's functions; the calls wait with `await` / `wait_until`.
 -- @module imageroute.scheduler
 
-local core = require "imageroute.core"
+local core = require("imageroute.core")
 
 local M = {}
 
-local hostloop = require "imageroute.hostloop"
+local hostloop = require("imageroute.hostloop")
 
 local YIELD = setmetatable({}, {__tostring = function() return "imageroute.yield" end})
 local owned = setmetatable({}, {__mode = "k"}) -- coroutine -> its completion function

@@ -54,9 +54,9 @@
 --   route built with this store keeps in its `state` field), `stats`.
 -- @module imageroute.state
 
-local core = require "imageroute.core"
-local memory = require "imageroute.state.memory"
-local redis = require "imageroute.state.redis"
+local core = require("imageroute.core")
+local memory = require("imageroute.state.memory")
+local redis = require("imageroute.state.redis")
 
 local M = {}
 

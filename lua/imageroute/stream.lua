@@ -2,12 +2,12 @@
 -- (`imageroute.stream` is this module's `stream`; the Stream type is documented in ldoc/types.lua).
 -- @module imageroute.stream
 
-local core = require "imageroute.core"
-local policy = require "imageroute.policy"
-local dispatch = require "imageroute.dispatch"
-local hostloop = require "imageroute.hostloop"
-local scheduler = require "imageroute.scheduler"
-local save = require "imageroute.save"
+local core = require("imageroute.core")
+local policy = require("imageroute.policy")
+local dispatch = require("imageroute.dispatch")
+local hostloop = require("imageroute.hostloop")
+local scheduler = require("imageroute.scheduler")
+local save = require("imageroute.save")
 
 local wait_until, check_save_to, save_rest = scheduler.wait_until, save.check_save_to, save.save_rest
 

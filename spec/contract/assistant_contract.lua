@@ -3,7 +3,7 @@
 -- results): the app's tools next to the image tool, the function_call_output turn with
 -- previous_response_id, an empty array, the top-level moderation object, background mode (create,
 -- GET /responses/{id}, POST /responses/{id}/cancel) and GET /models/{model}.
-local imageroute = require "imageroute"
+local imageroute = require("imageroute")
 
 local url = assert(os.getenv("STEADY_URL"), "run through scripts/contract.sh")
 

@@ -2,7 +2,7 @@
 -- OpenAPI spec by Steady (scripts/contract.sh starts it). Steady answers 400 to a request that
 -- does not match the spec; its 200 answers are schema placeholders, not images, so a successful
 -- call here ends in a "decode" error, which is fine: what is checked is what was sent.
-local imageroute = require "imageroute"
+local imageroute = require("imageroute")
 
 local url = assert(os.getenv("STEADY_URL"), "run through scripts/contract.sh")
 local route = assert(imageroute.route{

@@ -1,6 +1,6 @@
 -- Contract suite: Responses API and Chat Completions requests, as imageroute builds them, checked
 -- against the official OpenAPI spec by Steady (see images_contract.lua for how to read results).
-local imageroute = require "imageroute"
+local imageroute = require("imageroute")
 
 local url = assert(os.getenv("STEADY_URL"), "run through scripts/contract.sh")
 local PNG = assert(io.open("examples/assets/mask-1024.png", "rb")):read("a")

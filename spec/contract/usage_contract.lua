@@ -3,8 +3,8 @@
 -- the official OpenAPI spec by Steady (scripts/contract.sh starts it). Steady answers 400 to a
 -- request whose query does not match the spec (`GET /organization/usage/images`,
 -- `GET /organization/costs`: start_time, end_time, bucket_width, group_by, limit, page).
-local imageroute = require "imageroute"
-local reconcile = require "imageroute.billing.reconcile"
+local imageroute = require("imageroute")
+local reconcile = require("imageroute.billing.reconcile")
 
 local url = assert(os.getenv("STEADY_URL"), "run through scripts/contract.sh")
 local admin = assert(imageroute.route{

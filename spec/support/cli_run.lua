@@ -1,11 +1,11 @@
 --- spec/support/cli_run.lua: run the `imageroute` command as a user runs it, from specs.
 --
---     local cli = require "support.cli_run"
+--     local cli = require("support.cli_run")
 --     local rc, out, err = cli.run(dir, {"--local", "generate", "a fox"}, {stdin = "...", env = "A=b"})
 --     local rc, screen = cli.run_tty(dir, {"--local", "batch", "prompts.txt"})   -- on a terminal
-local core = require "imageroute.core"
-local fx = require "support.fixtures"
-local sys = require "imageroute.sys"
+local core = require("imageroute.core")
+local fx = require("support.fixtures")
+local sys = require("imageroute.sys")
 
 local M = {}
 

@@ -2,7 +2,7 @@
 -- whether its client hung up, for the specs of transfers stopped mid-stream (a callback that
 -- raises, a cancel).
 --
---     local drip = require "support.drip_stream"
+--     local drip = require("support.drip_stream")
 --     local d = drip.start{head = "event: ...\ndata: ...\n\n", seconds = 8}
 --     d.base_url                      -- "http://127.0.0.1:PORT/v1"
 --     ... -- a streamed call against d.base_url
@@ -15,9 +15,9 @@
 -- records "finished". Only 127.0.0.1, port chosen by the system.
 -- @module support.drip_stream
 
-local socket = require "socket"
-local process = require "imageroute.localserver.process"
-local sys = require "imageroute.sys"
+local socket = require("socket")
+local process = require("imageroute.localserver.process")
+local sys = require("imageroute.sys")
 
 local M = {}
 

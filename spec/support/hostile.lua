@@ -1,5 +1,5 @@
 --- spec/support/hostile.lua: helpers for the hostile-gateway specs (keys, leaks, child processes).
-local core = require "imageroute.core"
+local core = require("imageroute.core")
 
 local M = {}
 
@@ -67,13 +67,6 @@ function M.assert_no_leak(v, key, what)
   assert(#found == 0, (what or "value") .. " holds the key:\n  " .. table.concat(found, "\n  "))
 end
 
-function M.read(path)
-  local f = io.open(path, "rb")
-  if not f then return "" end
-  local s = f:read("a")
-  f:close()
-  return s
-end
 
 --- Writes a Lua script to a temporary file and runs it with lua5.4 under `sh -c`, with the shell
 -- prefix (e.g. "umask 077;" or "env X=..."). Returns the exit status and stdout.

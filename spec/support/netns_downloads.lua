@@ -11,12 +11,12 @@
 -- refusals are not an accident of nothing listening). Writes one JSON object: case name ->
 -- {ok, kind, code, message, images, curl_code, status, accepts = {server = delta}}.
 
-local cjson = require "cjson"
-local socket = require "socket"
-local server = require "support.server"
-local tls = require "support.tls"
-local process = require "imageroute.localserver.process"
-local imageroute = require "imageroute"
+local cjson = require("cjson")
+local socket = require("socket")
+local server = require("support.server")
+local tls = require("support.tls")
+local process = require("imageroute.localserver.process")
+local imageroute = require("imageroute")
 
 local out_path = assert(arg[1], "usage: netns_downloads.lua OUT.json")
 local ROOT = debug.getinfo(1, "S").source:match("^@(.*)/spec/support/[^/]*$") or "."
@@ -59,7 +59,7 @@ proxies.pr = tls.proxy{addr = "127.0.0.1", cert = pki.cert, key = pki.key, backe
 local hang = assert(socket.bind("10.0.0.1", 8445))
 -- a port that answers garbage instead of TLS
 local garbage_pid = assert(process.spawn({"lua5.4", "-e", [[
-  local socket = require "socket"
+  local socket = require("socket")
   local srv = assert(socket.bind("10.0.0.1", 8444))
   srv:settimeout(0.5)
   local stop = socket.gettime() + 120

@@ -6,7 +6,7 @@
 -- 302 to that URL; `GET /loop` answers 302 to `/loop` (a redirect loop). Every request is
 -- answered and the connection closed. Exits after SECONDS (default 120).
 
-local socket = require "socket"
+local socket = require("socket")
 
 local port_file, seconds = arg[1], tonumber(arg[2]) or 120
 local server = assert(socket.bind("127.0.0.1", 0))

@@ -1,6 +1,6 @@
 --- spec/support/redis.lua: a real redis-server for the specs, on a free loopback port.
 --
---     local redis = require "support.redis"
+--     local redis = require("support.redis")
 --     local r = redis.start()          -- redis-server --port N --bind 127.0.0.1 --save '' --appendonly no
 --     r.url                            -- "redis://127.0.0.1:N/0"
 --     r:call("DBSIZE")                 -- a command from the spec (through imageroute.redis)
@@ -12,7 +12,7 @@
 -- the process that started it is gone, so a spec that dies before `stop` leaves nothing behind.
 -- @module support.redis
 
-local socket = require "socket"
+local socket = require("socket")
 
 local M = {}
 
@@ -56,7 +56,7 @@ Redis.__index = Redis
 -- @tparam[opt] table opts `port` (default a free one), `timeout` (s, default 5)
 function M.start(opts)
   opts = opts or {}
-  local driver = require "imageroute.redis"
+  local driver = require("imageroute.redis")
   for _ = 1, 5 do
     local port = opts.port or M.free_port()
     local log = os.tmpname()
@@ -96,7 +96,7 @@ end
 -- @tparam string name
 -- @tparam function fn the block
 function M.describe(name, fn)
-  local busted = require "busted"
+  local busted = require("busted")
   local ok, why = M.available()
   if ok then return busted.describe(name, fn) end
   busted.pending(name .. " (" .. why .. ")")
@@ -107,7 +107,7 @@ end
 -- @tparam[opt] table opts the options of `start`
 -- @return the server object (empty until the setup has run)
 function M.for_block(opts)
-  local busted = require "busted"
+  local busted = require("busted")
   local r = setmetatable({}, Redis)
   busted.setup(function()
     for k, v in pairs(M.start(opts)) do r[k] = v end

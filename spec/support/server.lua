@@ -1,6 +1,6 @@
 --- spec/support/server.lua: start and drive the bundled local server from busted specs.
 --
---     local server = require "support.server"
+--     local server = require("support.server")
 --     local s = server.start()            -- lua5.4 bin/imageroute-localserver --port 0 ...
 --     s.base_url                          -- "http://127.0.0.1:PORT/v1"
 --     s:script({{status = 500}, {}})      -- queue behaviours, one per /v1 request
@@ -12,11 +12,11 @@
 -- that dies before `stop` leaves nothing behind.
 -- @module support.server
 
-local http = require "socket.http"
-local ltn12 = require "ltn12"
-local cjson = require "cjson"
-local process = require "imageroute.localserver.process"
-local sys = require "imageroute.sys"
+local http = require("socket.http")
+local ltn12 = require("ltn12")
+local cjson = require("cjson")
+local process = require("imageroute.localserver.process")
+local sys = require("imageroute.sys")
 
 local json = cjson.new()
 
@@ -68,7 +68,7 @@ end
 -- @treturn string|nil the scratch directory
 function M.for_block(opts)
   opts = opts or {}
-  local busted = require "busted"
+  local busted = require("busted")
   local s, dir = {}, nil
   if opts.dir then
     dir = os.tmpname()

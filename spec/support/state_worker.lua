@@ -7,8 +7,8 @@
 -- MODE hold   BASE STATE TTL: one slow call holding the only in-flight slot (lease TTL seconds)
 -- Prints one line per call ("ok" or "err KIND CODE"), then "stats CALLS MAX_MS TOTAL_MS" (the store's
 -- calls: how many, the longest, all of them together).
-local imageroute = require "imageroute"
-local fx = require "support.fixtures"
+local imageroute = require("imageroute")
+local fx = require("support.fixtures")
 
 local mode, base, st = arg[1], arg[2], arg[3]
 local s = {base_url = base}

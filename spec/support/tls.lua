@@ -1,6 +1,6 @@
 --- spec/support/tls.lua: a test CA, certificates and a TLS-terminating proxy for the specs.
 --
---     local tls = require "support.tls"
+--     local tls = require("support.tls")
 --     local pki = tls.pki(dir, {"DNS:api.test", "IP:127.0.0.1"})   -- pki.ca, pki.cert, pki.key
 --     local p = tls.proxy{addr = "127.0.0.1", cert = pki.cert, key = pki.key, backend = s.port}
 --     p.port; p:accepts() -- TCP connections accepted so far; p:stop()
@@ -11,7 +11,7 @@
 -- spec can prove that a refused address saw no connection at all.
 -- @module support.tls
 
-local process = require "imageroute.localserver.process"
+local process = require("imageroute.localserver.process")
 
 local M = {}
 

@@ -3,7 +3,7 @@
 -- `imageroute reconcile` command), for the comparison report (`imageroute.compare`).
 -- @module imageroute.billing.figures
 
-local log = require "imageroute.log"
+local log = require("imageroute.log")
 
 local type, ipairs, pcall = type, ipairs, pcall
 

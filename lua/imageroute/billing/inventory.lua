@@ -15,7 +15,7 @@
 -- (https://platform.openai.com/docs/api-reference/responses), read 2026-12-01.
 -- @module imageroute.billing.inventory
 
-local models = require "imageroute.models"
+local models = require("imageroute.models")
 
 local type, pairs, ipairs, tostring, tonumber = type, pairs, ipairs, tostring, tonumber
 local concat, sort = table.concat, table.sort

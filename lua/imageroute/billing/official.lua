@@ -3,7 +3,7 @@
 -- endpoints, their sources and the shape of the comparison are described there).
 -- @module imageroute.billing.official
 
-local reconcile = require "imageroute.billing.reconcile"
+local reconcile = require("imageroute.billing.reconcile")
 
 local type, pairs, ipairs, tostring, tonumber, format, select =
   type, pairs, ipairs, tostring, tonumber, string.format, select

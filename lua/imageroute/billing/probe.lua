@@ -10,7 +10,7 @@
 -- cost, and what each failed call would cost if billed. `probe.text` says exactly what to compare
 -- on the provider's dashboard; `imageroute.billing.reconcile` then compares it with the bill.
 --
---    local probe = require "imageroute.billing.probe"
+--    local probe = require("imageroute.billing.probe")
 --    local rec = assert(probe.run(route, {failed = true, log = "out/imageroute-calls.jsonl"}))
 --    print(probe.text(rec))     -- the request ids, the window, what to look for, the next command
 --
@@ -23,12 +23,12 @@
 -- Responses, https://platform.openai.com/docs/api-reference/responses, read 2026-12-01.
 -- @module imageroute.billing.probe
 
-local imageroute = require "imageroute"
-local prices = require "imageroute.prices"
-local models = require "imageroute.models"
-local cost = require "imageroute.cost"
-local contract = require "imageroute.contract"
-local log = require "imageroute.log"
+local imageroute = require("imageroute")
+local prices = require("imageroute.prices")
+local models = require("imageroute.models")
+local cost = require("imageroute.cost")
+local contract = require("imageroute.contract")
+local log = require("imageroute.log")
 
 local type, pairs, ipairs, tostring, format = type, pairs, ipairs, tostring, string.format
 local floor, ceil = math.floor, math.ceil

@@ -25,8 +25,8 @@
 -- makes the dollars exact.
 -- @module imageroute.billing.reconcile
 
-local cost = require "imageroute.cost"
-local contract = require "imageroute.contract"
+local cost = require("imageroute.cost")
+local contract = require("imageroute.contract")
 
 local type, pairs, ipairs, tonumber, format, setmetatable =
   type, pairs, ipairs, tonumber, string.format, setmetatable

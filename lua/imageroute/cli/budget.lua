@@ -11,8 +11,8 @@
 -- file, a file that does not load, or no budget of that name.
 -- @module imageroute.cli.budget
 
-local common = require "imageroute.cli.common"
-local routes_file = require "imageroute.routes"
+local common = require("imageroute.cli.common")
+local routes_file = require("imageroute.routes")
 local to_json = require("imageroute.compare").to_json
 
 local format = string.format

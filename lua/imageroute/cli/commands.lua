@@ -2,12 +2,12 @@
 -- check, batch, log summary, compare), each `fn(ctx) -> exit code` with ctx.args the parsed
 -- arguments. Internal to the command (its public face is imageroute.cli).
 
-local imageroute = require "imageroute"
-local routes_file = require "imageroute.routes"
-local compare = require "imageroute.compare"
-local common = require "imageroute.cli.common"
-local output = require "imageroute.cli.output"
-local progress = require "imageroute.cli.progress"
+local imageroute = require("imageroute")
+local routes_file = require("imageroute.routes")
+local compare = require("imageroute.compare")
+local common = require("imageroute.cli.common")
+local output = require("imageroute.cli.output")
+local progress = require("imageroute.cli.progress")
 
 local core = imageroute.core
 local format, concat = string.format, table.concat

@@ -2,11 +2,11 @@
 -- failure, small helpers, standard input, the bundled local server (--local) and the routes.
 -- Internal to the command (its public face is imageroute.cli).
 
-local imageroute = require "imageroute"
-local routes_file = require "imageroute.routes"
-local compare = require "imageroute.compare"
-local core = require "imageroute.core"
-local sys = require "imageroute.sys"
+local imageroute = require("imageroute")
+local routes_file = require("imageroute.routes")
+local compare = require("imageroute.compare")
+local core = require("imageroute.core")
+local sys = require("imageroute.sys")
 
 local format, concat = string.format, table.concat
 
@@ -135,7 +135,7 @@ end
 -- (imageroute.localserver.process; luasocket is needed only then). It exits by itself when this
 -- process is gone (`owner_pid`), and its `stop` ends it.
 function M.start_server()
-  local process = require "imageroute.localserver.process"
+  local process = require("imageroute.localserver.process")
   local server, why, log = process.start{timeout = 10}
   if not server then
     if why == "spawn" then fail(1, "imageroute: could not start the local server") end

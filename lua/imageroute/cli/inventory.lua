@@ -1,11 +1,11 @@
 -- imageroute.cli.inventory: `imageroute log inventory [FILE]`, the migration table of a call log
 -- (imageroute.billing.inventory). Internal to the command (its public face is imageroute.cli).
 
-local imageroute = require "imageroute"
-local routes_file = require "imageroute.routes"
-local inventory = require "imageroute.billing.inventory"
-local compare = require "imageroute.compare"
-local common = require "imageroute.cli.common"
+local imageroute = require("imageroute")
+local routes_file = require("imageroute.routes")
+local inventory = require("imageroute.billing.inventory")
+local compare = require("imageroute.compare")
+local common = require("imageroute.cli.common")
 
 local M = {}
 

@@ -1,9 +1,9 @@
 -- imageroute.cli.output: where `-o` puts the images, and what the command prints about a call:
 -- the text line, the `--json` record, the one-line error, the exit code. Internal to the command.
 
-local imageroute = require "imageroute"
-local compare = require "imageroute.compare"
-local common = require "imageroute.cli.common"
+local imageroute = require("imageroute")
+local compare = require("imageroute.compare")
+local common = require("imageroute.cli.common")
 
 local format, concat = string.format, table.concat
 local fail, oneline, secs = common.fail, common.oneline, common.secs

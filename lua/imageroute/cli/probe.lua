@@ -1,10 +1,10 @@
 -- imageroute.cli.probe: `imageroute probe ROUTE [--failed]`, the billing test of a route
 -- (imageroute.billing.probe). Internal to the command (its public face is imageroute.cli).
 
-local probe = require "imageroute.billing.probe"
-local compare = require "imageroute.compare"
-local common = require "imageroute.cli.common"
-local output = require "imageroute.cli.output"
+local probe = require("imageroute.billing.probe")
+local compare = require("imageroute.compare")
+local common = require("imageroute.cli.common")
+local output = require("imageroute.cli.output")
 
 local M = {}
 

@@ -7,9 +7,9 @@
 -- when a call finishes. On a terminal the line is redrawn in place ("\r\27[K"); elsewhere nothing is
 -- drawn and the command prints one line per finished call and the summary.
 
-local imageroute = require "imageroute"
-local compare = require "imageroute.compare"
-local common = require "imageroute.cli.common"
+local imageroute = require("imageroute")
+local compare = require("imageroute.compare")
+local common = require("imageroute.cli.common")
 
 local format = string.format
 

@@ -5,12 +5,12 @@
 --    imageroute reconcile --route acme-chat --since 2026-12-01T10:00Z --until 2026-12-01T11:00Z --billed 1.20
 --    OPENAI_ADMIN_KEY=... imageroute reconcile --official --probe ID   # the Usage and Costs API
 
-local imageroute = require "imageroute"
-local probe = require "imageroute.billing.probe"
-local reconcile = require "imageroute.billing.reconcile"
-local compare = require "imageroute.compare"
-local common = require "imageroute.cli.common"
-local cli_probe = require "imageroute.cli.probe"
+local imageroute = require("imageroute")
+local probe = require("imageroute.billing.probe")
+local reconcile = require("imageroute.billing.reconcile")
+local compare = require("imageroute.compare")
+local common = require("imageroute.cli.common")
+local cli_probe = require("imageroute.cli.probe")
 
 local format, concat = string.format, table.concat
 local fail = common.fail

@@ -2,7 +2,7 @@
 -- comparison record (`compare.json`) and the command line's JSON output.
 -- @module imageroute.compare.json
 
-local core = require "imageroute.core"
+local core = require("imageroute.core")
 
 local type, pairs, ipairs, tostring, concat, sort, format =
   type, pairs, ipairs, tostring, table.concat, table.sort, string.format

@@ -4,8 +4,8 @@
 -- `money`, `cost_text` and `mkdir` are shared with the command line's output.
 -- @module imageroute.compare.report
 
-local imageroute = require "imageroute"
-local core = require "imageroute.core"
+local imageroute = require("imageroute")
+local core = require("imageroute.core")
 local to_json = require("imageroute.compare.json").to_json
 
 local type, pairs, ipairs, tostring, concat, sort, format =

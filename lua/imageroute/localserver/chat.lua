@@ -6,7 +6,7 @@
 -- `{URL}` and `{URL2}` become links to fresh images), `refusal`, `png_bytes` (through `mock.make_image`).
 -- @module imageroute.localserver.chat
 
-local mock = require "imageroute.localserver.mock"
+local mock = require("imageroute.localserver.mock")
 
 local concat, find = table.concat, string.find
 local os_time = os.time

@@ -5,10 +5,10 @@
 -- and `GET|HEAD /files/<name>` (the stored images).
 -- @module imageroute.localserver.control
 
-local core = require "imageroute.core"
-local J = require "imageroute.localserver.json"
-local http = require "imageroute.localserver.http"
-local S = require "imageroute.localserver.state"
+local core = require("imageroute.core")
+local J = require("imageroute.localserver.json")
+local http = require("imageroute.localserver.http")
+local S = require("imageroute.localserver.state")
 
 local type, ipairs = type, ipairs
 local NULL, blob, timestamp, encode, field, array = J.NULL, J.blob, J.timestamp, J.encode, J.field, J.array

@@ -6,10 +6,10 @@
 -- (`imageroute.localserver.serve`, `imageroute.localserver.http`).
 -- @module imageroute.localserver.faults
 
-local socket = require "socket"
-local J = require "imageroute.localserver.json"
-local http = require "imageroute.localserver.http"
-local S = require "imageroute.localserver.state"
+local socket = require("socket")
+local J = require("imageroute.localserver.json")
+local http = require("imageroute.localserver.http")
+local S = require("imageroute.localserver.state")
 
 local format, rep = string.format, string.rep
 local gettime = socket.gettime

@@ -5,9 +5,9 @@
 -- dripped) or an event stream (chunked, paced).
 -- @module imageroute.localserver.http
 
-local socket = require "socket"
-local J = require "imageroute.localserver.json"
-local loop = require "imageroute.localserver.loop"
+local socket = require("socket")
+local J = require("imageroute.localserver.json")
+local loop = require("imageroute.localserver.loop")
 
 local concat, find, format, sub = table.concat, string.find, string.format, string.sub
 local gettime = socket.gettime

@@ -6,8 +6,8 @@
 -- `png_bytes` (through `mock.make_image`).
 -- @module imageroute.localserver.images
 
-local core = require "imageroute.core"
-local mock = require "imageroute.localserver.mock"
+local core = require("imageroute.core")
+local mock = require("imageroute.localserver.mock")
 
 local concat, format = table.concat, string.format
 local os_time = os.time

@@ -41,17 +41,17 @@
 -- `x-imageroute-test` header: errors, delays, drops, truncation...) and rate limits like the others.
 -- @module imageroute.localserver
 
-local J = require "imageroute.localserver.json"
-local fixtures = require "imageroute.localserver.png"
-local multipart = require "imageroute.localserver.multipart"
-local mock = require "imageroute.localserver.mock"
-local dispatch = require "imageroute.localserver.dispatch"
-local loop = require "imageroute.localserver.loop"
-local serve = require "imageroute.localserver.serve"
-local images = require "imageroute.localserver.images"
-local responses = require "imageroute.localserver.responses"
-local chat = require "imageroute.localserver.chat"
-local organization = require "imageroute.localserver.organization"
+local J = require("imageroute.localserver.json")
+local fixtures = require("imageroute.localserver.png")
+local multipart = require("imageroute.localserver.multipart")
+local mock = require("imageroute.localserver.mock")
+local dispatch = require("imageroute.localserver.dispatch")
+local loop = require("imageroute.localserver.loop")
+local serve = require("imageroute.localserver.serve")
+local images = require("imageroute.localserver.images")
+local responses = require("imageroute.localserver.responses")
+local chat = require("imageroute.localserver.chat")
+local organization = require("imageroute.localserver.organization")
 
 -- The /v1 endpoints: one line each.
 dispatch.add("POST", "/v1/images/generations", images.generations)

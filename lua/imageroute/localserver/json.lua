@@ -4,7 +4,7 @@
 -- `int`, `str`, `array` read and shape decoded values (cjson.null reads as nil).
 -- @module imageroute.localserver.json
 
-local cjson = require "cjson"
+local cjson = require("cjson")
 
 local find, format = string.find, string.format
 local floor, tointeger = math.floor, math.tointeger

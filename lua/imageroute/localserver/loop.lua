@@ -3,8 +3,8 @@
 -- socket, the mode and a deadline to the loop); `run` listens and drives them.
 -- @module imageroute.localserver.loop
 
-local socket = require "socket"
-local S = require "imageroute.localserver.state"
+local socket = require("socket")
+local S = require("imageroute.localserver.state")
 
 local format = string.format
 local gettime = socket.gettime

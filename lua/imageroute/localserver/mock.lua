@@ -7,11 +7,11 @@
 -- `mock.S` (the server state, new_id) are the modules it would otherwise require one by one.
 -- @module imageroute.localserver.mock
 
-local core = require "imageroute.core"
-local J = require "imageroute.localserver.json"
-local http = require "imageroute.localserver.http"
-local fixtures = require "imageroute.localserver.png"
-local S = require "imageroute.localserver.state"
+local core = require("imageroute.core")
+local J = require("imageroute.localserver.json")
+local http = require("imageroute.localserver.http")
+local fixtures = require("imageroute.localserver.png")
+local S = require("imageroute.localserver.state")
 
 local find, sub = string.find, string.sub
 local ceil = math.ceil

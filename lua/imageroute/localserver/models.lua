@@ -5,8 +5,8 @@
 -- `model_not_found` error body. Nothing is made, nothing is billed.
 -- @module imageroute.localserver.models
 
-local J = require "imageroute.localserver.json"
-local http = require "imageroute.localserver.http"
+local J = require("imageroute.localserver.json")
+local http = require("imageroute.localserver.http")
 
 local format = string.format
 local type, ipairs = type, ipairs

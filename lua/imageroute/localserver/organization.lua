@@ -33,12 +33,12 @@
 -- bucket). Missing `start_time` and bad values answer 400 like the API.
 -- @module imageroute.localserver.organization
 
-local core = require "imageroute.core"
-local J = require "imageroute.localserver.json"
-local http = require "imageroute.localserver.http"
-local mock = require "imageroute.localserver.mock"
-local S = require "imageroute.localserver.state"
-local prices = require "imageroute.prices"
+local core = require("imageroute.core")
+local J = require("imageroute.localserver.json")
+local http = require("imageroute.localserver.http")
+local mock = require("imageroute.localserver.mock")
+local S = require("imageroute.localserver.state")
+local prices = require("imageroute.prices")
 
 local type, pairs, ipairs, tostring, tonumber = type, pairs, ipairs, tostring, tonumber
 local floor, concat, sort, format = math.floor, table.concat, table.sort, string.format

@@ -4,7 +4,7 @@
 -- (`random_png`) the mocks answer with.
 -- @module imageroute.localserver.png
 
-local core = require "imageroute.core"
+local core = require("imageroute.core")
 
 local byte, char, concat, format, pack, sub =
   string.byte, string.char, table.concat, string.format, string.pack, string.sub

@@ -1,7 +1,7 @@
 --- imageroute.localserver.process: the bundled local server (or another small loopback server) in a
 -- process of its own, for the command line (`imageroute --local`), the specs and the benchmarks.
 --
---    local process = require "imageroute.localserver.process"
+--    local process = require("imageroute.localserver.process")
 --    local s = assert(process.start())   -- a free loopback port; s.port, s.base_url ("http://127.0.0.1:P/v1")
 --    ...
 --    s:stop()                            -- SIGTERM, a bounded wait, SIGKILL if needed
@@ -12,8 +12,8 @@
 -- connections. Linux only (/proc).
 -- @module imageroute.localserver.process
 
-local socket = require "socket"
-local sys = require "imageroute.sys"
+local socket = require("socket")
+local sys = require("imageroute.sys")
 
 local format, concat = string.format, table.concat
 local type, tostring, tonumber, ipairs, setmetatable, rawget = type, tostring, tonumber, ipairs, setmetatable, rawget

@@ -31,8 +31,8 @@
 -- ("failed" | "incomplete"), `png_bytes` (through `mock.make_image`), and those above.
 -- @module imageroute.localserver.responses
 
-local core = require "imageroute.core"
-local mock = require "imageroute.localserver.mock"
+local core = require("imageroute.core")
+local mock = require("imageroute.localserver.mock")
 
 local concat, find, format, sub = table.concat, string.find, string.format, string.sub
 local os_time = os.time

@@ -5,15 +5,15 @@
 -- Other paths are the control endpoints and the stored files.
 -- @module imageroute.localserver.serve
 
-local socket = require "socket"
-local J = require "imageroute.localserver.json"
-local http = require "imageroute.localserver.http"
-local loop = require "imageroute.localserver.loop"
-local multipart = require "imageroute.localserver.multipart"
-local faults = require "imageroute.localserver.faults"
-local control = require "imageroute.localserver.control"
-local dispatch = require "imageroute.localserver.dispatch"
-local S = require "imageroute.localserver.state"
+local socket = require("socket")
+local J = require("imageroute.localserver.json")
+local http = require("imageroute.localserver.http")
+local loop = require("imageroute.localserver.loop")
+local multipart = require("imageroute.localserver.multipart")
+local faults = require("imageroute.localserver.faults")
+local control = require("imageroute.localserver.control")
+local dispatch = require("imageroute.localserver.dispatch")
+local S = require("imageroute.localserver.state")
 
 local format = string.format
 local gettime = socket.gettime

@@ -3,7 +3,7 @@
 -- The records and their fields are described in `imageroute.log`, which re-exports both functions.
 -- @module imageroute.log.summary
 
-local core = require "imageroute.core"
+local core = require("imageroute.core")
 
 local type, pairs, ipairs, tostring, tonumber = type, pairs, ipairs, tostring, tonumber
 local sort, ceil = table.sort, math.ceil

@@ -1,6 +1,6 @@
 --- imageroute.loop.cqueues: runs imageroute inside a cqueues controller.
 --
---    local cqueues = require "cqueues"
+--    local cqueues = require("cqueues")
 --    local cq = cqueues.new()
 --    local handle = require("imageroute.loop.cqueues").attach(cq)
 --    cq:wrap(function()
@@ -17,9 +17,9 @@
 -- Attach one controller at a time.
 -- @module imageroute.loop.cqueues
 
-local cqueues = require "cqueues"
-local condition = require "cqueues.condition"
-local hostloop = require "imageroute.hostloop"
+local cqueues = require("cqueues")
+local condition = require("cqueues.condition")
+local hostloop = require("imageroute.hostloop")
 
 local M = {}
 

@@ -1,6 +1,6 @@
 --- imageroute.loop.luv: runs imageroute on a luv (libuv) loop.
 --
---    local uv = require "luv"
+--    local uv = require("luv")
 --    local handle = require("imageroute.loop.luv").attach()
 --    coroutine.wrap(function()
 --      local res = assert(imageroute.generate(route, {prompt = "a fox"}))  -- yields meanwhile
@@ -15,8 +15,8 @@
 -- work as without a host loop, driven by the uv loop.
 -- @module imageroute.loop.luv
 
-local uv = require "luv"
-local hostloop = require "imageroute.hostloop"
+local uv = require("luv")
+local hostloop = require("imageroute.hostloop")
 
 local M = {}
 

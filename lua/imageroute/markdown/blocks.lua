@@ -5,8 +5,8 @@
 -- Internal to `imageroute.markdown`.
 -- @module imageroute.markdown.blocks
 
-local escapes = require "imageroute.markdown.escapes"
-local refs = require "imageroute.markdown.refs"
+local escapes = require("imageroute.markdown.escapes")
+local refs = require("imageroute.markdown.refs")
 
 local tonumber = tonumber
 local byte, sub, find, match, gsub, rep = string.byte, string.sub, string.find, string.match, string.gsub, string.rep

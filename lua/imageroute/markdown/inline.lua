@@ -5,8 +5,8 @@
 -- Internal to `imageroute.markdown`.
 -- @module imageroute.markdown.inline
 
-local escapes = require "imageroute.markdown.escapes"
-local refs = require "imageroute.markdown.refs"
+local escapes = require("imageroute.markdown.escapes")
+local refs = require("imageroute.markdown.refs")
 
 local byte, sub, find, gsub = string.byte, string.sub, string.find, string.gsub
 local concat, sort = table.concat, table.sort

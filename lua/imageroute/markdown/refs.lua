@@ -4,7 +4,7 @@
 -- reference images resolve against. Internal to `imageroute.markdown`.
 -- @module imageroute.markdown.refs
 
-local escapes = require "imageroute.markdown.escapes"
+local escapes = require("imageroute.markdown.escapes")
 
 local byte, sub, find = string.byte, string.sub, string.find
 local unescape = escapes.unescape

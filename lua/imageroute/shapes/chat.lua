@@ -15,9 +15,9 @@
 -- document order with the Markdown links. `reply(req, res, err)` builds the result.
 -- @module imageroute.shapes.chat
 
-local core = require "imageroute.core"
-local common = require "imageroute.shapes.common"
-local markdown = require "imageroute.markdown"
+local core = require("imageroute.core")
+local common = require("imageroute.shapes.common")
+local markdown = require("imageroute.markdown")
 
 local type, pairs, ipairs, rawlen, concat, pcall, tonumber =
   type, pairs, ipairs, rawlen, table.concat, pcall, tonumber

@@ -1,8 +1,8 @@
 --- imageroute.shapes.common: what the request shapes share (building a body and reading a reply).
 -- @module imageroute.shapes.common
 
-local core = require "imageroute.core"
-local json = require "imageroute.json"
+local core = require("imageroute.core")
+local json = require("imageroute.json")
 
 local type, pairs, ipairs, rawlen, getmetatable, tostring, math_type =
   type, pairs, ipairs, rawlen, getmetatable, tostring, math.type

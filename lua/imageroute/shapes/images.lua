@@ -16,8 +16,8 @@
 -- `imageroute.rules`.
 -- @module imageroute.shapes.images
 
-local core = require "imageroute.core"
-local common = require "imageroute.shapes.common"
+local core = require("imageroute.core")
+local common = require("imageroute.shapes.common")
 
 local type, pairs, ipairs, rawlen, tostring, sort, io_open =
   type, pairs, ipairs, rawlen, tostring, table.sort, io.open

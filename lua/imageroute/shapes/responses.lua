@@ -33,9 +33,9 @@
 -- stream `stream = true`, `partial_images_received`.
 -- @module imageroute.shapes.responses
 
-local core = require "imageroute.core"
-local json = require "imageroute.json"
-local assistant = require "imageroute.assistant"
+local core = require("imageroute.core")
+local json = require("imageroute.json")
+local assistant = require("imageroute.assistant")
 
 local type, ipairs, rawlen, tostring, tonumber, concat = type, ipairs, rawlen, tostring, tonumber, table.concat
 
@@ -43,7 +43,7 @@ local M = {}
 
 M.endpoint = "/responses"
 
-local common = require "imageroute.shapes.common"
+local common = require("imageroute.shapes.common")
 local copy, is_image = common.copy, common.is_image
 
 --- A validation error of a request that cannot be built, as the core gives one (nothing sent).

@@ -3,7 +3,7 @@
 -- The interface it offers is documented in `imageroute.state`; build one with `imageroute.state.memory()`.
 -- @module imageroute.state.memory
 
-local core = require "imageroute.core"
+local core = require("imageroute.core")
 
 local M = {}
 

@@ -4,7 +4,7 @@
 -- with `imageroute.state.redis{...}`, which checks the configuration and parses the URL.
 -- @module imageroute.state.redis
 
-local core = require "imageroute.core"
+local core = require("imageroute.core")
 
 local M = {}
 
