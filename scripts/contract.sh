@@ -1,11 +1,20 @@
 #!/bin/sh
 # The contract suite: every request shape imageroute sends goes to Steady serving OpenAI's official
 # OpenAPI spec, which answers 400 to any request that does not match it.
-# Skipped, with the reason printed, where node/npm or the spec is missing.
+# Skipped, with the reason printed, where node/npm or the spec is missing. The spec is looked for
+# at OPENAI_SPEC, else beside the checkout (../shared/reference/), else beside the main checkout of
+# a git worktree.
 set -eu
 cd "$(dirname "$0")/.."
 root=$(pwd)
 spec="${OPENAI_SPEC:-$root/../shared/reference/openai-openapi.yaml}"
+if [ -z "${OPENAI_SPEC:-}" ] && [ ! -f "$spec" ]; then
+  # a git worktree: the spec beside the main checkout
+  common=$(git rev-parse --path-format=absolute --git-common-dir 2>/dev/null || true)
+  if [ -n "$common" ] && [ -f "$common/../../shared/reference/openai-openapi.yaml" ]; then
+    spec="$common/../../shared/reference/openai-openapi.yaml"
+  fi
+fi
 if ! command -v node >/dev/null 2>&1 || ! command -v npm >/dev/null 2>&1; then
   echo "contract: SKIPPED: node/npm is not installed"; exit 0
 fi

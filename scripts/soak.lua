@@ -40,7 +40,7 @@ for _, m in ipairs(mix) do total_w = total_w + m.w end
 
 local s = server.start()
 local routes = {}
-local json = require("imageroute.core").json_encode
+local json = require("imageroute.json").encode
 for i, m in ipairs(mix) do
   routes[i] = assert(imageroute.route{name = "soak-" .. i, base_url = s.base_url, model = "gpt-image-1",
     timeout = 1, max_retries = 2, retry_initial_delay = 0.005, retry_max_delay = 0.02,

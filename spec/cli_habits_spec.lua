@@ -1,10 +1,10 @@
 -- The command's habits, each shown by running it (bin/imageroute in a scratch directory): -o FILE
 -- or DIR/, `-` for standard input, short flags, exit 2 for a refusal before sending with its fix in
 -- one line, the ticking progress line, --local logged apart.
-local core = require("imageroute.core")
 local server = require("support.server")
 local fx = require("support.fixtures")
 local cli = require("support.cli_run")
+local json = require("imageroute.json")
 
 local run, run_tty, exists, is_dir = cli.run, cli.run_tty, cli.exists, cli.is_dir
 
@@ -48,7 +48,7 @@ describe("imageroute command habits", function()
     -- streaming with -o FILE: the partial images beside it
     rc, out, err = run(dir, {"--local", "generate", "a kite", "--partial", "2", "-o", "kite.png", "--json"})
     assert.equal(0, rc, err)
-    local o = assert(core.json_decode(out))
+    local o = assert(json.decode(out))
     assert.equal("kite.png", o.files[1].path)
     assert.same({"kite-partial-0.png", "kite-partial-1.png"}, {o.partial_files[1].path, o.partial_files[2].path})
     png(dir .. "/kite-partial-1.png")
@@ -82,7 +82,7 @@ describe("imageroute command habits", function()
       {stdin = '{"prompt": "one", "size": "1024x1536"}\n'})
     assert.equal(0, rc, err)
     assert.equal("1024x1536", s:requests()[1].json.size)
-    assert.is_true(assert(core.json_decode(out)).ok)
+    assert.is_true(assert(json.decode(out)).ok)
   end)
 
   it("short flags -n, -s, -q mean --n, --size, --quality", function()
@@ -113,7 +113,7 @@ describe("imageroute command habits", function()
     -- --json says it too
     rc, out = run(dir, {"--routes", routes, "generate", "p", "--partial", "9", "--json"})
     assert.equal(2, rc)
-    local o = assert(core.json_decode(out))
+    local o = assert(json.decode(out))
     assert.is_true(o.refused)
     assert.equal("partial_images_range", o.error.rule)
     -- a route gate: a provider route whose contract was not accepted
@@ -226,13 +226,13 @@ describe("imageroute command habits", function()
     -- log summary of the real log: no local route, no local cost
     rc, out, err = run(dir, {"log", "summary", "-o", logs, "--json"})
     assert.equal(0, rc, err)
-    local sum = assert(core.json_decode(out)).routes
+    local sum = assert(json.decode(out)).routes
     assert.truthy(sum.official)
     assert.is_nil(sum["local"])
     assert.is_nil(sum["local-responses"])
     rc, out, err = run(dir, {"--local", "log", "summary", "-o", logs, "--json"})
     assert.equal(0, rc, err)
-    sum = assert(core.json_decode(out)).routes
+    sum = assert(json.decode(out)).routes
     assert.is_nil(sum.official)
     assert.equal(1, sum["local"].calls)
     -- the official names still find the local routes under --local

@@ -5,6 +5,7 @@ local compare = require("imageroute.compare")
 local core = require("imageroute.core")
 local server = require("support.server")
 local fx = require("support.fixtures")
+local J = require("imageroute.json")
 
 local function q(s)
   return "'" .. tostring(s):gsub("'", "'\\''") .. "'"
@@ -173,7 +174,7 @@ describe("compare", function()
     end
     -- the record: the same entries, no image bytes
     local text = fx.read(json)
-    local back = assert(core.json_decode(text))
+    local back = assert(J.decode(text))
     assert.equal(2, #back.entries)
     assert.equal(rec.entries[2].request_id, back.entries[2].request_id)
     assert.equal("provider", back.entries[2].cost.basis)

@@ -1,11 +1,11 @@
 local imageroute = require("imageroute")
-local core = require("imageroute.core")
 local dispatch = require("imageroute.dispatch")
 local function raw_generate(...) return dispatch.call("generate", ...) end
 local contract = require("imageroute.contract")
 local policy = require("imageroute.policy")
 local server = require("support.server")
 local fx = require("support.fixtures")
+local json = require("imageroute.json")
 
 local FULL = {
   owner = {endpoint = "Acme Ltd", account = "team account", billing = "Acme Ltd", support = "support@acme.example",
@@ -219,7 +219,7 @@ describe("gates at call time, against the local server", function()
     assert.equal("spec risk", res2.contract_reason)
     local lines = 0
     for line in io.lines(log_path) do
-      local rec = assert(core.json_decode(line))
+      local rec = assert(json.decode(line))
       lines = lines + 1
       if rec.lane == "provider" then
         assert.equal("local test gateway, reviewed", rec.accepted)

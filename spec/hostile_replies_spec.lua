@@ -13,7 +13,7 @@ local PNG_1x1 = fx.PNG_1x1
 local GIF_1x1 = "GIF89a\1\0\1\0\128\0\0\255\255\255\0\0\0!\249\4\1\0\0\0\0,\0\0\0\0\1\0\1\0\0\2\2D\1\0;"
 
 local function dataurl(bytes, mime) return "data:" .. (mime or "image/png") .. ";base64," .. core.b64encode(bytes) end
-local json = core.json_encode
+local json = require("imageroute.json").encode
 
 -- a chat completion whose message.content is `content`
 local function chat_body(content)

@@ -22,7 +22,7 @@ end
 local function route(s, extra, behaviour)
   local cfg = {name = "local", base_url = s.base_url, model = "gpt-image-1", timeout = 10, max_retries = 0}
   for k, v in pairs(extra) do cfg[k] = v end
-  if behaviour then cfg.headers = {["x-imageroute-test"] = require("imageroute.core").json_encode(behaviour)} end
+  if behaviour then cfg.headers = {["x-imageroute-test"] = require("imageroute.json").encode(behaviour)} end
   return assert(imageroute.route(cfg))
 end
 

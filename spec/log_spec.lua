@@ -5,6 +5,7 @@ local policy = require("imageroute.policy")
 local dispatch = require("imageroute.dispatch")
 local server = require("support.server")
 local fx = require("support.fixtures")
+local json = require("imageroute.json")
 
 local function lines_of(path)
   local out = {}
@@ -217,7 +218,7 @@ describe("the call log (imageroute.log)", function()
     local per_route, last_call, last_attempt, calls, switches = {a = 0, b = 0}, nil, 0, {}, 0
     local last_route
     for _, line in ipairs(lines) do
-      local rec = core.json_decode(line)
+      local rec = json.decode(line)
       assert.equal("table", type(rec), line:sub(1, 80))
       per_route[rec.route] = per_route[rec.route] + 1
       if last_route and rec.route ~= last_route then switches = switches + 1 end

@@ -47,6 +47,7 @@
 local request = require("imageroute.request")
 local core = require("imageroute.core")
 local summary = require("imageroute.log.summary")
+local json = require("imageroute.json")
 
 local type, pairs, ipairs, tostring, tonumber, pcall, next =
   type, pairs, ipairs, tostring, tonumber, pcall, next
@@ -369,7 +370,7 @@ local function fallback(rec, why)
   local out = {v = 1, event = str(rec.event) or "attempt", time = str(rec.time) or iso_time(gettime()),
     call_id = str(rec.call_id), kind = str(rec.kind), route = str(rec.route), final = rec.final == true or nil,
     ok = type(rec.ok) == "boolean" and rec.ok or nil, log_error = M.scrub(tostring(why))}
-  local s = core.json_encode(out)
+  local s = json.encode(out)
   return s or '{"v":1,"event":"attempt","log_error":"the record could not be encoded"}'
 end
 
@@ -382,7 +383,7 @@ local function encode_lines(records, route)
     local s, e
     if ok then
       if route then pcall(core.redact, safe, route) end
-      s, e = core.json_encode(safe)
+      s, e = json.encode(safe)
     else
       e = safe
     end

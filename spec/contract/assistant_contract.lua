@@ -60,7 +60,7 @@ describe("assistant-flow requests match the official spec", function()
 
   it("background mode: the create request", function()
     local _, err = imageroute.core.start_api(responses, {method = "POST", path = "/responses",
-      body = imageroute.core.json_encode({model = "gpt-5", input = "Draw a fox", background = true,
+      body = require("imageroute.json").encode({model = "gpt-5", input = "Draw a fox", background = true,
         tools = {{type = "image_generation", model = "gpt-image-1", quality = "high"}}})}):wait()
     assert.is_nil(err, tostring(err))
     accepted(imageroute.respond(responses, {input = "Draw a fox", background = true, quality = "high"},

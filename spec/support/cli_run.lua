@@ -3,9 +3,9 @@
 --     local cli = require("support.cli_run")
 --     local rc, out, err = cli.run(dir, {"--local", "generate", "a fox"}, {stdin = "...", env = "A=b"})
 --     local rc, screen = cli.run_tty(dir, {"--local", "batch", "prompts.txt"})   -- on a terminal
-local core = require("imageroute.core")
 local fx = require("support.fixtures")
 local sys = require("imageroute.sys")
+local json = require("imageroute.json")
 
 local M = {}
 
@@ -81,7 +81,7 @@ end
 --- The decoded lines of a JSON-lines file.
 function M.json_lines(path)
   local list = {}
-  for line in fx.read(path):gmatch("[^\n]+") do list[#list + 1] = assert(core.json_decode(line)) end
+  for line in fx.read(path):gmatch("[^\n]+") do list[#list + 1] = assert(json.decode(line)) end
   return list
 end
 

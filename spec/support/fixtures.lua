@@ -1,6 +1,6 @@
 --- Shared fixtures for the specs: the test key, routes on the local server, small files.
 local imageroute = require("imageroute")
-local core = require("imageroute.core")
+local json = require("imageroute.json")
 
 local M = {}
 
@@ -43,7 +43,7 @@ end
 --- A route whose every request carries the behaviour b (header x-imageroute-test).
 function M.behaving(s, b, extra)
   extra = extra or {}
-  extra.headers = {["x-imageroute-test"] = core.json_encode(b)}
+  extra.headers = {["x-imageroute-test"] = json.encode(b)}
   return M.route(s, extra)
 end
 

@@ -8,8 +8,8 @@ local compare = require("imageroute.compare")
 local common = require("imageroute.cli.common")
 local output = require("imageroute.cli.output")
 local progress = require("imageroute.cli.progress")
+local json = require("imageroute.json")
 
-local core = imageroute.core
 local format, concat = string.format, table.concat
 local to_json = compare.to_json
 local fail, oneline, secs, file_exists = common.fail, common.oneline, common.secs, common.file_exists
@@ -161,7 +161,7 @@ local JOB_CALLS = {generate = true, edit = true, respond = true}
 function M.parse_jobs(text, name, as)
   local jobs = {}
   if as == "json" then
-    local v, err = core.json_decode(text)
+    local v, err = json.decode(text)
     if type(v) ~= "table" then return nil, name .. ": not valid JSON: " .. tostring(err) end
     if type(v.jobs) == "table" then v = v.jobs end
     for i, j in ipairs(v) do
@@ -178,7 +178,7 @@ function M.parse_jobs(text, name, as)
     local trimmed = line:match("^%s*(.-)%s*$")
     if trimmed ~= "" and not trimmed:match("^#") then
       if as == "jsonl" then
-        local v, err = core.json_decode(trimmed)
+        local v, err = json.decode(trimmed)
         if type(v) ~= "table" then return nil, format("%s:%d: not a JSON object: %s", name, n, tostring(err)) end
         jobs[#jobs + 1] = v
       else
@@ -365,13 +365,14 @@ function M.compare(ctx)
     io.stderr:write("imageroute: ", output.error_text("compare", err), "\n")
     return output.exit_code(err)
   end
-  local html, json = compare.write(rec, dir)
+  local html, json_path = compare.write(rec, dir)
   if not html then
-    io.stderr:write("imageroute: writing the report failed: ", oneline(json and json.message or tostring(json)), "\n")
+    local why = json_path and json_path.message or tostring(json_path)
+    io.stderr:write("imageroute: writing the report failed: ", oneline(why), "\n")
     return 1
   end
   if args.json then
-    rec.html, rec.json = html, json
+    rec.html, rec.json = html, json_path
     io.write(to_json(rec), "\n")
   else
     for _, e in ipairs(rec.entries) do
@@ -384,7 +385,7 @@ function M.compare(ctx)
         output.cost_fields(e.cost),
         e.ok and "" or (" error=" .. format("%q", oneline(e.error and e.error.text or "failed", 200)))))
     end
-    io.write("report ", html, "\n", "record ", json, "\n")
+    io.write("report ", html, "\n", "record ", json_path, "\n")
   end
   if not rec.ok then
     local failed, refused = 0, 0

@@ -2,7 +2,7 @@
 -- comparison record (`compare.json`) and the command line's JSON output.
 -- @module imageroute.compare.json
 
-local core = require("imageroute.core")
+local json = require("imageroute.json")
 
 local type, pairs, ipairs, tostring, concat, sort, format =
   type, pairs, ipairs, tostring, table.concat, table.sort, string.format
@@ -15,8 +15,8 @@ local LIST_KEYS = {entries = true, images = true, inputs = true, files = true, p
   attempts = true, rows = true, reports = true, jobs = true, image_calls = true}
 
 local function json_string(s)
-  local out = core.json_encode(s)
-  if not out then out = core.json_encode((s:gsub("[\128-\255]", "?"))) end
+  local out = json.encode(s)
+  if not out then out = json.encode((s:gsub("[\128-\255]", "?"))) end
   return (out:gsub("\\/", "/"))
 end
 

@@ -4,6 +4,7 @@
 -- @module imageroute.log.summary
 
 local core = require("imageroute.core")
+local json = require("imageroute.json")
 
 local type, pairs, ipairs, tostring, tonumber = type, pairs, ipairs, tostring, tonumber
 local sort, ceil = table.sort, math.ceil
@@ -21,7 +22,7 @@ function M.read(path)
   local list, bad = {}, 0
   for line in f:lines() do
     if line ~= "" then
-      local rec = core.json_decode(line)
+      local rec = json.decode(line)
       if type(rec) == "table" then list[#list + 1] = rec else bad = bad + 1 end
     end
   end
