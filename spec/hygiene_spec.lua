@@ -119,3 +119,26 @@ describe("the C core's files", function()
     assert.truthy(checked > 40, checked) -- the headers were read
   end)
 end)
+
+-- The one-way rule for modules: the C core loads no module of imageroute's Lua layer. Its one
+-- require is lua-cjson (a C library), for the image-free JSON of replies and events.
+describe("the C core's sources", function()
+  it("require lua-cjson and no other module (no imageroute Lua module among them)", function()
+    local p = assert(io.popen("ls src/*.c src/*.h src/*/*.c 2>/dev/null"))
+    local required, uses = {}, 0
+    for path in p:lines() do
+      local f = assert(io.open(path))
+      local text = f:read("a")
+      f:close()
+      for _ in text:gmatch('"require"') do uses = uses + 1 end
+      for _ in text:gmatch("luaL_requiref") do uses = uses + 1 end
+      for _ in text:gmatch("LUA_LOADED_TABLE") do uses = uses + 1 end
+      for name in text:gmatch('lua_getglobal%(L, "require"%);%s*lua_pushliteral%(L, "([^"]+)"%)') do
+        required[#required + 1] = name
+      end
+    end
+    p:close()
+    assert.equal(uses, #required, "a require the check cannot read: keep the form lua_getglobal + lua_pushliteral")
+    assert.same({"cjson"}, required)
+  end)
+end)
