@@ -106,6 +106,48 @@ describe("imageroute log inventory", function()
     assert.truthy(text:find("image edit with a mask", 1, true), text)
   end)
 
+  it("a data URL in b64_json is counted as data-URL output, not base64, in the log and the inventory", function()
+    local dlog = dir .. "/dataurl.jsonl"
+    local pool = fx.route(s, {name = "dpool", lane = "provider", provider = "pool", shape = "images",
+      model = "gpt-image-2", accepted = "spec", max_retries = 0, log = dlog})
+    local png = fx.read(MASK)
+    local b64 = core.b64encode(png):gsub("\n", "")
+    -- one reply: a data URL in data[1].b64_json, plain base64 in data[2].b64_json
+    s:script({{body = {created = 1, data = {{b64_json = "data:image/png;base64," .. b64}, {b64_json = b64}}}}})
+    local res = assert(imageroute.generate(pool, {prompt = "a fox", n = 2}))
+    assert.equal(2, #res.images)
+    assert.equal(core.sha256(png), res.images[1].sha256)
+    assert.equal("image/png", res.images[1].data_url_mime)  -- what the data: URL declared
+    assert.is_nil(res.images[2].data_url_mime)
+    -- decoded straight into its file (save_to): the same
+    s:script({{body = {created = 1, data = {{b64_json = "data:image/png;base64," .. b64}}}}})
+    res = assert(imageroute.generate(pool, {prompt = "a fox"}, {save_to = dir .. "/dataurl.png"}))
+    assert.equal("image/png", res.images[1].data_url_mime)
+    assert.equal(core.sha256(png), res.images[1].sha256)
+    -- streamed: the completed event's b64_json as a data URL
+    s:script({{b64_mode = "dataurl"}})
+    res = assert(imageroute.generate(pool, {prompt = "a fox", stream = true, partial_images = 1}))
+    assert.equal("image/png", res.images[1].data_url_mime)
+    local finals = {}
+    for _, r in ipairs(assert(imageroute.log.read(dlog))) do
+      if r.event == "attempt" and r.final then finals[#finals + 1] = r.outputs end
+    end
+    assert.same({{b64 = 1, url = 0, data_url = 1}, {b64 = 0, url = 0, data_url = 1}, {b64 = 0, url = 0, data_url = 1}},
+      finals)
+    local inv = inventory.build(assert(imageroute.log.read(dlog)))
+    local p = rows_of(inv, "dpool")
+    assert.equal(3, p.data_url_output.count)
+    assert.equal(1, p.b64_output.count) -- only the plain one
+    -- and the command says so
+    local rc, out, err = cli.run(dir, {"log", "inventory", dlog, "--json"})
+    assert.equal(0, rc, err)
+    local j = assert(core.json_decode(out))
+    local seen = {}
+    for _, row in ipairs(j.routes[1].rows) do seen[row.id] = row.count end
+    assert.equal(3, seen.data_url_output)
+    assert.equal(1, seen.b64_output)
+  end)
+
   it("the command: a routes file's log, JSON too; without a routes file coverage is unknown", function()
     local routes = dir .. "/inv-routes.lua"
     cli.write(routes, ([[return {["official-images"] = {lane = "official", shape = "images", model = "gpt-image-1",

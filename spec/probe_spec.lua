@@ -90,9 +90,11 @@ describe("imageroute probe", function()
     local route = fx.route(s, {name = "gw", lane = "provider", provider = "gw", shape = "chat", model = "gpt-image-2",
       billing = {unit = "call", price = 0.03, currency = "USD"}, accepted = "spec gateway", max_retries = 0,
       log = dir .. "/gw.jsonl"})
-    s:script({{}, {status = 404, error = {message = "The model does not exist", code = "model_not_found"}}})
     local rec = assert(probe.run(route, {failed = true}))
     assert.equal(probe.INVALID_MODEL, s:requests()[2].json.model)
+    assert.equal(404, s:requests()[2].status) -- the gateway mock serves only the labels it knows
+    assert.equal("model_not_found", rec.calls[2].error_code)
+    assert.equal("rejected", rec.calls[2].outcome)
     assert.equal(0.03, rec.calls[1].estimated)
     assert.equal(0.03, rec.calls[2].price_if_billed)
     assert.equal("unknown", rec.calls[2].billed_rule) -- the route does not say yet: that is what to find out
@@ -101,6 +103,26 @@ describe("imageroute probe", function()
     local text = probe.text(rec)
     assert.truthy(text:find("reconcile --probe " .. rec.probe_id .. " --billed AMOUNT", 1, true), text)
     assert.truthy(text:find("0.06 USD if it was", 1, true), text)
+  end)
+
+  it("the local gateway serves only the labels it knows: another one is a 404 model_not_found, nothing made", function()
+    local function chat(model, headers)
+      local status, body = s:request("POST", "/v1/chat/completions", {model = model,
+        messages = {{role = "user", content = "a dot"}}}, headers)
+      return status, assert(core.json_decode(body))
+    end
+    local status, body = chat("gpt-image-2")
+    assert.equal(200, status)
+    assert.equal("gpt-image-2", body.model)
+    status, body = chat(probe.INVALID_MODEL)
+    assert.equal(404, status)
+    assert.same({"invalid_request_error", "model_not_found"}, {body.error.type, body.error.code})
+    assert.truthy(body.error.message:find(probe.INVALID_MODEL, 1, true), body.error.message)
+    -- a behaviour's `models` serves more labels, as for GET /models/{model}
+    status, body = chat("acme-image-xl", {["x-imageroute-test"] = core.json_encode({models = {"acme-image-xl"}})})
+    assert.equal(200, status)
+    assert.equal("acme-image-xl", body.model)
+    assert.equal(3, #s:requests())
   end)
 
   it("a refused call that could not be sent (here: over the route's budget) is recorded as not sent", function()
@@ -136,6 +158,52 @@ describe("imageroute probe", function()
     assert.truthy(err:find("accepted the invalid field n = 0", 1, true), err)
     local j = assert(core.json_decode(out))
     assert.is_true(j.calls[2].ok)
+  end)
+
+  it("the command on --local local-gateway --failed: the gateway refuses the unknown label (exit 0)", function()
+    local rc, out, err = cli.run(dir, {"--local", "probe", "local-gateway", "--failed"})
+    assert.equal(0, rc, out .. err)
+    local id = out:match("^probe (probe%-%S+)")
+    assert.truthy(id, out)
+    assert.truthy(out:find("refused model_not_found", 1, true), out)
+    assert.falsy(out:find("ACCEPTED", 1, true), out)
+    local path = dir .. "/out/imageroute-local-calls.jsonl"
+    local records = lines(path)
+    local found = probe.find(records, id)
+    assert.equal(1, #found)
+    local pr = found[1]
+    assert.equal("local-gateway", pr.route)
+    local ok_call, refused = pr.calls[1], pr.calls[2]
+    assert.is_true(ok_call.ok)
+    assert.equal(200, ok_call.status)
+    assert.equal("gpt-image-1", ok_call.model)
+    assert.is_false(refused.ok)
+    assert.is_true(refused.sent)
+    assert.equal(404, refused.status)
+    assert.equal("api", refused.error_kind)
+    assert.equal("model_not_found", refused.error_code)
+    assert.equal("rejected", refused.outcome)
+    assert.equal(probe.INVALID_MODEL, refused.model)
+    assert.equal(0, refused.images)
+    -- both request ids are the ones of the calls' own lines, and the text names both
+    for i = 1, 2 do
+      local a = attempts_of(records, pr.calls[i].call_id) -- the link's download has a line of its own
+      assert.is_true(#a >= 1)
+      assert.truthy(pr.calls[i].request_id:match("^req_"))
+      for _, line in ipairs(a) do
+        assert.equal(1, line.attempt)           -- one request each, never billed twice
+        assert.equal(line.request_id, pr.calls[i].request_id)
+      end
+      assert.truthy(out:find("request_id=" .. pr.calls[i].request_id, 1, true), out)
+    end
+    assert.are_not.equal(ok_call.request_id, refused.request_id)
+    assert.equal(0.03, pr.estimated.if_failed_free)
+    assert.equal(0.06, pr.estimated.if_failed_billed)
+    -- reconcile reads that probe: billed 0.03 for both calls means the refused call was free
+    local rrc, rout, rerr = cli.run(dir, {"--local", "reconcile", "--probe", id, "--billed", "0.03"})
+    assert.equal(0, rrc, rout .. rerr)
+    assert.truthy(rout:find("failed_calls_billed", 1, true), rout)
+    assert.truthy(rout:find('rejected = "no"', 1, true), rout)
   end)
 
   it("the command refuses a route whose gates refuse it, nothing sent (exit 2)", function()

@@ -158,11 +158,12 @@ static void push_extracted(lua_State *L, ir_extract *ex, unsigned long k)
     } else if (im->dataurl_mime[0] && strncmp(im->dataurl_mime, "image/", 6) != 0) {
         lua_pushfstring(L, "is a data URL of type %s, not an image", im->dataurl_mime);
     } else if (im->spill) {
-        ir_take_spilled(L, ex, k, "image"); /* the Image, or its error */
+        if (ir_take_spilled(L, ex, k, "image")) ir_mark_data_url(L, im); /* the Image, or its error */
     } else if (!ir_sniff((const unsigned char *)im->data.p, im->data.n, &fmt)) {
         lua_pushfstring(L, "decoded to %I bytes that are not a PNG, JPEG, WebP or GIF image", (lua_Integer)im->data.n);
     } else {
         ir_image_push(L, &im->data);
+        ir_mark_data_url(L, im);
     }
 }
 

@@ -226,6 +226,17 @@ int ir_take_spilled(lua_State *L, ir_extract *ex, unsigned long k, const char *f
     return ok;
 }
 
+/* The Image at the top of the stack came as extracted image im: when that was a data: URL, its user
+ * field data_url_mime is the MIME type the prefix declared (plain base64 sets nothing). */
+void ir_mark_data_url(lua_State *L, const ir_ximg *im)
+{
+    if (!im->dataurl_mime[0]) return;
+    lua_getiuservalue(L, -1, 1);
+    lua_pushstring(L, im->dataurl_mime);
+    lua_setfield(L, -2, "data_url_mime");
+    lua_pop(L, 1);
+}
+
 /* Takes extracted image k (placeholder string at idx) as an Image pushed on the stack. Returns 0
  * with an error pushed instead when it is not a valid image. */
 int ir_take_image(lua_State *L, ir_extract *ex, const char *ph, const char *field)
@@ -246,13 +257,18 @@ int ir_take_image(lua_State *L, ir_extract *ex, const char *ph, const char *fiel
         ir_push_error(L, "decode", "%s is a data URL of type %s, not an image", field, im->dataurl_mime);
         return 0;
     }
-    if (im->spill) return ir_take_spilled(L, ex, k, field);
+    if (im->spill) {
+        if (!ir_take_spilled(L, ex, k, field)) return 0;
+        ir_mark_data_url(L, im);
+        return 1;
+    }
     if (!ir_sniff((const unsigned char *)im->data.p, im->data.n, &fmt)) {
         ir_push_error(L, "decode", "%s decoded to %I bytes that are not a PNG, JPEG, WebP or GIF image", field,
                       (lua_Integer)im->data.n);
         return 0;
     }
     ir_image_push(L, &im->data);
+    ir_mark_data_url(L, im);
     return 1;
 }
 

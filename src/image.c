@@ -9,7 +9,8 @@
  *   image.format  "png" | "jpeg" | "webp" | "gif"
  *   image.width, image.height   pixels, from the image header (nil when unknown)
  *   image.sha256  hex SHA-256 of the bytes (computed on each read)
- * plus whatever the call recorded in its user value (index, revised_prompt, url, ...).
+ * plus whatever the call recorded in its user value (index, revised_prompt, url, ...; data_url_mime,
+ * the MIME type a data: URL declared, when a base64 field held one: extract.c).
  */
 #define _POSIX_C_SOURCE 200809L
 #include <errno.h>

@@ -150,6 +150,8 @@ void ir_extract_free(ir_extract *e);   /* frees the images still owned by e (not
  * pushed and 0; ir_take_image takes it by its placeholder string ph, naming field in errors. */
 int  ir_take_spilled(lua_State *L, ir_extract *ex, unsigned long k, const char *field);
 int  ir_take_image(lua_State *L, ir_extract *ex, const char *ph, const char *field);
+/* Sets data_url_mime on the Image at the top of the stack when im came as a data: URL. */
+void ir_mark_data_url(lua_State *L, const ir_ximg *im);
 /* 1 when the value at idx is a placeholder string */
 int  ir_is_placeholder(lua_State *L, int idx);
 

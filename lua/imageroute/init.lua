@@ -300,7 +300,8 @@ end
 --
 -- * `images` (list of Image): decoded bytes (`image.bytes`, `image.length` in bytes), `mime`,
 --   `format` (sniffed from magic bytes), `width`, `height`, `sha256`, `index` (1-based position in
---   `data`), `revised_prompt`, `url` (when downloaded), and `image:save(path [, opts])`: atomic
+--   `data`), `revised_prompt`, `url` (when downloaded), `data_url_mime` (when `b64_json` held a
+--   data URL: the MIME type it declared, e.g. "image/png"), and `image:save(path [, opts])`: atomic
 --   (a temporary file renamed into place), `opts.overwrite` to replace a file, `opts.durable` to
 --   fsync before the rename; returns path, bytes or nil, err (`kind = "io"`).
 -- * `request_id` (the `x-request-id` header), `http_status`, `created` (Unix seconds), `usage`,

@@ -186,16 +186,18 @@ local function who(route, r)
   return id, project
 end
 
--- How the images of a result came: base64, a downloaded URL, a data URL.
+-- How the images of a result came: base64, a downloaded URL, a data URL (a link, or a base64
+-- field holding one: the core sets the Image's data_url_mime).
 local function outputs(r)
   if type(r.images) ~= "table" or #r.images == 0 then return nil end
   local o = {b64 = 0, url = 0, data_url = 0}
   local links = type(r.links) == "table" and r.links or nil
   for i, img in ipairs(r.images) do
     local ok, url = pcall(function() return img.url end)
+    local dok, dmime = pcall(function() return img.data_url_mime end)
     local link = links and type(links[i]) == "table" and links[i].url
     local u = (ok and type(url) == "string" and url) or (type(link) == "string" and link) or nil
-    if u and u:sub(1, 5) == "data:" then o.data_url = o.data_url + 1
+    if (u and u:sub(1, 5) == "data:") or (dok and dmime) then o.data_url = o.data_url + 1
     elseif u then o.url = o.url + 1
     else o.b64 = o.b64 + 1 end
   end

@@ -1,12 +1,16 @@
 --- imageroute.localserver.chat: the Chat Completions mock, gateway style: `POST /v1/chat/completions`
 -- answers with a Markdown image link to a stored file (`/files/<name>`); `stream` answers with
--- chunks and `[DONE]`.
+-- chunks and `[DONE]`. A model label the server does not serve (`imageroute.localserver.models`:
+-- its `KNOWN` labels, plus any the behaviour lists in `models`) is refused as a real gateway refuses
+-- it: 404 with `{"error": {"type": "invalid_request_error", "code": "model_not_found", ...}}`, no
+-- image made. A body without `model` is answered as `gpt-image-2`.
 --
 -- Behaviour switches read here (see `imageroute.localserver.serve`): `chat_content` (the reply text;
 -- `{URL}` and `{URL2}` become links to fresh images), `refusal`, `png_bytes` (through `mock.make_image`).
 -- @module imageroute.localserver.chat
 
 local mock = require("imageroute.localserver.mock")
+local models = require("imageroute.localserver.models")
 
 local concat, find = table.concat, string.find
 local os_time = os.time
@@ -18,6 +22,7 @@ local fingerprint = fixtures.fingerprint
 local text_tokens, url_bytes, make_image, file_url, boolish = mock.text_tokens, mock.url_bytes, mock.make_image,
   mock.file_url, mock.boolish
 local new_id = S.new_id
+local served, not_found = models.serves, models.not_found
 
 local function handle_chat(ctx, B)
   local req = ctx.json
@@ -53,6 +58,9 @@ local function handle_chat(ctx, B)
       end
     end
   end
+  -- a gateway answers a label it does not route with the API's 404 model_not_found, nothing made
+  local model = str(field(req, "model")) or "gpt-image-2"
+  if not served(model, B) then return not_found(model) end
   local prompt = concat(texts, "\n")
   local fps = {}
   for k, bytes in ipairs(images) do fps[k] = fingerprint(bytes) end
@@ -78,7 +86,6 @@ local function handle_chat(ctx, B)
   local completion_tokens = text_tokens(val(msg.content) or refusal)
   local id = new_id("chatcmpl-")
   local created = os_time()
-  local model = str(field(req, "model")) or "gpt-image-2"
   local usage = {prompt_tokens = prompt_tokens, completion_tokens = completion_tokens,
     total_tokens = prompt_tokens + completion_tokens}
   if not boolish(field(req, "stream")) then

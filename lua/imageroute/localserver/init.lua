@@ -88,7 +88,7 @@ M.parse_multipart, M.image_output_tokens = multipart.parse_multipart, mock.image
 -- requests in the window; every answer carries x-ratelimit-* headers), `unverified` (the 403 of an
 -- organization not verified for the image model), and for Responses `function_arguments`,
 -- `background_polls`, `moderation_block`, `format_switch` (see `imageroute.localserver.responses`),
--- for Models `models` (extra labels to know).
+-- for Models and chat `models` (extra labels to serve).
 -- A `status` >= 400 alone gives an OpenAI error body; a `status` < 400 only changes the status of
 -- the normal answer.
 --
