@@ -3,6 +3,7 @@
 -- replacement, with the official routes of a routes file that cover it.
 local imageroute = require("imageroute")
 local core = require("imageroute.core")
+local json = require("imageroute.json")
 local inventory = require("imageroute.billing.inventory")
 local server = require("support.server")
 local fx = require("support.fixtures")
@@ -141,7 +142,7 @@ describe("imageroute log inventory", function()
     -- and the command says so
     local rc, out, err = cli.run(dir, {"log", "inventory", dlog, "--json"})
     assert.equal(0, rc, err)
-    local j = assert(core.json_decode(out))
+    local j = assert(json.decode(out))
     local seen = {}
     for _, row in ipairs(j.routes[1].rows) do seen[row.id] = row.count end
     assert.equal(3, seen.data_url_output)
@@ -159,7 +160,7 @@ describe("imageroute log inventory", function()
     assert.truthy(out:find("CAPABILITY", 1, true), out)
     rc, out, err = cli.run(dir, {"--routes", routes, "log", "inventory", log, "--json"})
     assert.equal(0, rc, err)
-    local j = assert(core.json_decode(out))
+    local j = assert(json.decode(out))
     assert.equal(3, #j.routes)
     rc, out = cli.run(dir, {"log", "inventory", log})
     assert.equal(0, rc)

@@ -4,6 +4,7 @@
 -- are compared per day, model, key and project, with the differences listed call by call.
 local imageroute = require("imageroute")
 local core = require("imageroute.core")
+local json = require("imageroute.json")
 local probe = require("imageroute.billing.probe")
 local reconcile = require("imageroute.billing.reconcile")
 local server = require("support.server")
@@ -130,7 +131,7 @@ describe("imageroute reconcile", function()
       rc, out, err = cli.run(dir, {"--routes", routes, "compare", "a fox", "--route", "gw", "--route", "official",
         "-o", dir .. "/cmp", "--json"})
       assert.equal(0, rc, err)
-      local cmp = assert(core.json_decode(out))
+      local cmp = assert(json.decode(out))
       local gw_entry, off_entry = cmp.entries[1], cmp.entries[2]
       assert.equal(id, gw_entry.billing.probe.probe_id)
       assert.equal(0.05, gw_entry.billing.reconcile.billed) -- the latest reconcile line of the route
@@ -153,7 +154,7 @@ describe("imageroute reconcile", function()
   describe("the official API's usage and costs", function()
     local function get(path)
       local status, body = s:request("GET", path)
-      return status, core.json_decode(body)
+      return status, json.decode(body)
     end
 
     it("the local server answers UsageResponse pages from the image calls it served", function()
@@ -265,7 +266,7 @@ describe("imageroute reconcile", function()
       rc, out, err = cli.run(dir, {"--routes", routes, "reconcile", "--official", "--since", tostring(since),
         "--json"}, {env = env})
       assert.equal(0, rc, out .. err)
-      local r = assert(core.json_decode(out))
+      local r = assert(json.decode(out))
       assert.is_true(r.ok)
       assert.equal("1m", r.bucket_width)
       assert.equal(1, #r.images)
@@ -300,7 +301,7 @@ describe("imageroute reconcile", function()
       s:script({{billing = {extra_images = 1}}, {billing = {extra_images = 1}}})
       rc, out = cli.run(dir, {"--routes", routes, "reconcile", "--official", "--probe", id, "--json"}, {env = env})
       assert.equal(1, rc, out)
-      r = assert(core.json_decode(out))
+      r = assert(json.decode(out))
       assert.equal(1, #r.differences)
       assert.equal(1, r.differences[1].api - r.differences[1].log)
       assert.truthy(r.differences[1].text:find(pr.calls[1].request_id, 1, true), r.differences[1].text)
