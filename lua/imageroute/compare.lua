@@ -114,7 +114,8 @@ local function entry_of(route, call, res, err)
     call = call, ok = res ~= nil and type(res.images) == "table" and #res.images > 0,
     request_id = r.request_id, response_id = r.response_id, http_status = r.http_status or r.status,
     latency = r.latency, attempts = r.attempts, usage = plain(r.usage), cost = cost_of(r.cost),
-    contract_reason = r.contract_reason, output_text = type(r.output_text) == "string" and r.output_text ~= ""
+    contract_reason = r.contract_reason, log_error = r.log_error and (r.log_error.message or tostring(r.log_error)),
+    output_text = type(r.output_text) == "string" and r.output_text ~= ""
       and r.output_text or nil,
     images = {},
   }

@@ -79,6 +79,7 @@ local function run_call(ctx, kind, params)
     end
   end
   local files = output.save_images(r, target, route)
+  output.warn_log(r)
   if args.json then
     io.write(to_json(output.call_record(kind, route, res, err, files, params.stream and partials or nil)), "\n")
   elseif res then
@@ -238,6 +239,7 @@ function M.batch(ctx)
   local refused = 0
   local function on_done(i, res, err)
     local files = output.save_images(res or err, target, routes[i])
+    output.warn_log(res or err, format("job %d: ", i))
     bar:add(res, err, #files)
     if err and output.refused(err) then refused = refused + 1 end
     if args.json then
@@ -358,12 +360,17 @@ function M.compare(ctx)
   local prompt = common.text_arg(args.prompt, "the prompt")
   local dir = args.out and output.target(args.out, true).dir
     or (common.DEFAULT_OUT .. "/compare-" .. os.date("%Y%m%d-%H%M%S"))
+  common.mkdir(dir) -- before anything is sent, and so the built-in routes' log (under ./out) has its folder
+  if ctx.builtin then common.mkdir(common.log_path(ctx):match("^(.*)/[^/]*$")) end
   local rec, err = compare.run(prompt, list, {size = args.size, quality = args.quality,
     output_format = args.format, images = #args.image > 0 and args.image or nil, mask = args.mask,
     call_opts = call_opts(args)})
   if not rec then
     io.stderr:write("imageroute: ", output.error_text("compare", err), "\n")
     return output.exit_code(err)
+  end
+  for _, e in ipairs(rec.entries) do
+    output.warn_log({log_error = e.log_error}, "route " .. tostring(e.route) .. ": ")
   end
   local html, json_path = compare.write(rec, dir)
   if not html then

@@ -100,6 +100,15 @@ function M.refused(err)
   return not (type(err.attempt_log) == "table" and #err.attempt_log > 0)
 end
 
+-- A call whose line could not be written to the call log says so on stderr (the call itself stands:
+-- its result or error is printed as usual). what: "job 3: " and the like, or nil.
+function M.warn_log(r, what)
+  local e = type(r) == "table" and r.log_error
+  if not e then return end
+  local msg = type(e) == "table" and (e.message or tostring(e)) or tostring(e)
+  io.stderr:write("imageroute: warning: ", what or "", "the call log was not written: ", oneline(msg, 400), "\n")
+end
+
 -- The exit code of a failed call: 2 refused before sending (nothing sent), 1 a sent call failed.
 function M.exit_code(err)
   return M.refused(err) and 2 or 1

@@ -20,13 +20,18 @@ function M.read(path)
   local f, msg = io_open(path, "rb")
   if not f then return nil, core.error("io", msg, {path = path}) end
   local list, bad = {}, 0
-  for line in f:lines() do
+  while true do -- f:read, not f:lines: a read error (a directory, EIO) is returned, never raised
+    local line, rerr = f:read("l")
+    if not line then
+      f:close()
+      if rerr then return nil, core.error("io", rerr, {path = path}) end
+      break
+    end
     if line ~= "" then
       local rec = json.decode(line)
       if type(rec) == "table" then list[#list + 1] = rec else bad = bad + 1 end
     end
   end
-  f:close()
   return list, bad
 end
 
