@@ -228,7 +228,7 @@ describe("the imageroute command", function()
 
     it("compare logs every call, in a fresh directory too, and warns when the log cannot be written", function()
       local fresh = fx.tmpdir() -- no ./out yet: the calls' log folder is made before they are sent
-      local rc, out, err = run(fresh, {"--local", "compare", "a fox", "--route", "local", "--route", "local-gateway",
+      local rc, _, err = run(fresh, {"--local", "compare", "a fox", "--route", "local", "--route", "local-gateway",
         "-o", fresh .. "/report"})
       assert.equal(0, rc, err)
       assert.falsy(err:find("warning", 1, true), err)
@@ -240,7 +240,7 @@ describe("the imageroute command", function()
       for _, e in ipairs(rec.entries) do assert.equal(e.request_id, finals[e.route], e.route) end
       -- the log path taken by a directory: the calls stand, each route says its line was not written
       os.execute("rm -rf " .. q(fresh .. "/out") .. " && mkdir -p " .. q(fresh .. "/out/imageroute-local-calls.jsonl"))
-      rc, out, err = run(fresh, {"--local", "compare", "a fox", "--route", "local", "--route", "local-gateway",
+      rc, _, err = run(fresh, {"--local", "compare", "a fox", "--route", "local", "--route", "local-gateway",
         "-o", fresh .. "/report2"})
       assert.equal(0, rc, err)
       assert.truthy(err:find("warning: route local: the call log was not written", 1, true), err)
