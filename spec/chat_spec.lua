@@ -129,6 +129,68 @@ describe("the chat shape (provider gateways answering with Markdown image links)
     assert.equal("image/png", err.images[1].mime)
   end)
 
+  it("reads image parts a gateway puts in message.images, after the content's links", function()
+    -- a scripted reply: the exact bytes of each part come back, in order
+    local other = assert(imageroute.generate(fx.route(s), {prompt = "other"})).images[1].bytes
+    s:reset()
+    local body = require("imageroute.json").encode{id = "chatcmpl-1", object = "chat.completion", created = 1,
+      model = "gpt-image-2", choices = {{index = 0, finish_reason = "stop", message = {role = "assistant",
+        content = "Here they are.", images = {
+          {type = "image_url", image_url = {url = "data:image/png;base64," .. core.b64encode(png)}},
+          {type = "image_url", image_url = {url = "data:image/png;base64," .. core.b64encode(other)}}}}}}}
+    s:script{{body = body, content_type = "application/json"}}
+    local res = assert(imageroute.generate(route(), {prompt = "p"}))
+    assert.equal(2, #res.images)
+    assert.equal(png, res.images[1].bytes)
+    assert.equal(other, res.images[2].bytes)
+    assert.truthy(res.content:find("Here they are.", 1, true))
+    -- the local gateway's own switch: a data URL part beside a Markdown link, then a link part
+    s:reset()
+    s:script{{chat_images = 1, chat_content = "![a]({URL})"}}
+    res = assert(imageroute.generate(route(), {prompt = "p"}))
+    assert.equal(2, #res.images)
+    assert.truthy(res.images[1].url) -- the Markdown link, downloaded
+    assert.is_nil(res.images[2].url) -- the data URL part, decoded in place
+    s:reset()
+    s:script{{chat_images = 1, chat_images_as = "url"}}
+    res = assert(imageroute.generate(route(), {prompt = "p"}))
+    assert.equal(1, #res.images)
+    assert.truthy(res.images[1].url:find("/files/", 1, true))
+    assert.equal("download", res.attempt_log[2].phase) -- on the same transfer, under the download policy
+  end)
+
+  it("reads image parts streamed in a delta's images", function()
+    s:script{{chat_images = 2}}
+    local res = assert(imageroute.generate(route(), {prompt = "p", chat = {stream = true}}))
+    assert.equal(2, #res.images)
+    assert.are_not.equal(res.images[1].sha256, res.images[2].sha256)
+    assert.equal("Here is the image you asked for.", res.content)
+  end)
+
+  it("takes hostile images fields without harm: not a list, odd parts, more than max_images", function()
+    local function reply(images)
+      return require("imageroute.json").encode{id = "c", object = "chat.completion", created = 1, model = "m",
+        choices = {{index = 0, message = {role = "assistant", content = "![x](data:image/png;base64,"
+          .. core.b64encode(png) .. ")", images = images}}}}
+    end
+    for _, images in ipairs{"a string", 42, {1, 2, {type = "image_url"}, {type = "image_url", image_url = {url = 7}},
+      {type = "video", image_url = {url = "http://127.0.0.1:1/x"}}}} do
+      s:reset()
+      s:script{{body = reply(images), content_type = "application/json"}}
+      local res = assert(imageroute.generate(route(), {prompt = "p"}))
+      assert.equal(1, #res.images) -- the content's image only
+      assert.equal(1, #s:requests())
+    end
+    local many = {}
+    for i = 1, 40 do many[i] = {type = "image_url", image_url = {url = "http://127.0.0.1:1/img" .. i}} end
+    s:reset()
+    s:script{{body = reply(many), content_type = "application/json"}}
+    local _, err = imageroute.generate(route(), {prompt = "p"})
+    assert.equal("decode", err.kind)
+    assert.truthy(err.message:find("max_images", 1, true), err.message)
+    assert.equal(1, #s:requests()) -- none downloaded
+  end)
+
   it("refuses a mask and a missing image", function()
     local _, err = imageroute.edit(route(), {prompt = "p", image = png, mask = png})
     assert.equal("mask", err.field)

@@ -192,7 +192,7 @@ int ir_push_reply(lua_State *L, int xi, ir_xfer *x)
 }
 
 /* An event stream in full (its final event came: ir_decode_body): pushes the reply
- * {stream = true, json =, response =, items =, results =, images =, content =, partials_received =,
+ * {stream = true, json =, response =, items =, results =, images =, deltas =, partials_received =,
  * status =} from what sse.c collected. */
 static void push_stream_reply(lua_State *L, int xi, ir_xfer *x)
 {
@@ -213,19 +213,8 @@ static void push_stream_reply(lua_State *L, int xi, ir_xfer *x)
     lua_setfield(L, reply, "results");
     lua_getfield(L, uv, "images");
     lua_setfield(L, reply, "images");
-    if (lua_getfield(L, uv, "stream_content") == LUA_TTABLE) { /* chat deltas: joined */
-        luaL_Buffer b;
-        int list = lua_gettop(L);
-        lua_Integer k, m = (lua_Integer)lua_rawlen(L, list);
-        luaL_buffinit(L, &b);
-        for (k = 1; k <= m; k++) {
-            lua_rawgeti(L, list, k);
-            luaL_addvalue(&b);
-        }
-        luaL_pushresult(&b);
-        lua_setfield(L, reply, "content");
-    }
-    lua_pop(L, 1);
+    lua_getfield(L, uv, "stream_deltas"); /* chat chunks: each first choice's delta, in order */
+    lua_setfield(L, reply, "deltas");
     lua_pushinteger(L, x->partials_received);
     lua_setfield(L, reply, "partials_received");
     lua_pushinteger(L, x->status);

@@ -261,11 +261,11 @@ static int handle(lua_State *L, ir_xfer *x, int uv, sse_event *ev)
     if (ev->type[0]) lua_pushstring(L, ev->type);
     else lua_getfield(L, t, "type");
     type = lua_tostring(L, -1);
-    if (!type) { /* Chat Completions chunks: collect delta content */
+    if (!type) { /* Chat Completions chunks: their first choice's delta kept, in order, for the shape */
         lua_pop(L, 1);
         if (lua_getfield(L, t, "choices") == LUA_TTABLE && lua_rawgeti(L, -1, 1) == LUA_TTABLE &&
-            lua_getfield(L, -1, "delta") == LUA_TTABLE && lua_getfield(L, -1, "content") == LUA_TSTRING) {
-            lua_getfield(L, uv, "stream_content");
+            lua_getfield(L, -1, "delta") == LUA_TTABLE) {
+            lua_getfield(L, uv, "stream_deltas");
             lua_insert(L, -2);
             lua_rawseti(L, -2, (lua_Integer)lua_rawlen(L, -2) + 1);
         }
@@ -371,7 +371,7 @@ int ir_sse_process(lua_State *L, int xi, ir_xfer *x)
     ir_xfer_uv(L, xi);
     uv = lua_gettop(L);
     if (lua_getfield(L, uv, "partials") != LUA_TTABLE) {
-        static const char *const lists[] = {"partials", "stream_items", "stream_results", "stream_content", NULL};
+        static const char *const lists[] = {"partials", "stream_items", "stream_results", "stream_deltas", NULL};
         int k;
         for (k = 0; lists[k]; k++) {
             lua_newtable(L);

@@ -179,7 +179,7 @@ int  ir_sse_feed(ir_xfer *x, const char *p, size_t n);
 void ir_sse_reset(ir_xfer *x);
 void ir_sse_free(ir_xfer *x);
 /* Turns queued events into images (uv.partials, uv.images, uv.stream_results) and records
- * (uv.json, uv.stream_items, uv.stream_content). 1, or 0 with an error pushed. Lua context only. */
+ * (uv.json, uv.stream_items, uv.stream_deltas). 1, or 0 with an error pushed. Lua context only. */
 int  ir_sse_process(lua_State *L, int xi, ir_xfer *x);
 extern const luaL_Reg ir_sse_fns[];
 

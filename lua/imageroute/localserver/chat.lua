@@ -6,9 +6,14 @@
 -- image made. A body without `model` is answered as `gpt-image-2`.
 --
 -- Behaviour switches read here (see `imageroute.localserver.serve`): `chat_content` (the reply text;
--- `{URL}` and `{URL2}` become links to fresh images), `refusal`, `png_bytes` (through `mock.make_image`).
+-- `{URL}` and `{URL2}` become links to fresh images), `refusal`, `png_bytes` (through `mock.make_image`),
+-- `chat_images` (N: the message also carries N image parts in `images`, beside the content, as some
+-- gateways answer: `{"type": "image_url", "image_url": {"url": "data:image/png;base64,..."}}`, or
+-- links to stored files with `chat_images_as = "url"`; streamed, they come in one delta's `images`
+-- after the content; the content defaults to a sentence without a link then).
 -- @module imageroute.localserver.chat
 
+local core = require("imageroute.core")
 local mock = require("imageroute.localserver.mock")
 local models = require("imageroute.localserver.models")
 
@@ -70,7 +75,18 @@ local function handle_chat(ctx, B)
   if refusal then
     msg.refusal = refusal
   else
-    local template = str(field(B, "chat_content")) or "\n\n![image]({URL})\n\n"
+    local n_parts = math.tointeger(val(field(B, "chat_images"))) or 0
+    local template = str(field(B, "chat_content"))
+      or (n_parts > 0 and "Here is the image you asked for." or "\n\n![image]({URL})\n\n")
+    if n_parts > 0 then
+      local parts, as_url = {}, str(field(B, "chat_images_as")) == "url"
+      for k = 1, math.min(n_parts, 8) do
+        local png = make_image(B, seed .. "\0part" .. k)
+        local url = as_url and file_url(ctx, png) or ("data:image/png;base64," .. core.b64encode(png))
+        parts[k] = {type = "image_url", image_url = {url = url}}
+      end
+      msg.images = parts
+    end
     local text = template
     if find(text, "{URL}", 1, true) then
       local url = file_url(ctx, (make_image(B, seed .. "\0" .. 1)))
@@ -99,6 +115,7 @@ local function handle_chat(ctx, B)
   local events = {chunk({role = "assistant", content = ""})}
   if refusal then events[#events + 1] = chunk({refusal = refusal})
   else events[#events + 1] = chunk({content = msg.content}) end
+  if msg.images then events[#events + 1] = chunk({images = msg.images}) end
   local last = chunk({}, "stop")
   last[2].usage = usage
   events[#events + 1] = last

@@ -82,7 +82,8 @@ M.parse_multipart, M.image_output_tokens = multipart.parse_multipart, mock.image
 -- Fields: `status`, `headers`, `error` {message,type,param,code} (status default 400), `html`
 -- (2 KB HTML page, status default 200), `body` + `content_type` (raw body, status default 200),
 -- `delay` (s, before answering), `drop`, `truncate`, `b64_mode` ("dataurl"|"url"), `png_bytes`,
--- `chat_content` ({URL}, {URL2}), `refusal`, `response_status` ("failed"|"incomplete"), `pace` (s),
+-- `chat_content` ({URL}, {URL2}), `chat_images` (N image parts in `message.images`; `chat_images_as`
+-- "url" for links), `refusal`, `response_status` ("failed"|"incomplete"), `pace` (s),
 -- `drip` ({bytes =, interval =}: the body a few bytes at a time), `reset` (half the body or events,
 -- then a TCP reset), `rate_limit` ({requests =, window = s}: 429s like the real API past that many
 -- requests in the window; every answer carries x-ratelimit-* headers), `unverified` (the 403 of an

@@ -8,8 +8,10 @@
 -- Contract: `start(req)` builds the body from the normalised request and hands it to the core
 -- (`core.start_generate(route, {endpoint = "/chat/completions", body =, reader =})`); `reader(reply)`
 -- runs when the 2xx reply is in (in the loop, never inside libcurl): the first choice's
--- `message.content` is parsed for Markdown image links (`imageroute.markdown`), data: URLs are
--- decoded in place (`core.image_from_data_url`), and the other links go back to the core to be
+-- `message.content` is parsed for Markdown image links (`imageroute.markdown`), and `message.images`
+-- (image parts some gateways put beside the content; streamed: each delta's `images`) is read after
+-- it; streamed, the core hands over each chunk's first-choice `delta` (`reply.deltas`) and their
+-- content is joined here. data: URLs are decoded in place (`core.image_from_data_url`), and the other links go back to the core to be
 -- downloaded on the same transfer (the download policy applies to each). A content given as a list
 -- of parts contributes its text parts as the text and its `image_url` parts as image links, in
 -- document order with the Markdown links. `reply(req, res, err)` builds the result.
@@ -172,6 +174,30 @@ local function merge_links(links, part_urls)
   return out
 end
 
+-- The text of streamed chunks: each delta's `content` (a string, or a list of parts as in a
+-- message), in order, then the image parts of every delta's `images` (as `message.images`).
+-- Returns the text and the text for the Markdown parser, appending image URLs to part_urls.
+local function stream_content(deltas, part_urls)
+  local plain, md, images = {}, {}, {}
+  for k = 1, type(deltas) == "table" and rawlen(deltas) or 0 do
+    local d = deltas[k]
+    local c = type(d) == "table" and d.content or nil
+    if type(c) == "string" then
+      plain[#plain + 1], md[#md + 1] = c, c
+    elseif type(c) == "table" then
+      plain[#plain + 1], md[#md + 1] = walk_parts(c, part_urls)
+    end
+    local im = type(d) == "table" and d.images or nil
+    if type(im) == "table" then
+      for i = 1, rawlen(im) do images[#images + 1] = im[i] end
+    end
+  end
+  if #images > 0 then
+    plain[#plain + 1], md[#md + 1] = walk_parts(images, part_urls)
+  end
+  return concat(plain), concat(md)
+end
+
 local function content_error(kind, code, what, content, status)
   local e = core.error(kind, ('%s: "%s"'):format(what, common.excerpt(content, 200)), {code = code, status = status})
   if type(content) == "string" then e.content = content end
@@ -187,10 +213,9 @@ end
 function M.reader(reply)
   local body, content, md
   local part_urls = {}
-  if reply.stream then -- streamed chunks: their delta.content joined
+  if reply.stream then -- streamed chunks: their deltas' content joined, their images after it
     body = type(reply.json) == "table" and reply.json or {}
-    content = reply.content or ""
-    md = content
+    content, md = stream_content(reply.deltas, part_urls)
   else
     local err
     body, err = common.decode(reply)
@@ -207,6 +232,10 @@ function M.reader(reply)
     if type(c) == "string" then content, md = c, c
     elseif type(c) == "table" then content, md = walk_parts(c, part_urls)
     else content, md = "", "" end
+    if type(msg.images) == "table" then -- a gateway's image parts beside the content
+      local plain, marked = walk_parts(msg.images, part_urls)
+      content, md = content .. plain, md .. marked
+    end
   end
   if #content == 0 and #part_urls == 0 then
     return content_error("decode", "empty_content", "the chat completion's content is empty", content, reply.status)
