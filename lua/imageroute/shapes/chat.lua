@@ -11,10 +11,10 @@
 -- `message.content` is parsed for Markdown image links (`imageroute.markdown`), and `message.images`
 -- (image parts some gateways put beside the content; streamed: each delta's `images`) is read after
 -- it; streamed, the core hands over each chunk's first-choice `delta` (`reply.deltas`) and their
--- content is joined here. data: URLs are decoded in place (`core.image_from_data_url`), and the other links go back to the core to be
--- downloaded on the same transfer (the download policy applies to each). A content given as a list
--- of parts contributes its text parts as the text and its `image_url` parts as image links, in
--- document order with the Markdown links. `reply(req, res, err)` builds the result.
+-- content is joined here. data: URLs are decoded in place (`core.image_from_data_url`), and the
+-- other links go back to the core to be downloaded on the same transfer (the download policy
+-- applies to each). A content given as a list of parts contributes its text parts as the text and
+-- its `image_url` parts as image links, in document order with the Markdown links. `reply(req, res, err)` builds the result.
 -- @module imageroute.shapes.chat
 
 local core = require("imageroute.core")
