@@ -14,7 +14,8 @@
 -- content is joined here. data: URLs are decoded in place (`core.image_from_data_url`), and the
 -- other links go back to the core to be downloaded on the same transfer (the download policy
 -- applies to each). A content given as a list of parts contributes its text parts as the text and
--- its `image_url` parts as image links, in document order with the Markdown links. `reply(req, res, err)` builds the result.
+-- its `image_url` parts as image links, in document order with the Markdown links.
+-- `reply(req, res, err)` builds the result.
 -- @module imageroute.shapes.chat
 
 local core = require("imageroute.core")
