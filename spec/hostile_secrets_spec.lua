@@ -174,6 +174,67 @@ describe("hostile gateway: the key leaks nowhere", function()
     H.assert_no_leak(err, key, "the error")
   end)
 
+  -- The key as a server may echo it transformed (base64 at each alignment and as Basic credentials,
+  -- URL-safe base64, upper case, percent-encoded): for every hostile key, once in an API error (its
+  -- message and x-request-id) and once in a success (x-request-id, revised_prompt, a usage field);
+  -- nothing of the key can be read back from the result, the error or the call log.
+  for fi, form in ipairs(H.forms("k")) do
+    local fname = form[1]
+    it(("redacts the key echoed as %s: an error message, a header, a success's JSON fields, the log"):format(fname),
+      function()
+        for kname, key in pairs(H.KEYS) do
+          local text, redacted = H.forms(key)[fi][2], H.forms(key)[fi][3] or "[redacted]"
+          local what = kname .. " key as " .. fname
+          local logf = ("%s/form%d-%s.jsonl"):format(dir, fi, kname)
+          local r = kroute(s, {api_key = key, max_retries = 0})
+          s:reset()
+          s:script{{status = 401, headers = {["x-request-id"] = text},
+            error = {message = "Incorrect API key provided: " .. text .. " (check it)", type = "invalid_request_error",
+              code = "invalid_api_key"}},
+            {headers = {["x-request-id"] = text}, body = {created = 1, data = {{b64_json = PNG_B64,
+              revised_prompt = "as asked by " .. text}}, usage = {note = text, total_tokens = 1}}}}
+          local res, err = imageroute.generate(r, {prompt = "a lighthouse"}, {log = logf})
+          assert.is_nil(res, what)
+          H.assert_no_transformed_leak({err, tostring(err)}, key, what .. ": the error")
+          assert.equal(redacted, err.request_id, what)
+          assert.equal("Incorrect API key provided: " .. redacted .. " (check it)", err.message, what)
+          res, err = imageroute.generate(r, {prompt = "a lighthouse"}, {log = logf})
+          assert.is_nil(err, what .. ": " .. tostring(err))
+          H.assert_no_transformed_leak(res, key, what .. ": the result")
+          assert.equal(redacted, res.request_id, what)
+          assert.equal("as asked by " .. redacted, res.images[1].revised_prompt, what)
+          assert.equal(redacted, res.usage.note, what)
+          assert.equal(core.sha256(localserver.image("hostile")), res.images[1].sha256, what)
+          for _, req in ipairs(s:requests()) do assert.equal("Bearer " .. key, req.headers.authorization, what) end
+          local log = fx.read(logf, "")
+          assert.equal(2, select(2, log:gsub("\n", "")), what)
+          H.assert_no_transformed_leak(log, key, what .. ": the call log")
+        end
+      end)
+  end
+
+  it("leaves a normal reply's base64 image data alone, even when the image's bytes hold the key", function()
+    local key = H.KEYS.plus
+    local png = localserver.image("hostile")
+    local holding = png .. "user:" .. key -- bytes after IEND: still a PNG, and its base64 encodes the key
+    for _, bytes in ipairs{png, holding} do
+      s:reset()
+      s:script{{headers = {["x-request-id"] = "req_plain"}, body = {created = 1,
+        data = {{b64_json = core.b64encode(bytes), revised_prompt = "a lighthouse at dusk"}}}}}
+      local res, err = imageroute.generate(kroute(s, {api_key = key}), {prompt = "a lighthouse"})
+      assert.is_nil(err, tostring(err))
+      local img = res.images[1]
+      assert.equal(#bytes, #img.bytes)
+      assert.equal(bytes, img.bytes)
+      assert.equal(core.sha256(bytes), img.sha256)
+      assert.equal("png", img.format)
+      assert.same({"req_plain", "a lighthouse at dusk"}, {res.request_id, img.revised_prompt})
+      assert.same({}, H.leaks(res, "[redacted]")) -- nothing else was touched either
+    end
+    -- the same bytes as a string of the outcome are the key in base64: redacted there
+    assert.equal("x [redacted]", core.redact("x " .. core.b64encode(holding), key))
+  end)
+
   it("core.redact: nested, cyclic, string keys, the marker never rebuilding a short key", function()
     local key = H.KEYS.slash
     local t = {a = {b = {c = {key .. "!"}}}, [key] = "v", list = {"x" .. key .. "y" .. key}}
