@@ -235,6 +235,39 @@ describe("hostile gateway: the key leaks nowhere", function()
     assert.equal("x [redacted]", core.redact("x " .. core.b64encode(holding), key))
   end)
 
+  it("redacts a 1 MiB string of near-matches of every form in bounded time, whatever the key's length", function()
+    -- near-matches: a head piece but one byte, pieces (the key but its last byte, upper-cased but its
+    -- end, a tail piece, percent-encoded but cut), base64 cut before a needle ends, lone %s; then
+    -- the key as Basic credentials at the end
+    local key = H.KEYS.slash
+    local b = core.b64encode("u:" .. key)
+    local units = {key:sub(1, 7) .. "!", key:sub(1, -2) .. "#", key:upper():sub(1, -3) .. "..", "#" .. key:sub(-8),
+      H.forms(key:sub(1, 20))[9][2] .. "%", b:sub(1, 12) .. "\"", "%%%7 ", ("A"):rep(30) .. " "}
+    local parts, n = {}, 0
+    while n < 1024 * 1024 do
+      local u = units[#parts % #units + 1]
+      parts[#parts + 1] = u
+      n = n + #u
+    end
+    local hostile = table.concat(parts)
+    local t0 = os.clock()
+    local out = core.redact(hostile .. H.forms(key)[4][2], key)
+    local spent = os.clock() - t0
+    assert.truthy(out:find(key:sub(1, 7) .. "![redacted]#", 1, true) and out:find("%%%7 ", 1, true))
+    assert.equal("Basic [redacted]", out:sub(-16))
+    H.assert_no_transformed_leak(out, key, "the redacted string")
+    assert.truthy(spent < 1.5, ("%.2f s"):format(spent))
+    -- a long key of one repeated byte over text that almost holds it everywhere: linear, not
+    -- string length times key length (that took 3 s here)
+    key = ("a"):rep(16000) .. "b"
+    hostile = (("a"):rep(15999) .. "%61c"):rep(65)
+    t0 = os.clock()
+    out = core.redact(hostile .. key, key)
+    spent = os.clock() - t0
+    assert.equal("c[redacted]", out:sub(-11))
+    assert.truthy(spent < 1.5, ("%.2f s"):format(spent))
+  end)
+
   it("core.redact: nested, cyclic, string keys, the marker never rebuilding a short key", function()
     local key = H.KEYS.slash
     local t = {a = {b = {c = {key .. "!"}}}, [key] = "v", list = {"x" .. key .. "y" .. key}}
