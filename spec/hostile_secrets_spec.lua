@@ -176,8 +176,9 @@ describe("hostile gateway: the key leaks nowhere", function()
 
   -- The key as a server may echo it transformed (base64 at each alignment and as Basic credentials,
   -- URL-safe base64, upper case, percent-encoded): for every hostile key, once in an API error (its
-  -- message and x-request-id) and once in a success (x-request-id, revised_prompt, a usage field);
-  -- nothing of the key can be read back from the result, the error or the call log.
+  -- message and x-request-id), once in a success (x-request-id, revised_prompt, a usage field) and
+  -- once in a JSON body that is no API error, JSON-escaped (quoted raw in the error message);
+  -- nothing of the key can be read back from the result, the errors or the call log.
   for fi, form in ipairs(H.forms("k")) do
     local fname = form[1]
     it(("redacts the key echoed as %s: an error message, a header, a success's JSON fields, the log"):format(fname),
@@ -192,7 +193,9 @@ describe("hostile gateway: the key leaks nowhere", function()
             error = {message = "Incorrect API key provided: " .. text .. " (check it)", type = "invalid_request_error",
               code = "invalid_api_key"}},
             {headers = {["x-request-id"] = text}, body = {created = 1, data = {{b64_json = PNG_B64,
-              revised_prompt = "as asked by " .. text}}, usage = {note = text, total_tokens = 1}}}}
+              revised_prompt = "as asked by " .. text}}, usage = {note = text, total_tokens = 1}}},
+            {status = 500, content_type = "application/json",
+              body = '{"detail":"denied: ' .. H.json_escaped(text) .. '"}'}}
           local res, err = imageroute.generate(r, {prompt = "a lighthouse"}, {log = logf})
           assert.is_nil(res, what)
           H.assert_no_transformed_leak({err, tostring(err)}, key, what .. ": the error")
@@ -205,13 +208,30 @@ describe("hostile gateway: the key leaks nowhere", function()
           assert.equal("as asked by " .. redacted, res.images[1].revised_prompt, what)
           assert.equal(redacted, res.usage.note, what)
           assert.equal(core.sha256(localserver.image("hostile")), res.images[1].sha256, what)
+          -- a body that is JSON but no API error, written with escaped slashes: quoted raw in the message
+          res, err = imageroute.generate(r, {prompt = "a lighthouse"}, {log = logf})
+          assert.is_nil(res, what)
+          H.assert_no_transformed_leak({err, tostring(err)}, key, what .. ": the raw body's excerpt")
+          assert.equal('HTTP 500 (application/json): {"detail":"denied: ' .. redacted .. '"}', err.message, what)
+          assert.equal(3, #s:requests())
           for _, req in ipairs(s:requests()) do assert.equal("Bearer " .. key, req.headers.authorization, what) end
           local log = fx.read(logf, "")
-          assert.equal(2, select(2, log:gsub("\n", "")), what)
+          assert.equal(3, select(2, log:gsub("\n", "")), what)
           H.assert_no_transformed_leak(log, key, what .. ": the call log")
         end
       end)
   end
+
+  it("redacts the key JSON-escaped (\\/, \\uXXXX) in a raw body excerpt, as some servers write JSON", function()
+    for kname, key in pairs(H.KEYS) do
+      s:reset()
+      s:script{{status = 502, content_type = "application/json",
+        body = '{"detail":"upstream refused key ' .. H.json_escaped(key) .. '"}'}}
+      local _, err = imageroute.generate(kroute(s, {api_key = key, max_retries = 0}), {prompt = "p"})
+      H.assert_no_transformed_leak({err, tostring(err)}, key, kname .. " key: the error")
+      assert.equal('HTTP 502 (application/json): {"detail":"upstream refused key [redacted]"}', err.message, kname)
+    end
+  end)
 
   it("leaves a normal reply's base64 image data alone, even when the image's bytes hold the key", function()
     local key = H.KEYS.plus

@@ -150,10 +150,12 @@ static int l_error(lua_State *L)
  *     truncated message): any run that starts with the key's first IR_REDACT_PIECE bytes and goes on
  *     as the key does, and any run that ends with the key's last IR_REDACT_PIECE bytes (for a key
  *     shorter than that, only the whole key);
- *   both matched ASCII-case-insensitively ("SK-PROJ-..." is the key) and with every %XX (either
- *   case of hex) read as the byte it encodes, so a key percent-encoded in whole or in part counts
- *   (a key may hold any byte from 0x21 to 0xff but 0x7f: `/`, `+`, `=`, `"`, `\`, non-ASCII);
- *   the run replaced is the text that spells it, %XX triplets included;
+ *   both matched ASCII-case-insensitively ("SK-PROJ-..." is the key), in the string as it is and
+ *   in its decoded view, where every %XX (either case of hex) and every JSON string escape (`\/`,
+ *   `\"`, `\\`, `\uXXXX`, ...: a raw body excerpt of a server that escapes slashes) is read as what
+ *   it encodes, so a key percent-encoded or JSON-escaped in whole or in part counts (a key may hold
+ *   any byte from 0x21 to 0xff but 0x7f: `/`, `+`, `=`, `"`, `\`, `%`, non-ASCII); the run replaced
+ *   is the text that spells it, escapes included;
  *   - base64 of the key or of such a piece, after any bytes ("Basic " + base64("user:" + key)),
  *     standard or URL-safe alphabet, padded or not: at each of the 3 alignments the key can have
  *     among the encoded bytes, the characters that encode key bits only (the same whatever bytes
@@ -170,7 +172,8 @@ static int l_error(lua_State *L)
  * Cost per string of n bytes (key of kn bytes): O(n + kn) for the plain, case and percent forms
  * (the longest match of the key at every position, by the Z-algorithm, forwards for head pieces and
  * backwards for tail pieces), O(n) per base64 needle (at most 12, of at most 10 characters; a token
- * is widened once), and about 2n bytes of scratch (12n when the string holds a %XX).
+ * is widened once), all twice when s holds a `%` or a `\` (s as it is, then its decoded view), and
+ * 2n bytes of scratch (4n + 8n then), a userdata, so a memory error in between leaks nothing.
  */
 
 #define IR_REDACT_DEPTH 64
@@ -269,48 +272,91 @@ static size_t mark_runs(const unsigned char *t, size_t n, int rev, const unsigne
     return runs;
 }
 
-/* Marks in the scratch userdata it pushes every byte of s that is part of the key in any of the
- * forms above and returns that mask (n bytes), or pops it again and returns NULL when s holds none. */
-static const unsigned char *mark(lua_State *L, const char *s, size_t n, const rctx *c)
+/* Reads 4 hex digits. */
+static int hex4(const unsigned char *p, unsigned long *v)
 {
-    const unsigned char *d = (const unsigned char *)s;
-    unsigned char *mask, *low, *dmask = NULL, *dec = NULL;
-    size_t *off = NULL, dn = n, i, j, runs = 0, size;
-    const char *pct = n >= 3 ? (const char *)memchr(s, '%', n - 2) : NULL;
-    while (pct && (hexval((unsigned char)pct[1]) < 0 || hexval((unsigned char)pct[2]) < 0)) {
-        size_t at = (size_t)(pct - s) + 1;
-        pct = at + 2 < n ? (const char *)memchr(s + at, '%', n - 2 - at) : NULL;
+    int i;
+    *v = 0;
+    for (i = 0; i < 4; i++) {
+        int h = hexval(p[i]);
+        if (h < 0) return 0;
+        *v = *v * 16 + (unsigned long)h;
     }
-    if (n > ((size_t)-1 - 64) / 13) return NULL; /* never: Lua strings are far shorter */
-    size = 2 * n + 1;
-    if (pct) size = (n + 1) * sizeof(size_t) + 4 * n + 1; /* off, then mask, low, dec, dmask */
-    mask = (unsigned char *)lua_newuserdatauv(L, size, 0);
-    if (pct) { /* the view with every %XX decoded; off[j] is where its byte j starts in s */
-        off = (size_t *)(void *)mask;
-        mask = (unsigned char *)(off + n + 1);
-        dec = mask + 2 * n;
-        dmask = dec + n;
-        for (i = j = 0; i < n; j++) {
-            off[j] = i;
-            if (s[i] == '%' && i + 2 < n && hexval((unsigned char)s[i + 1]) >= 0 &&
-                hexval((unsigned char)s[i + 2]) >= 0) {
-                dec[j] = (unsigned char)(hexval((unsigned char)s[i + 1]) * 16 + hexval((unsigned char)s[i + 2]));
-                i += 3;
-            } else {
-                dec[j] = (unsigned char)s[i++];
+    return 1;
+}
+
+/* The view of s (n bytes) with every %XX (either case of hex) and every JSON string escape (\" \\
+ * \/ \b \f \n \r \t, \uXXXX and surrogate pairs, as UTF-8) decoded: its bytes go to dec and,
+ * for each, off gets where the text that spells it starts in s (off[dn] = n). Returns dn (<= n);
+ * *changed tells whether anything was decoded. */
+static size_t decode_view(const char *s0, size_t n, unsigned char *dec, size_t *off, int *changed)
+{
+    static const char esc[] = "\"\\/bfnrt", val[] = "\"\\/\b\f\n\r\t";
+    const unsigned char *s = (const unsigned char *)s0;
+    size_t i = 0, j = 0, k;
+    *changed = 0;
+    while (i < n) {
+        size_t st = i, tn = 0;
+        unsigned char tmp[4];
+        unsigned long cp, lo;
+        const char *e;
+        if (s[i] == '%' && i + 2 < n && hexval(s[i + 1]) >= 0 && hexval(s[i + 2]) >= 0) {
+            tmp[tn++] = (unsigned char)(hexval(s[i + 1]) * 16 + hexval(s[i + 2]));
+            i += 3;
+        } else if (s[i] == '\\' && i + 1 < n && s[i + 1] && (e = strchr(esc, s[i + 1]))) {
+            tmp[tn++] = (unsigned char)val[e - esc];
+            i += 2;
+        } else if (s[i] == '\\' && i + 5 < n && s[i + 1] == 'u' && hex4(s + i + 2, &cp)) {
+            size_t len = 6;
+            if (cp >= 0xD800 && cp < 0xDC00) {
+                if (i + 11 < n && s[i + 6] == '\\' && s[i + 7] == 'u' && hex4(s + i + 8, &lo) && lo >= 0xDC00 &&
+                    lo < 0xE000) {
+                    cp = 0x10000 + ((cp - 0xD800) << 10) + (lo - 0xDC00);
+                    len = 12;
+                } else {
+                    cp = 0xDC00; /* a lone surrogate: left as it is */
+                }
             }
+            if (cp < 0x80) {
+                tmp[tn++] = (unsigned char)cp;
+            } else if (cp < 0x800) {
+                tmp[tn++] = (unsigned char)(0xC0 | (cp >> 6));
+                tmp[tn++] = (unsigned char)(0x80 | (cp & 0x3F));
+            } else if (cp >= 0x10000) {
+                tmp[tn++] = (unsigned char)(0xF0 | (cp >> 18));
+                tmp[tn++] = (unsigned char)(0x80 | ((cp >> 12) & 0x3F));
+                tmp[tn++] = (unsigned char)(0x80 | ((cp >> 6) & 0x3F));
+                tmp[tn++] = (unsigned char)(0x80 | (cp & 0x3F));
+            } else if (cp < 0xD800 || cp >= 0xE000) {
+                tmp[tn++] = (unsigned char)(0xE0 | (cp >> 12));
+                tmp[tn++] = (unsigned char)(0x80 | ((cp >> 6) & 0x3F));
+                tmp[tn++] = (unsigned char)(0x80 | (cp & 0x3F));
+            }
+            if (tn) i += len;
         }
-        off[j] = n;
-        dn = j;
-        d = dec;
-        memset(dmask, 0, dn);
+        if (!tn) {
+            dec[j] = s[i];
+            off[j++] = i++;
+            continue;
+        }
+        *changed = 1;
+        for (k = 0; k < tn; k++) {
+            dec[j] = tmp[k];
+            off[j++] = st;
+        }
     }
-    memset(mask, 0, n);
-    low = mask + n;
+    off[j] = n;
+    return j;
+}
+
+/* Marks in mask every byte of d (dn bytes; low is scratch of as many) in a run of the key in any
+ * of the forms above; returns how many runs it found. */
+static size_t mark_view(const rctx *c, const unsigned char *d, size_t dn, unsigned char *low, unsigned char *mask)
+{
+    size_t i, j, runs = 0;
     for (i = 0; i < dn; i++) low[i] = lower(d[i]);
-    if (!dmask) dmask = mask;
-    runs += mark_runs(low, dn, 0, c->lk, c->kn, c->zf, c->piece, dmask);  /* head pieces, whole keys */
-    runs += mark_runs(low, dn, 1, c->lkr, c->kn, c->zr, c->piece, dmask); /* tail pieces */
+    runs += mark_runs(low, dn, 0, c->lk, c->kn, c->zf, c->piece, mask);  /* head pieces, whole keys */
+    runs += mark_runs(low, dn, 1, c->lkr, c->kn, c->zr, c->piece, mask); /* tail pieces */
     for (j = 0; j < (size_t)c->nb64; j++) { /* base64: the whole token around each needle */
         const char *p;
         i = 0;
@@ -318,18 +364,51 @@ static const unsigned char *mark(lua_State *L, const char *s, size_t n, const rc
             size_t from = (size_t)((const unsigned char *)p - d), to = from + c->b64n[j];
             while (from > 0 && is_b64char(d[from - 1])) from--;
             while (to < dn && is_b64char(d[to])) to++;
-            memset(dmask + from, 1, to - from);
+            memset(mask + from, 1, to - from);
             runs++;
             i = to;
+        }
+    }
+    return runs;
+}
+
+/* Marks in the scratch userdata it pushes every byte of s that is part of the key in any of the
+ * forms above, in s as it is and in its decoded view, and returns that mask (n bytes), or pops the
+ * scratch again and returns NULL when s holds none. */
+static const unsigned char *mark(lua_State *L, const char *s, size_t n, const rctx *c)
+{
+    unsigned char *mask, *low;
+    size_t *off = NULL, runs, size;
+    int escapes = memchr(s, '%', n) || memchr(s, '\\', n);
+    if (n > ((size_t)-1 - 64) / 13) return NULL; /* never: Lua strings are far shorter */
+    size = escapes ? (n + 1) * sizeof(size_t) + 4 * n + 1 : 2 * n + 1; /* [off] mask low [dec dmask] */
+    mask = (unsigned char *)lua_newuserdatauv(L, size, 0);
+    if (escapes) {
+        off = (size_t *)(void *)mask;
+        mask = (unsigned char *)(off + n + 1);
+    }
+    low = mask + n;
+    memset(mask, 0, n);
+    runs = mark_view(c, (const unsigned char *)s, n, low, mask);
+    if (escapes) {
+        unsigned char *dec = low + n, *dmask = dec + n;
+        int changed;
+        size_t dn = decode_view(s, n, dec, off, &changed), j, r;
+        memset(dmask, 0, dn);
+        if (changed && (r = mark_view(c, dec, dn, low, dmask))) {
+            runs += r;
+            for (j = 0; j < dn; j++) { /* back to the bytes of s: a decoded byte stands for its whole escape */
+                size_t k = j + 1;
+                if (!dmask[j]) continue;
+                while (k < dn && off[k] == off[j]) k++;
+                memset(mask + off[j], 1, off[k] - off[j]);
+            }
         }
     }
     if (!runs) {
         lua_pop(L, 1);
         return NULL;
     }
-    if (off) /* back to the bytes of s: a decoded byte stands for its whole %XX */
-        for (j = 0; j < dn; j++)
-            if (dmask[j]) memset(mask + off[j], 1, off[j + 1] - off[j]);
     return mask;
 }
 

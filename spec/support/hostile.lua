@@ -12,7 +12,27 @@ M.KEYS = {
   backslash = 'sk\\hostile"quote\\"S9zM4rX1oB6f',
   utf8 = "sk-h\u{f6}stile-\u{6f22}\u{5b57}-T0aN5sY2pC7g",
   bytes = "sk-hostile-\xff\xfe\x80-U1bO6tZ3qD8h",
+  escapes = "sk-hostile%41%2Fpct\\u0041\\/-V2cP7uA4rE9i", -- what a decoder of %XX or JSON would read otherwise
 }
+
+--- s as a JSON string's contents the way some servers write them (PHP's json_encode): `"`, `\` and
+-- `/` escaped, and non-ASCII as \uXXXX when s is UTF-8 (raw bytes otherwise).
+function M.json_escaped(s)
+  local out = s:gsub('[\\"/]', "\\%0")
+  if not utf8.len(out) then return out end
+  local parts = {}
+  for _, cp in utf8.codes(out) do
+    if cp < 0x80 then
+      parts[#parts + 1] = string.char(cp)
+    elseif cp < 0x10000 then
+      parts[#parts + 1] = ("\\u%04x"):format(cp)
+    else
+      cp = cp - 0x10000
+      parts[#parts + 1] = ("\\u%04x\\u%04x"):format(0xD800 + (cp >> 10), 0xDC00 + (cp & 0x3FF))
+    end
+  end
+  return table.concat(parts)
+end
 
 --- Every place (a description) where key, or any 10-byte piece of it, or of its JSON-escaped form,
 -- occurs in v: strings, table keys and values at any depth, the fields of Images (their user value),
@@ -129,18 +149,22 @@ local function holds(s, needles)
 end
 
 --- Every place where the key, or a 10-byte piece of it, can be read back from v by undoing a
--- transformation: ASCII case folded, %XX decoded, or base64 decoded (each run of base64
--- characters of either alphabet, at each of its 4 character offsets, after %XX decoding too). The
--- plain forms are M.leaks'. Empty list: no leak.
+-- transformation: ASCII case folded, %XX decoded, JSON string escapes decoded, or base64 decoded
+-- (each run of base64 characters of either alphabet, at each of its 4 character offsets, after
+-- those decodings too). The plain forms are M.leaks'. Empty list: no leak.
 function M.transformed_leaks(v, key)
   local plain, folded = windows(key), windows(key:lower())
   local found = {}
   for _, e in ipairs(strings(v, {})) do
     local s, where = e[1], e[2]
-    local unpct = s:gsub("%%(%x%x)", function(h) return string.char(tonumber(h, 16)) end)
-    local why
-    if holds(s:lower(), folded) or holds(unpct:lower(), folded) then why = "the key, any case or %XX" end
-    for _, text in ipairs{s, unpct} do
+    local function unpct(x) return (x:gsub("%%(%x%x)", function(h) return string.char(tonumber(h, 16)) end)) end
+    local unjson = s:gsub("\\u(%x%x%x%x)", function(h) return utf8.char(tonumber(h, 16)) end)
+    unjson = unjson:gsub('\\(["\\/])', "%1")
+    local views, why = {s, unpct(s), unjson, unpct(unjson)}, nil
+    for _, text in ipairs(views) do
+      if holds(text:lower(), folded) then why = "the key, any case, %XX or JSON escapes" end
+    end
+    for _, text in ipairs(views) do
       for run in text:gmatch("[%w+/_%-]+") do
         run = run:gsub("[-_]", {["-"] = "+", ["_"] = "/"})
         for o = 1, math.min(4, #run) do
