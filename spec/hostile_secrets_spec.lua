@@ -174,6 +174,120 @@ describe("hostile gateway: the key leaks nowhere", function()
     H.assert_no_leak(err, key, "the error")
   end)
 
+  -- The key as a server may echo it transformed (base64 at each alignment and as Basic credentials,
+  -- URL-safe base64, upper case, percent-encoded): for every hostile key, once in an API error (its
+  -- message and x-request-id), once in a success (x-request-id, revised_prompt, a usage field) and
+  -- once in a JSON body that is no API error, JSON-escaped (quoted raw in the error message);
+  -- nothing of the key can be read back from the result, the errors or the call log.
+  for fi, form in ipairs(H.forms("k")) do
+    local fname = form[1]
+    it(("redacts the key echoed as %s: an error message, a header, a success's JSON fields, the log"):format(fname),
+      function()
+        for kname, key in pairs(H.KEYS) do
+          local text, redacted = H.forms(key)[fi][2], H.forms(key)[fi][3] or "[redacted]"
+          local what = kname .. " key as " .. fname
+          local logf = ("%s/form%d-%s.jsonl"):format(dir, fi, kname)
+          local r = kroute(s, {api_key = key, max_retries = 0})
+          s:reset()
+          s:script{{status = 401, headers = {["x-request-id"] = text},
+            error = {message = "Incorrect API key provided: " .. text .. " (check it)", type = "invalid_request_error",
+              code = "invalid_api_key"}},
+            {headers = {["x-request-id"] = text}, body = {created = 1, data = {{b64_json = PNG_B64,
+              revised_prompt = "as asked by " .. text}}, usage = {note = text, total_tokens = 1}}},
+            {status = 500, content_type = "application/json",
+              body = '{"detail":"denied: ' .. H.json_escaped(text) .. '"}'}}
+          local res, err = imageroute.generate(r, {prompt = "a lighthouse"}, {log = logf})
+          assert.is_nil(res, what)
+          H.assert_no_transformed_leak({err, tostring(err)}, key, what .. ": the error")
+          assert.equal(redacted, err.request_id, what)
+          assert.equal("Incorrect API key provided: " .. redacted .. " (check it)", err.message, what)
+          res, err = imageroute.generate(r, {prompt = "a lighthouse"}, {log = logf})
+          assert.is_nil(err, what .. ": " .. tostring(err))
+          H.assert_no_transformed_leak(res, key, what .. ": the result")
+          assert.equal(redacted, res.request_id, what)
+          assert.equal("as asked by " .. redacted, res.images[1].revised_prompt, what)
+          assert.equal(redacted, res.usage.note, what)
+          assert.equal(core.sha256(localserver.image("hostile")), res.images[1].sha256, what)
+          -- a body that is JSON but no API error, written with escaped slashes: quoted raw in the message
+          res, err = imageroute.generate(r, {prompt = "a lighthouse"}, {log = logf})
+          assert.is_nil(res, what)
+          H.assert_no_transformed_leak({err, tostring(err)}, key, what .. ": the raw body's excerpt")
+          assert.equal('HTTP 500 (application/json): {"detail":"denied: ' .. redacted .. '"}', err.message, what)
+          assert.equal(3, #s:requests())
+          for _, req in ipairs(s:requests()) do assert.equal("Bearer " .. key, req.headers.authorization, what) end
+          local log = fx.read(logf, "")
+          assert.equal(3, select(2, log:gsub("\n", "")), what)
+          H.assert_no_transformed_leak(log, key, what .. ": the call log")
+        end
+      end)
+  end
+
+  it("redacts the key JSON-escaped (\\/, \\uXXXX) in a raw body excerpt, as some servers write JSON", function()
+    for kname, key in pairs(H.KEYS) do
+      s:reset()
+      s:script{{status = 502, content_type = "application/json",
+        body = '{"detail":"upstream refused key ' .. H.json_escaped(key) .. '"}'}}
+      local _, err = imageroute.generate(kroute(s, {api_key = key, max_retries = 0}), {prompt = "p"})
+      H.assert_no_transformed_leak({err, tostring(err)}, key, kname .. " key: the error")
+      assert.equal('HTTP 502 (application/json): {"detail":"upstream refused key [redacted]"}', err.message, kname)
+    end
+  end)
+
+  it("leaves a normal reply's base64 image data alone, even when the image's bytes hold the key", function()
+    local key = H.KEYS.plus
+    local png = localserver.image("hostile")
+    local holding = png .. "user:" .. key -- bytes after IEND: still a PNG, and its base64 encodes the key
+    for _, bytes in ipairs{png, holding} do
+      s:reset()
+      s:script{{headers = {["x-request-id"] = "req_plain"}, body = {created = 1,
+        data = {{b64_json = core.b64encode(bytes), revised_prompt = "a lighthouse at dusk"}}}}}
+      local res, err = imageroute.generate(kroute(s, {api_key = key}), {prompt = "a lighthouse"})
+      assert.is_nil(err, tostring(err))
+      local img = res.images[1]
+      assert.equal(#bytes, #img.bytes)
+      assert.equal(bytes, img.bytes)
+      assert.equal(core.sha256(bytes), img.sha256)
+      assert.equal("png", img.format)
+      assert.same({"req_plain", "a lighthouse at dusk"}, {res.request_id, img.revised_prompt})
+      assert.same({}, H.leaks(res, "[redacted]")) -- nothing else was touched either
+    end
+    -- the same bytes as a string of the outcome are the key in base64: redacted there
+    assert.equal("x [redacted]", core.redact("x " .. core.b64encode(holding), key))
+  end)
+
+  it("redacts a 1 MiB string of near-matches of every form in bounded time, whatever the key's length", function()
+    -- near-matches: a head piece but one byte, pieces (the key but its last byte, upper-cased but its
+    -- end, a tail piece, percent-encoded but cut), base64 cut before a needle ends, lone %s; then
+    -- the key as Basic credentials at the end
+    local key = H.KEYS.slash
+    local b = core.b64encode("u:" .. key)
+    local units = {key:sub(1, 7) .. "!", key:sub(1, -2) .. "#", key:upper():sub(1, -3) .. "..", "#" .. key:sub(-8),
+      H.forms(key:sub(1, 20))[9][2] .. "%", b:sub(1, 12) .. "\"", "%%%7 ", ("A"):rep(30) .. " "}
+    local parts, n = {}, 0
+    while n < 1024 * 1024 do
+      local u = units[#parts % #units + 1]
+      parts[#parts + 1] = u
+      n = n + #u
+    end
+    local hostile = table.concat(parts)
+    local t0 = os.clock()
+    local out = core.redact(hostile .. H.forms(key)[4][2], key)
+    local spent = os.clock() - t0
+    assert.truthy(out:find(key:sub(1, 7) .. "![redacted]#", 1, true) and out:find("%%%7 ", 1, true))
+    assert.equal("Basic [redacted]", out:sub(-16))
+    H.assert_no_transformed_leak(out, key, "the redacted string")
+    assert.truthy(spent < 1.5, ("%.2f s"):format(spent))
+    -- a long key of one repeated byte over text that almost holds it everywhere: linear, not
+    -- string length times key length (that took 3 s here)
+    key = ("a"):rep(16000) .. "b"
+    hostile = (("a"):rep(15999) .. "%61c"):rep(65)
+    t0 = os.clock()
+    out = core.redact(hostile .. key, key)
+    spent = os.clock() - t0
+    assert.equal("c[redacted]", out:sub(-11))
+    assert.truthy(spent < 1.5, ("%.2f s"):format(spent))
+  end)
+
   it("core.redact: nested, cyclic, string keys, the marker never rebuilding a short key", function()
     local key = H.KEYS.slash
     local t = {a = {b = {c = {key .. "!"}}}, [key] = "v", list = {"x" .. key .. "y" .. key}}
