@@ -1,7 +1,7 @@
 #!/bin/bash
 # make fuzz: builds the libFuzzer harnesses in fuzz/ (clang, -fsanitize=fuzzer,address,undefined)
 # and runs each for SECONDS (default 60) over its seed corpus fuzz/corpus/<harness>/.
-# Usage: scripts/fuzz.sh [SECONDS] [harness ...]     (harnesses: sse b64 extract sniff walk)
+# Usage: scripts/fuzz.sh [SECONDS] [harness ...]     (harnesses: sse b64 extract sniff walk redact)
 #
 # New corpus entries go to a temporary directory, never into the repo; a crash, leak, timeout or
 # failed check stops the harness, leaves the input in build/fuzz/artifacts/ and fails the run.
@@ -16,7 +16,7 @@ root=$(pwd)
 secs=${1:-60}
 [ -n "$secs" ] || secs=60
 shift || true
-harnesses=${*:-sse b64 extract sniff walk}
+harnesses=${*:-sse b64 extract sniff walk redact}
 out=${FUZZ_OUT:-build/fuzz}
 CC=${FUZZ_CC:-clang}
 

@@ -128,7 +128,7 @@ describe("background mode", function()
     local rc, out, err = cli.run(dir, {"--routes", routes, "respond", "draw a fox", "--background-mode",
       "--background", "opaque", "-o", dir .. "/fox.png", "--json"})
     assert.equal(0, rc, err)
-    local res = assert(imageroute.core.json_decode(out))
+    local res = assert(require("imageroute.json").decode(out))
     assert.equal(2, res.background_mode.polls)
     local create = s:requests()[1].json
     assert.is_true(create.background)

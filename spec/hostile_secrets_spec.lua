@@ -4,6 +4,7 @@
 -- refused before sending, and keys can come from a string or a function (issue 15).
 local imageroute = require("imageroute")
 local core = require("imageroute.core")
+local json = require("imageroute.json")
 local routes = require("imageroute.routes")
 local localserver = require("imageroute.localserver")
 local server = require("support.server")
@@ -22,7 +23,7 @@ end
 local function sse(events)
   local out = {}
   for i, e in ipairs(events) do
-    out[i] = (e[1] and ("event: " .. e[1] .. "\n") or "") .. "data: " .. assert(core.json_encode(e[2])) .. "\n\n"
+    out[i] = (e[1] and ("event: " .. e[1] .. "\n") or "") .. "data: " .. assert(json.encode(e[2])) .. "\n\n"
   end
   return table.concat(out)
 end
@@ -138,8 +139,8 @@ describe("hostile gateway: the key leaks nowhere", function()
       local r = assert(imageroute.route{base_url = %q, api_key_env = "HOSTILE_KEY", model = "gpt-image-1",
         retry_initial_delay = 0.01, max_retries = 1})
       local _, err = imageroute.generate(r, {prompt = "p"}, {log = %q})
-      local core = require("imageroute.core")
-      io.write(tostring(err), "\n", core.json_encode(err.attempt_log), "\n", tostring(err.request_id), "\n")
+      local json = require("imageroute.json")
+      io.write(tostring(err), "\n", json.encode(err.attempt_log), "\n", tostring(err.request_id), "\n")
     ]]):format(s.base_url, logf))
     assert.equal(0, rc, out)
     assert.truthy(out:find("[redacted]", 1, true), out)

@@ -22,7 +22,7 @@ IR_EXPORT int luaopen_imageroute_core(lua_State *L);
 IR_EXPORT int luaopen_imageroute_core(lua_State *L)
 {
     static const luaL_Reg *const fns[] = {
-        ir_b64_fns, ir_sniff_fns, ir_json_fns, ir_error_fns, ir_image_fns, ir_route_fns, ir_addr_fns,
+        ir_b64_fns, ir_sniff_fns, ir_error_fns, ir_image_fns, ir_route_fns, ir_addr_fns,
         ir_loop_fns, ir_api_fns, ir_request_fns, ir_input_fns, ir_respond_fns, ir_util_fns, ir_sse_fns,
     };
     size_t i;

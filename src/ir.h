@@ -171,9 +171,6 @@ int  ir_spill_take(lua_State *L, ir_spill *s, const char *path, const char *fiel
 void ir_push_numbered_path(lua_State *L, const char *target, int k, int count);
 
 /* ---- json.c: the private lua-cjson instance ---- */
-/* Encodes the value at idx; on success pushes the string and returns 1; on failure pushes an
- * error message and returns 0. Never raises. */
-int ir_json_encode(lua_State *L, int idx);
 /* Decodes n bytes; pushes the value (cjson.null turned into nil inside tables) and returns 1, or
  * pushes a message and returns 0. Never raises. */
 int ir_json_decode(lua_State *L, const char *s, size_t n);
@@ -253,7 +250,7 @@ int  ir_addr_parse(const char *text, struct sockaddr_storage *out);
 extern const luaL_Reg ir_addr_fns[];
 
 /* ---- module openers: the Lua functions of each file, and the setups (types, the cjson instance) ---- */
-extern const luaL_Reg ir_b64_fns[], ir_sniff_fns[], ir_json_fns[], ir_error_fns[], ir_image_fns[],
+extern const luaL_Reg ir_b64_fns[], ir_sniff_fns[], ir_error_fns[], ir_image_fns[],
     ir_route_fns[], ir_util_fns[];
 void ir_json_open(lua_State *L);
 void ir_error_open(lua_State *L);

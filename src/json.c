@@ -1,5 +1,7 @@
 /*
- * json.c - JSON through lua-cjson, loaded from C through the Lua state.
+ * json.c - JSON through lua-cjson, loaded from C through the Lua state: the decoding of the
+ * image-free JSON of replies and events (the Lua layer encodes and decodes its own JSON with
+ * imageroute.json).
  *
  * A private instance (cjson.new()) is kept in the registry so that settings made by other users
  * of cjson in the same state are never touched. Calls go through lua_pcall: cjson raises on bad
@@ -10,16 +12,6 @@
 static void push_cjson(lua_State *L)
 {
     lua_getfield(L, LUA_REGISTRYINDEX, IR_CJSON_KEY);
-}
-
-int ir_json_encode(lua_State *L, int idx)
-{
-    idx = lua_absindex(L, idx);
-    push_cjson(L);
-    lua_getfield(L, -1, "encode");
-    lua_remove(L, -2);
-    lua_pushvalue(L, idx);
-    return lua_pcall(L, 1, 1, 0) == LUA_OK;
 }
 
 /* Replaces every cjson.null (a NULL light userdata) inside the table at idx by nil, and integral
@@ -65,30 +57,6 @@ int ir_json_decode(lua_State *L, const char *s, size_t n)
     return 1;
 }
 
-/* core.json_encode(value) -> string | nil, err ; core.json_decode(s) -> value | nil, err
- * (the private instance, for the Lua layer: log lines, route files) */
-static int l_encode(lua_State *L)
-{
-    luaL_checkany(L, 1);
-    if (ir_json_encode(L, 1)) return 1;
-    return ir_nil_err(L);
-}
-
-static int l_decode(lua_State *L)
-{
-    size_t n;
-    const char *s = luaL_checklstring(L, 1, &n);
-    if (ir_json_decode(L, s, n)) return 1;
-    return ir_nil_err(L);
-}
-
-/* core.c registers these into the module table */
-const luaL_Reg ir_json_fns[] = {
-    {"json_encode", l_encode},
-    {"json_decode", l_decode},
-    {NULL, NULL}
-};
-
 void ir_json_open(lua_State *L)
 {
     lua_getglobal(L, "require");
@@ -96,9 +64,6 @@ void ir_json_open(lua_State *L)
     lua_call(L, 1, 1);
     lua_getfield(L, -1, "new");
     lua_call(L, 0, 1);
-    lua_getfield(L, -1, "encode_sparse_array");
-    lua_pushboolean(L, 1);
-    lua_call(L, 1, 0);
     lua_setfield(L, LUA_REGISTRYINDEX, IR_CJSON_KEY);
     lua_pop(L, 1);
 }

@@ -1,5 +1,6 @@
 --- spec/support/hostile.lua: helpers for the hostile-gateway specs (keys, leaks, child processes).
 local core = require("imageroute.core")
+local json = require("imageroute.json")
 
 local M = {}
 
@@ -38,7 +39,7 @@ end
 -- occurs in v: strings, table keys and values at any depth, the fields of Images (their user value),
 -- and tostring of errors. Empty list: no leak.
 function M.leaks(v, key)
-  local escaped = assert(core.json_encode(key)):sub(2, -2)
+  local escaped = assert(json.encode(key)):sub(2, -2)
   local needles = {}
   for _, form in ipairs{key, escaped} do
     if #form <= 10 then needles[#needles + 1] = form end
