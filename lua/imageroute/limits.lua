@@ -80,11 +80,12 @@ M.SLOT_POLL = 0.05
 
 --- Waits until the route's limits admit the call, then takes its share: one request and its
 -- images from the windows, and an in-flight slot (a lease renewed while the call runs, every
--- third of the store's `lease_ttl`, from the loop's timer, or a host loop's: cqueues, luv). Returns the seconds waited (0 when
--- none), a release function to call with the outcome, and a keep-alive function to call while the
--- call runs (it renews the lease when due). When the store fails, the call is refused (third value
--- nil, fourth the `state` error) unless the route says `on_state_error = "local"`: then the
--- process's memory store serves this call, and `fallback` (in the keep-alive's table) says why.
+-- third of the store's `lease_ttl`, from the loop's timer or a host loop's: cqueues, luv). Returns
+-- the seconds waited (0 when none), a release function to call with the outcome, and a keep-alive
+-- function to call while the call runs (it renews the lease when due). When the store fails, the
+-- call is refused (third value nil, fourth the `state` error) unless the route says
+-- `on_state_error = "local"`: then the process's memory store serves this call, and `fallback` (in
+-- the keep-alive's table) says why.
 -- @tparam Route route
 -- @tparam string kind
 -- @tparam table params
