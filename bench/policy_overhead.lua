@@ -8,8 +8,8 @@
 --
 -- * `policy`: the policy steps alone, without HTTP: the route's limits admitting the call
 --   (`limits.before`: windows of requests and images and an in-flight slot) and releasing it, and
---   a budget reserving the worst case and settling it (`reserve` + `settle`, then `status`, as a
---   call does), POLICY_CALLS times in a row;
+--   a budget reserving the worst case and settling it (`reserve` + `settle`, which also tells what
+--   is left, as a call does), POLICY_CALLS times in a row;
 -- * `call`: whole generate calls against the local server, one after another, CALLS times each,
 --   on a route without limits or budget, one with both in memory and one with both in Redis (the
 --   three interleaved); the overhead is the difference of the median latencies;
@@ -62,8 +62,8 @@ local function policy_steps(label, store)
     local _, release, _, err = limits.before(rt, "generate", params, wait_until)
     assert(not err, err and err.message)
     local res = assert(b:reserve("generate", rt, params))
-    b:settle(res, {cost = {amount = 0.011, currency = "USD"}})
-    b:status()
+    local _, left = b:settle(res, {cost = {amount = 0.011, currency = "USD"}})
+    assert(left, "settle tells what is left")
     release({}, nil)
   end
   return (core.now() - t0) / POLICY_CALLS

@@ -245,6 +245,30 @@ redis.describe("state in Redis", function()
     assert.equal(2, #s:requests())
   end)
 
+  it("makes 4 store calls per limited, budgeted call: the settle tells what is left", function()
+    local store = assert(imageroute.state.redis{url = r.url})
+    local b = assert(imageroute.budget{name = "four-calls", usd = 1, state = store})
+    local route = fx.route(s, {name = "four-calls", state = store, budget = b, lane = "provider", provider = "acme",
+      accepted = "test", limits = {requests = 100, images = 100, window = 60, max_in_flight = 4},
+      billing = {unit = "call", price = 0.10, currency = "USD", source = "test", date = "2026-12-01"}})
+    assert(imageroute.generate(route, {prompt = "warm up"}, {log = false})) -- loads the scripts
+    local before = store.stats.calls
+    local res = assert(imageroute.generate(route, {prompt = "counted"}, {log = false}))
+    -- reserve, admit (windows and a lease), release of the lease, settle (which returns the account)
+    assert.equal(4, store.stats.calls - before)
+    assert.is_near(0.80, res.budgets[1].left, 1e-9)
+    assert.is_near(0.10, res.budgets[1].charged, 1e-9)
+    assert.is_near(b:status().left, res.budgets[1].left, 1e-12) -- the same figure a separate read gives
+    -- both stores answer a settle with the account as settled
+    for _, st in ipairs{store, imageroute.state.memory()} do
+      assert.is_true((st:reserve("budget:settled:run", 1, 0.5)))
+      local a = st:settle("budget:settled:run", 0.5, 0.2)
+      assert.is_near(0.2, a.spent, 1e-9)
+      assert.equal(0, a.reserved)
+      assert.same(a, st:account("budget:settled:run"))
+    end
+  end)
+
   it("keeps an account's reservations atomic and reads a store that a URL names", function()
     local store = assert(state.resolve(r.url))
     assert.equal(store, state.resolve(r.url)) -- one store per URL in a process

@@ -206,6 +206,9 @@ end
 -- @tparam table|nil res
 -- @tparam table|nil err
 -- @treturn number the USD amount charged to the budget
+-- @treturn number|nil what is left in the period (USD) just after this settlement, as the budget's
+--   store settled it (one store call for both); nil when the store could not settle it or the
+--   call was served by the local store (`on_state_error = "local"`): then `status()` tells
 function Budget:settle(r, res, err)
   if not r or not self.open[r.id] then return 0 end
   self.open[r.id] = nil
@@ -220,9 +223,10 @@ function Budget:settle(r, res, err)
     if c.currency and c.currency ~= "USD" then charged = r.amount end
   end
   -- a settle the store cannot take leaves the reservation counted (never less than was spent)
-  r.store:settle(r.account, r.amount, charged)
+  local a = r.store:settle(r.account, r.amount, charged)
   if r.fallback and type(outcome) == "table" then outcome.state_fallback = outcome.state_fallback or r.fallback end
-  return charged
+  local left = type(a) == "table" and r.store == self.store and self.usd - a.spent - a.reserved or nil
+  return charged, left
 end
 
 return M

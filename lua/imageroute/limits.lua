@@ -80,11 +80,12 @@ M.SLOT_POLL = 0.05
 
 --- Waits until the route's limits admit the call, then takes its share: one request and its
 -- images from the windows, and an in-flight slot (a lease renewed while the call runs, every
--- third of the store's `lease_ttl`, from the loop's timer). Returns the seconds waited (0 when
--- none), a release function to call with the outcome, and a keep-alive function to call while the
--- call runs (it renews the lease when due). When the store fails, the call is refused (third value
--- nil, fourth the `state` error) unless the route says `on_state_error = "local"`: then the
--- process's memory store serves this call, and `fallback` (in the keep-alive's table) says why.
+-- third of the store's `lease_ttl`, from the loop's timer or a host loop's: cqueues, luv). Returns
+-- the seconds waited (0 when none), a release function to call with the outcome, and a keep-alive
+-- function to call while the call runs (it renews the lease when due). When the store fails, the
+-- call is refused (third value nil, fourth the `state` error) unless the route says
+-- `on_state_error = "local"`: then the process's memory store serves this call, and `fallback` (in
+-- the keep-alive's table) says why.
 -- @tparam Route route
 -- @tparam string kind
 -- @tparam table params
@@ -137,13 +138,21 @@ function M.before(route, kind, params, wait_until, deadline)
           limit_wait = now - t0, attempts = 0})
       end
       local until_t = wait and now + wait
-      if until_t then core.wake_at(until_t) end
-      if end_t then core.wake_at(end_t) end
+      -- the loop keeps one wake-up time, the earliest asked; once it fired, a later one asked before
+      -- it is gone: each check that keeps waiting asks for this wait's own again
+      local function wake()
+        if until_t then core.wake_at(until_t) end
+        if end_t then core.wake_at(end_t) end
+      end
+      wake()
       local s = store
       wait_until(function()
-        if end_t and core.now() >= end_t then return true end
-        if until_t then return core.now() >= until_t end
-        return (s:free_slots(key, lim.max_in_flight) or 1) > 0
+        local t = core.now()
+        if end_t and t >= end_t then return true end
+        if until_t and t >= until_t then return true end
+        if not until_t and (s:free_slots(key, lim.max_in_flight) or 1) > 0 then return true end
+        wake()
+        return false
       end)
     end
   end
@@ -151,7 +160,8 @@ function M.before(route, kind, params, wait_until, deadline)
   local next_renew = lease and core.now() + ttl / 3
   if next_renew then core.wake_at(next_renew) end
   local function keepalive()
-    if not next_renew or core.now() < next_renew then return end
+    if not next_renew then return end
+    if core.now() < next_renew then core.wake_at(next_renew); return end -- asked again: see wake() above
     held:renew(key, lease, ttl) -- a failure is left to the lease's TTL
     next_renew = core.now() + ttl / 3
     core.wake_at(next_renew)

@@ -159,12 +159,12 @@ function M.call(kind, fn, route, params, opts)
   request.forget(params)
   local target = res or e
   for _, h in ipairs(held) do
-    local charged = h.b:settle(h.r, res, e)
+    local charged, left = h.b:settle(h.r, res, e) -- left: as settled, no second store call
     if type(target) == "table" then
       target.budgets = target.budgets or {}
-      local st = h.b:status()
+      if left == nil then left = h.b:status().left end -- not settled in the budget's store: read it
       target.budgets[#target.budgets + 1] = {name = h.b.name, reserved = h.r.amount, charged = charged,
-        left = st.left}
+        left = left}
     end
   end
   return res, e

@@ -131,7 +131,17 @@ hostloop.set_settle(tick)
 local function wait_until(is_ready)
   local co, main = coroutine.running()
   if owned[co] then return coroutine.yield(YIELD, is_ready) end
-  if not main and hostloop.can_wait() then return hostloop.wait(is_ready) end
+  if not main and hostloop.can_wait() then
+    -- a wake-up the wait asks for (core.wake_at: a limit's window, a slot poll, a lease renewal due,
+    -- a background poll) must reach the host's timer, or the host sleeps past it: handed over now
+    -- and after every check that keeps waiting (is_ready may ask for the next one)
+    hostloop.flush()
+    return hostloop.wait(function()
+      local r = table.pack(is_ready())
+      if not r[1] then hostloop.flush() end
+      return table.unpack(r, 1, r.n)
+    end)
+  end
   while true do
     local done, a, b = is_ready()
     if done then return a, b end

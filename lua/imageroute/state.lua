@@ -48,7 +48,9 @@
 -- * `reserve(account, usd, amount, ttl)`: atomically adds `amount` (USD) to the reserved sum of a
 --   budget account when `spent + reserved + amount <= usd`; returns `true, left` or `false, left`
 --   (left in USD before the reservation). `ttl` (seconds, or nil) is how long the account lives.
--- * `settle(account, reserved, charged)`: moves a reservation out and `charged` (USD) into spent.
+-- * `settle(account, reserved, charged)`: atomically moves a reservation out and `charged` (USD)
+--   into spent; returns the account as settled, `{spent =, reserved =}` (USD), so that what is left
+--   is known without another store call.
 -- * `account(account)`: `{spent =, reserved =}` (USD). `reset(account)`: clears the account.
 -- * `kind` (`"memory"` | `"redis"`), `url` (without password), `id` (unique in the process: what a
 --   route built with this store keeps in its `state` field), `stats`.

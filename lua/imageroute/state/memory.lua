@@ -117,7 +117,7 @@ function Memory:settle(account, reserved, charged)
   local a = acct(self, account)
   a.reserved = math.max(0, a.reserved - reserved)
   a.spent = a.spent + charged
-  return true
+  return {spent = a.spent, reserved = a.reserved}
 end
 
 function Memory:account(account)

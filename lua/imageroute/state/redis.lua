@@ -98,14 +98,16 @@ redis.call('HSET', KEYS[1], 'reserved', tostring(res + tonumber(ARGV[2])))
 if tonumber(ARGV[3]) > 0 then redis.call('EXPIRE', KEYS[1], ARGV[3]) end
 return {1, tostring(left)}
 ]],
-  -- KEYS: account. ARGV: reserved, charged
+  -- KEYS: account. ARGV: reserved, charged. The account as settled, {spent, reserved} (the strings
+  -- stored: what HMGET would read back), so that the caller needs no second read
   settle = [[
 local spent = tonumber(redis.call('HGET', KEYS[1], 'spent') or '0')
 local res = tonumber(redis.call('HGET', KEYS[1], 'reserved') or '0')
 res = res - tonumber(ARGV[1])
 if res < 1e-12 then res = 0 end
-redis.call('HSET', KEYS[1], 'reserved', tostring(res), 'spent', tostring(spent + tonumber(ARGV[2])))
-return 1
+local s, r = tostring(spent + tonumber(ARGV[2])), tostring(res)
+redis.call('HSET', KEYS[1], 'reserved', r, 'spent', s)
+return {s, r}
 ]],
 }
 
@@ -256,7 +258,7 @@ end
 function Redis:settle(account, reserved, charged)
   local ok, v = script(self, "settle", {self.prefix .. account}, ("%.17g"):format(reserved), ("%.17g"):format(charged))
   if not ok then return nil, v end
-  return true
+  return {spent = tonumber(v[1]) or 0, reserved = tonumber(v[2]) or 0}
 end
 
 function Redis:account(account)
