@@ -181,7 +181,11 @@ function M.run(t, env)
     end
     local wake = math.min(now + interval, deadline)
     core.wake_at(wake)
-    env.wait_until(function() return t.cancel_reason ~= nil or core.now() >= wake end)
+    env.wait_until(function() -- the wake-up asked again at each check: the loop keeps only the earliest
+      if t.cancel_reason ~= nil or core.now() >= wake then return true end
+      core.wake_at(wake)
+      return false
+    end)
     if not t.cancel_reason and core.now() < deadline then
       local r, e = env.api(route, {path = "/responses/" .. id}, {deadline = math.max(0.001, deadline - core.now())})
       info.polls, t.polls = info.polls + 1, t.polls + 1

@@ -39,7 +39,7 @@ if mode == "lease" then
   local checker = assert(imageroute.state.redis{url = redis_url})
   local key = "route:hostloop-lease"
   local route = route_of{name = "hostloop-lease", state = store, limits = {max_in_flight = 1},
-    headers = {["x-imageroute-test"] = core.json_encode({delay = hold})}}
+    headers = {["x-imageroute-test"] = require("imageroute.json").encode({delay = hold})}}
   local t0
   function sample()
     if t0 then say("sample %.3f %s", core.now() - t0, tostring(checker:free_slots(key, 1))) end
