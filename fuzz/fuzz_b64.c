@@ -23,16 +23,9 @@ FZ_NOCOV int LLVMFuzzerInitialize(int *argc, char ***argv)
 {
     (void)argc;
     (void)argv;
-    L = luaL_newstate();
-    if (!L) abort();
-    lua_newtable(L); /* the module table the openers register into */
-    ir_error_open(L);
-    ir_image_open(L);
-    lua_settop(L, 0);
+    L = fz_state_with_types();
     return 0;
 }
-
-static const char ALPHA[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
 
 FZ_NOCOV static void check_decode(fz_chunker *c)
 {
@@ -73,20 +66,20 @@ FZ_NOCOV static void check_encode(const uint8_t *p, size_t n)
     if (!d || !ref) abort();
     for (i = 0; i + 2 < n; i += 3) {
         unsigned long v = ((unsigned long)p[i] << 16) | ((unsigned long)p[i + 1] << 8) | p[i + 2];
-        ref[k++] = ALPHA[v >> 18];
-        ref[k++] = ALPHA[(v >> 12) & 63];
-        ref[k++] = ALPHA[(v >> 6) & 63];
-        ref[k++] = ALPHA[v & 63];
+        ref[k++] = FZ_B64_ALPHA[v >> 18];
+        ref[k++] = FZ_B64_ALPHA[(v >> 12) & 63];
+        ref[k++] = FZ_B64_ALPHA[(v >> 6) & 63];
+        ref[k++] = FZ_B64_ALPHA[v & 63];
     }
     if (n - i == 1) {
-        ref[k++] = ALPHA[p[i] >> 2];
-        ref[k++] = ALPHA[(p[i] & 3) << 4];
+        ref[k++] = FZ_B64_ALPHA[p[i] >> 2];
+        ref[k++] = FZ_B64_ALPHA[(p[i] & 3) << 4];
         ref[k++] = '=';
         ref[k++] = '=';
     } else if (n - i == 2) {
-        ref[k++] = ALPHA[p[i] >> 2];
-        ref[k++] = ALPHA[((p[i] & 3) << 4) | (p[i + 1] >> 4)];
-        ref[k++] = ALPHA[(p[i + 1] & 15) << 2];
+        ref[k++] = FZ_B64_ALPHA[p[i] >> 2];
+        ref[k++] = FZ_B64_ALPHA[((p[i] & 3) << 4) | (p[i + 1] >> 4)];
+        ref[k++] = FZ_B64_ALPHA[(p[i + 1] & 15) << 2];
         ref[k++] = '=';
     }
     FZ_CHECK(ir_b64_encode((const char *)p, n, &enc) == 0, "encode failed");

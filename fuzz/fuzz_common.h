@@ -133,4 +133,23 @@ FZ_NOCOV static inline int fz_ref_b64(const char *s, size_t n, unsigned char *ou
     return 1;
 }
 
+/* The base64 alphabet of RFC 4648, section 4, for the harnesses' reference models. */
+#define FZ_B64_ALPHA "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/"
+
+#ifdef IMAGEROUTE_IR_H
+/* A Lua state holding the Error and Image types (registered into a module table, as core.c does),
+ * for the harnesses that make Images or errors without loading the whole module. Aborts when no
+ * state can be made. */
+FZ_NOCOV static inline lua_State *fz_state_with_types(void)
+{
+    lua_State *S = luaL_newstate();
+    if (!S) abort();
+    lua_newtable(S); /* the module table the openers register into */
+    ir_error_open(S);
+    ir_image_open(S);
+    lua_settop(S, 0);
+    return S;
+}
+#endif
+
 #endif

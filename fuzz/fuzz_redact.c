@@ -28,16 +28,9 @@ FZ_NOCOV int LLVMFuzzerInitialize(int *argc, char ***argv)
 {
     (void)argc;
     (void)argv;
-    L = luaL_newstate();
-    if (!L) abort();
-    lua_newtable(L); /* the module table the openers register into */
-    ir_error_open(L);
-    ir_image_open(L);
-    lua_settop(L, 0);
+    L = fz_state_with_types();
     return 0;
 }
-
-static const char ALPHA[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
 
 FZ_NOCOV static unsigned char fold(unsigned char c)
 {
@@ -141,10 +134,10 @@ FZ_NOCOV static size_t stable_run(const unsigned char *p, size_t m, size_t a, in
     memcpy(in + a, p, m);
     for (i = 0; i < n; i += 3) { /* zero-filled past the end: only whole characters are used */
         unsigned long v = ((unsigned long)in[i] << 16) | ((unsigned long)in[i + 1] << 8) | in[i + 2];
-        enc[k++] = ALPHA[(v >> 18) & 63];
-        enc[k++] = ALPHA[(v >> 12) & 63];
-        enc[k++] = ALPHA[(v >> 6) & 63];
-        enc[k++] = ALPHA[v & 63];
+        enc[k++] = FZ_B64_ALPHA[(v >> 18) & 63];
+        enc[k++] = FZ_B64_ALPHA[(v >> 12) & 63];
+        enc[k++] = FZ_B64_ALPHA[(v >> 6) & 63];
+        enc[k++] = FZ_B64_ALPHA[v & 63];
     }
     if (to <= from) return 0;
     for (i = from; i < to; i++) {

@@ -35,76 +35,8 @@ function M.json_escaped(s)
   return table.concat(parts)
 end
 
---- Every place (a description) where key, or any 10-byte piece of it, or of its JSON-escaped form,
--- occurs in v: strings, table keys and values at any depth, the fields of Images (their user value),
--- and tostring of errors. Empty list: no leak.
-function M.leaks(v, key)
-  local escaped = assert(json.encode(key)):sub(2, -2)
-  local needles = {}
-  for _, form in ipairs{key, escaped} do
-    if #form <= 10 then needles[#needles + 1] = form end
-    for i = 1, #form - 9 do needles[#needles + 1] = form:sub(i, i + 9) end
-  end
-  local found, seen = {}, {}
-  local function check(s, where)
-    for _, n in ipairs(needles) do
-      if s:find(n, 1, true) then
-        found[#found + 1] = where .. ": " .. ("%q"):format(s):sub(1, 200)
-        return
-      end
-    end
-  end
-  local function walk(x, where)
-    local t = type(x)
-    if t == "string" then
-      check(x, where)
-    elseif t == "table" then
-      if seen[x] then return end
-      seen[x] = true
-      local mt = getmetatable(x)
-      if mt and mt.__tostring then check(tostring(x), "tostring(" .. where .. ")") end
-      for k, y in next, x do
-        if type(k) == "string" then check(k, where .. " (a key)") end
-        walk(y, where .. "." .. tostring(k))
-      end
-    elseif t == "userdata" then
-      if seen[x] then return end
-      seen[x] = true
-      local uv = debug.getuservalue(x, 1)
-      if type(uv) == "table" then
-        for k, y in next, uv do
-          if k ~= "bytes" then walk(y, where .. ":" .. tostring(k)) end
-        end
-      end
-    end
-  end
-  walk(v, "value")
-  return found
-end
-
---- The forms a server may echo the key in, transformed: base64 of the key after a prefix of 0, 1 and
--- 2 bytes (the 3 alignments) and as HTTP Basic credentials, URL-safe base64 without padding, the key
--- upper-cased, and percent-encoded (every byte, upper-case hex; or only the bytes outside the
--- unreserved set, lower-case hex). A list of {name, text, what the text is once redacted}.
-function M.forms(key)
-  local function b64url(s) return (core.b64encode(s):gsub("[+/=]", {["+"] = "-", ["/"] = "_", ["="] = ""})) end
-  local function pct(s, pattern, fmt)
-    return (s:gsub(pattern, function(c) return fmt:format(c:byte()) end))
-  end
-  return {
-    {"base64(key)", core.b64encode(key)},
-    {"base64(':' .. key)", core.b64encode(":" .. key)},
-    {"base64('x:' .. key)", core.b64encode("x:" .. key)},
-    {"Basic base64('user:' .. key)", "Basic " .. core.b64encode("user:" .. key), "Basic [redacted]"},
-    {"URL-safe base64(key)", b64url(key)},
-    {"URL-safe base64(':' .. key)", b64url(":" .. key)},
-    {"URL-safe base64('x:' .. key)", b64url("x:" .. key)},
-    {"upper-cased key", key:upper()},
-    {"every byte percent-encoded", pct(key, ".", "%%%02X")},
-    {"reserved bytes percent-encoded", pct(key, "[^%w%-%._~]", "%%%02x")},
-  }
-end
-
+-- Every string in v with where it was found: string values and string keys at any depth, tostring
+-- of a table with __tostring, an Image's fields but its bytes; a table seen twice is walked once.
 local function strings(v, out)
   local seen = {}
   local function walk(x, where)
@@ -133,6 +65,52 @@ local function strings(v, out)
   end
   walk(v, "value")
   return out
+end
+
+--- Every place (a description) where key, or any 10-byte piece of it, or of its JSON-escaped form,
+-- occurs in v: strings, table keys and values at any depth, the fields of Images (their user value),
+-- and tostring of errors. Empty list: no leak.
+function M.leaks(v, key)
+  local escaped = assert(json.encode(key)):sub(2, -2)
+  local needles = {}
+  for _, form in ipairs{key, escaped} do
+    if #form <= 10 then needles[#needles + 1] = form end
+    for i = 1, #form - 9 do needles[#needles + 1] = form:sub(i, i + 9) end
+  end
+  local found = {}
+  for _, e in ipairs(strings(v, {})) do
+    local str, where = e[1], e[2]
+    for _, n in ipairs(needles) do
+      if str:find(n, 1, true) then
+        found[#found + 1] = where .. ": " .. ("%q"):format(str):sub(1, 200)
+        break
+      end
+    end
+  end
+  return found
+end
+
+--- The forms a server may echo the key in, transformed: base64 of the key after a prefix of 0, 1 and
+-- 2 bytes (the 3 alignments) and as HTTP Basic credentials, URL-safe base64 without padding, the key
+-- upper-cased, and percent-encoded (every byte, upper-case hex; or only the bytes outside the
+-- unreserved set, lower-case hex). A list of {name, text, what the text is once redacted}.
+function M.forms(key)
+  local function b64url(s) return (core.b64encode(s):gsub("[+/=]", {["+"] = "-", ["/"] = "_", ["="] = ""})) end
+  local function pct(s, pattern, fmt)
+    return (s:gsub(pattern, function(c) return fmt:format(c:byte()) end))
+  end
+  return {
+    {"base64(key)", core.b64encode(key)},
+    {"base64(':' .. key)", core.b64encode(":" .. key)},
+    {"base64('x:' .. key)", core.b64encode("x:" .. key)},
+    {"Basic base64('user:' .. key)", "Basic " .. core.b64encode("user:" .. key), "Basic [redacted]"},
+    {"URL-safe base64(key)", b64url(key)},
+    {"URL-safe base64(':' .. key)", b64url(":" .. key)},
+    {"URL-safe base64('x:' .. key)", b64url("x:" .. key)},
+    {"upper-cased key", key:upper()},
+    {"every byte percent-encoded", pct(key, ".", "%%%02X")},
+    {"reserved bytes percent-encoded", pct(key, "[^%w%-%._~]", "%%%02x")},
+  }
 end
 
 local function windows(key)
