@@ -74,6 +74,28 @@ describe("background mode", function()
     assert.equal(3, res.background_mode.polls)
   end)
 
+  -- Inside a host loop the loop alone wakes the polls (each call in a process of its own, see
+  -- spec/support/hostloop_worker.lua). The slow call asks for its wake-up while the fast one's,
+  -- earlier, is pending: the core keeps one wake-up time, so the slow poll must ask again when that
+  -- one has fired, or it sleeps until the worker's guard (15 s).
+  for _, loop in ipairs{"cqueues", "luv"} do
+    local present = os.execute(("lua5.4 -e 'require(%q)' >/dev/null 2>&1"):format(loop))
+    local case = present and it or function(name) pending(name .. " (" .. loop .. " is not installed)") end
+    case(loop .. ": two background calls polled at different paces, woken by the host loop alone", function()
+      local root = debug.getinfo(1, "S").source:sub(2):match("^(.*)/spec/[^/]*$") or "."
+      local p = assert(io.popen(("lua5.4 %s/spec/support/hostloop_worker.lua %s background '%s' - 0.05 0.3 2>&1")
+        :format(root, loop, s.base_url)))
+      local out = p:read("a")
+      p:close()
+      local wall, st1, st2 = out:match("^background ([%d.]+) (%S+) (%S+)\n$")
+      assert.truthy(wall, out)
+      assert.equal("completed", st1)
+      assert.equal("completed", st2)
+      assert.is_true(tonumber(wall) < 4, "both calls took " .. wall .. " s (the slow one needs about 1.2 s)")
+      assert.equal(2 + 2 + 4, #s:requests()) -- two creates, 2 polls of the fast call, 4 of the slow one
+    end)
+  end
+
   it("cancel: the Transfer's cancel sends POST /responses/{id}/cancel and ends the call", function()
     s:script{{background_polls = 1000}}
     local t = imageroute.start_background(route, {input = "draw", tool_choice = "image_generation"},

@@ -11,6 +11,10 @@
 -- MODE window BASE REDIS WINDOW TTL: two calls in a row on a route of 1 request per WINDOW s and
 --             max_in_flight = 1 (in Redis, lease_ttl TTL) from a host coroutine: "window WALL
 --             LIMIT_WAIT1 LIMIT_WAIT2 ok|err MESSAGE"
+-- MODE background BASE - FAST SLOW: two background-mode calls at once (imageroute.batch, in a host
+--             coroutine), polled every FAST s and every SLOW s, the local server answering the fast
+--             one after 1 in_progress poll and the slow one after 3: "background WALL STATUS1 STATUS2"
+--             (the slow call's wake-up is asked while the fast one's, earlier, is pending)
 -- Every run has a guard (HOLD or WINDOW + 10 s) that stops the loop: "guard" when it fired.
 local imageroute = require("imageroute")
 local core = require("imageroute.core")
@@ -66,8 +70,27 @@ elseif mode == "window" then
       (r1 and r2) and "ok" or "err", tostring(e1 or e2))
   end
   guard_s = window + 10
+elseif mode == "background" then
+  local fast, slow = tonumber(arg[5]), tonumber(arg[6])
+  local function bg_route(name, polls)
+    return assert(imageroute.route{name = name, shape = "responses", model = "gpt-5", image_model = "gpt-image-2",
+      base_url = base, api_key = "sk-hostloop-test", max_retries = 0, timeout = 30,
+      headers = {["x-imageroute-test"] = require("imageroute.json").encode({background_polls = polls})}})
+  end
+  local params = {input = "draw", tool_choice = "image_generation", background = true}
+  local jobs = {
+    {call = "respond", route = bg_route("bg-fast", 1), params = params, opts = {poll_interval = fast}},
+    {call = "respond", route = bg_route("bg-slow", 3), params = params, opts = {poll_interval = slow}},
+  }
+  function work()
+    local t0 = core.now()
+    local results = imageroute.batch(jobs, {max_in_flight = 2})
+    local function status(r) return r.ok and r.result.status or tostring(r.error and r.error.code) end
+    say("background %.3f %s %s", core.now() - t0, status(results[1]), status(results[2]))
+  end
+  guard_s = 15
 else
-  error("mode lease | window expected")
+  error("mode lease | window | background expected")
 end
 
 local done = false
