@@ -1,5 +1,5 @@
 /*
- * fuzz_redact.c - the redaction step (src/error.c ir_redact) against a plain model of what it
+ * fuzz_redact.c - the redaction step (src/redact.c ir_redact) against a plain model of what it
  * must find.
  *
  * Input: byte 0 gives the key's length (1 + byte % 40), the next bytes are the key (a byte a key

@@ -127,7 +127,7 @@ build = {
     ["imageroute.core"] = {
       sources = {
         "src/addr.c", "src/api.c", "src/b64.c", "src/buf.c", "src/core.c", "src/error.c", "src/extract.c",
-        "src/image.c", "src/input.c", "src/json.c", "src/loop.c", "src/request.c", "src/respond.c", "src/route.c", "src/savefile.c", "src/sniff.c", "src/sse.c",
+        "src/image.c", "src/input.c", "src/json.c", "src/loop.c", "src/redact.c", "src/request.c", "src/respond.c", "src/route.c", "src/savefile.c", "src/sniff.c", "src/sse.c",
         "src/util.c", "src/xfer.c",
       },
       libraries = {"curl", "b64", "crypto"},

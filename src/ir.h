@@ -183,7 +183,7 @@ void ir_setfield_str(lua_State *L, const char *k, const char *v);
 /* Copies at most max bytes of s into a short printable excerpt, pushed as a string. */
 void ir_push_excerpt(lua_State *L, const char *s, size_t n, size_t max);
 
-/* ---- error.c: the one redaction step (no string leaving a call holds the key) ---- */
+/* ---- redact.c: the one redaction step (no string leaving a call holds the key) ---- */
 /* Replaces the key (n bytes; whole, or a piece cut by a size cap; in any ASCII case, %XX- or
  * JSON-escaped, or in base64 of either alphabet at any alignment, then the whole base64 token) in
  * every string of the value at idx: a string (replaced in its stack slot), a table (in place,

@@ -832,7 +832,7 @@ static int l_redact(lua_State *L)
 const luaL_Reg ir_route_fns[] = {
     {"route", l_route},
     {"is_route", l_is_route},
-    {"redact", l_redact}, /* core.redact: the redaction step (error.c's ir_redact) for the Lua layer */
+    {"redact", l_redact}, /* core.redact: the redaction step (redact.c's ir_redact) for the Lua layer */
     {NULL, NULL}
 };
 
