@@ -207,6 +207,12 @@ seed_file("walk", "chat-no-choices", walk(3, "", '{"choices":{"1":{}}}'))
 seed_file("walk", "chat-stream", walk(7, "\6", 'data: {"choices":[{"delta":{"content":"![x]("}}]}\n\n' ..
   'data: {"choices":[{"delta":{"content":"' .. dpng .. ')"}}]}\n\ndata: {"choices":[{"delta":{"content":5}}]}\n\n' ..
   "data: [DONE]\n\n"))
+seed_file("walk", "chat-images", walk(3, "", '{"choices":[{"message":{"content":"Here.","images":[' ..
+  '{"type":"image_url","image_url":{"url":"' .. dpng .. '"}},{"type":"image_url","image_url":"' .. dpng .. '"},' ..
+  '{"type":"image_url","image_url":{"url":"http://127.0.0.1:9/c.png"}},7,"bare",{"type":"text","text":"t"}]}}]}'))
+seed_file("walk", "chat-stream-images", walk(7, "\6", 'data: {"choices":[{"delta":{"content":"Here."}}]}\n\n' ..
+  'data: {"choices":[{"delta":{"images":[{"type":"image_url","image_url":{"url":"' .. dpng .. '"}}]}}]}\n\n' ..
+  'data: {"choices":[{"delta":{"images":{"1":5}}}]}\n\ndata: {"choices":[{"delta":7}]}\n\ndata: [DONE]\n\n'))
 
 local n = 0
 for _, f in ipairs(files) do
