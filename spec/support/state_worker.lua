@@ -14,7 +14,10 @@ local mode, base, st = arg[1], arg[2], arg[3]
 local s = {base_url = base}
 local store = st
 if st:match("^redis://") then
-  store = assert(imageroute.state.redis{url = st, lease_ttl = mode == "hold" and tonumber(arg[4]) or nil})
+  -- what is shared is checked here, not the store's timeouts: 0.5 s instead of the default 50 ms, so
+  -- four processes on a loaded machine are not refused a call for a slow answer
+  store = assert(imageroute.state.redis{url = st, lease_ttl = mode == "hold" and tonumber(arg[4]) or nil,
+    timeout = 0.5, connect_timeout = 0.5})
 end
 local route, b
 if mode == "limit" then
