@@ -8,15 +8,15 @@
 -- Contract: `start(req)` builds the body from the normalised request and hands it to the core
 -- (`core.start_generate(route, {endpoint = "/chat/completions", body =, reader =})`); `reader(reply)`
 -- runs when the 2xx reply is in (in the loop, never inside libcurl): the first choice's
--- `message.content` is parsed for Markdown image links (`imageroute.markdown`), and `message.images`
--- (image parts some gateways put beside the content, e.g. OpenRouter: "Image Generation",
--- https://openrouter.ai/docs/features/multimodal/image-generation, read 2026-12-02; streamed: each
--- delta's `images`) is read after it; streamed, the core hands over each chunk's first-choice
--- `delta` (`reply.deltas`) and their content is joined here. data: URLs are decoded in place (`core.image_from_data_url`), and the
--- other links go back to the core to be downloaded on the same transfer (the download policy
--- applies to each). A content given as a list of parts contributes its text parts as the text and
--- its `image_url` parts as image links, in document order with the Markdown links.
--- `reply(req, res, err)` builds the result.
+-- `message.content` is parsed for Markdown image links (`imageroute.markdown`), and
+-- `message.images` (image parts some gateways put beside the content, e.g. OpenRouter: "Image
+-- Generation", https://openrouter.ai/docs/features/multimodal/image-generation, read 2026-12-02;
+-- streamed: each delta's `images`) is read after it. Streamed, the core hands over each chunk's
+-- first-choice `delta` (`reply.deltas`) and their content is joined here. data: URLs are decoded
+-- in place (`core.image_from_data_url`), and the other links go back to the core to be downloaded
+-- on the same transfer (the download policy applies to each). A content given as a list of parts
+-- contributes its text parts as the text and its `image_url` parts as image links, in document
+-- order with the Markdown links. `reply(req, res, err)` builds the result.
 -- @module imageroute.shapes.chat
 
 local core = require("imageroute.core")
